@@ -1,0 +1,154 @@
+#include "auth/passwd_file.hpp"
+
+#include <crypt.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "base/strings.hpp"
+
+namespace postern::auth {
+namespace {
+
+std::vector<std::string> split_fields(std::string_view line) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (true) {
+    size_t j = line.find(':', i);
+    if (j == std::string_view::npos) {
+      out.emplace_back(line.substr(i));
+      break;
+    }
+    out.emplace_back(line.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
+Result<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Error{fmt::format("{}: {}", path, std::strerror(errno))};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+Result<std::vector<PasswdEntry>> parse_passwd_file(std::string_view text, std::string_view filename) {
+  std::vector<PasswdEntry> out;
+  int lineno = 0;
+  for (std::string_view raw : split_lines(text)) {
+    ++lineno;
+    std::string_view line = trim(raw);
+    if (line.empty() || line.front() == '#') continue;
+    auto f = split_fields(line);
+    if (f[0].empty() || f.size() < 2)
+      return Error{fmt::format("{}, line {}: expected user:password[:uid:gid:gecos:home:shell:extra]", filename,
+                               lineno)};
+    PasswdEntry e;
+    e.user = f[0];
+    e.password = f[1];
+    std::string* rest[] = {&e.uid, &e.gid, &e.gecos, &e.home, &e.shell};
+    for (size_t k = 0; k < 5 && k + 2 < f.size(); ++k) *rest[k] = f[k + 2];
+    for (size_t k = 7; k < f.size(); ++k) e.extra += (k > 7 ? ":" : "") + f[k];
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::string format_passwd_entry(const PasswdEntry& e) {
+  std::string line = fmt::format("{}:{}:{}:{}:{}:{}:{}:{}", e.user, e.password, e.uid, e.gid, e.gecos, e.home, e.shell,
+                                 e.extra);
+  return line;
+}
+
+std::optional<PasswdEntry> PasswdFile::find(std::string_view user) {
+  struct stat st;
+  std::lock_guard lock(mutex_);
+  if (::stat(path_.c_str(), &st) != 0) {
+    by_user_.clear();
+    loaded_ = false;
+    return std::nullopt;
+  }
+  if (!loaded_ || st.st_ino != inode_ || st.st_mtim.tv_sec != mtime_.tv_sec ||
+      st.st_mtim.tv_nsec != mtime_.tv_nsec) {
+    auto text = read_file(path_);
+    if (!text) return std::nullopt;
+    auto entries = parse_passwd_file(*text, path_);
+    by_user_.clear();
+    if (entries)
+      for (auto& e : *entries) by_user_.emplace(to_lower(e.user), e);
+    loaded_ = true;
+    inode_ = st.st_ino;
+    mtime_ = st.st_mtim;
+  }
+  auto it = by_user_.find(to_lower(user));
+  if (it == by_user_.end()) return std::nullopt;
+  return it->second;
+}
+
+Result<std::vector<PasswdEntry>> read_passwd_file(const std::string& path) {
+  if (::access(path.c_str(), F_OK) != 0) return std::vector<PasswdEntry>{};
+  auto text = read_file(path);
+  if (!text) return text.error();
+  return parse_passwd_file(*text, path);
+}
+
+Status write_passwd_file(const std::string& path, const std::vector<PasswdEntry>& entries) {
+  std::string text;
+  for (const auto& e : entries) text += format_passwd_entry(e) + "\n";
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Error{fmt::format("{}: {}", tmp, std::strerror(errno))};
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  int err = errno;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    if (ok) err = errno;
+    ::unlink(tmp.c_str());
+    return Error{fmt::format("{}: {}", path, std::strerror(err))};
+  }
+  return Ok{};
+}
+
+Result<std::string> hash_password(std::string_view password) {
+  char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+  if (!crypt_gensalt_rn("$6$", 0, nullptr, 0, salt, sizeof salt))
+    return Error{fmt::format("crypt_gensalt: {}", std::strerror(errno))};
+  crypt_data data{};
+  std::string pw(password);
+  const char* h = crypt_rn(pw.c_str(), salt, &data, sizeof data);
+  explicit_bzero(pw.data(), pw.size());
+  if (!h || h[0] == '*') return Error{"crypt failed"};
+  return std::string("{SHA512-CRYPT}") + h;
+}
+
+bool verify_password(std::string_view password, std::string_view stored) {
+  std::string_view hash = stored;
+  std::string scheme;
+  if (!stored.empty() && stored.front() == '{') {
+    size_t close = stored.find('}');
+    if (close == std::string_view::npos) return false;
+    scheme = to_lower(stored.substr(1, close - 1));
+    hash = stored.substr(close + 1);
+  }
+  if (scheme == "plain" || scheme == "clear" || scheme == "cleartext") return hash == password;
+  if (!scheme.empty() && scheme != "crypt" && scheme != "sha512-crypt" && scheme != "sha256-crypt" &&
+      scheme != "blf-crypt" && scheme != "md5-crypt")
+    return false;
+  crypt_data data{};
+  std::string pw(password), h(hash);
+  const char* out = crypt_rn(pw.c_str(), h.c_str(), &data, sizeof data);
+  explicit_bzero(pw.data(), pw.size());
+  return out && out[0] != '*' && h == out;
+}
+
+}  // namespace postern::auth

@@ -1,0 +1,69 @@
+#include "delivery/aliases.hpp"
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "base/strings.hpp"
+
+namespace postern::delivery {
+
+std::map<std::string, std::vector<std::string>> parse_aliases(std::string_view text) {
+  std::map<std::string, std::vector<std::string>> table;
+  std::string name, value;
+  auto flush = [&] {
+    if (!name.empty()) {
+      std::vector<std::string> targets;
+      for (auto& t : split_list(value, ",")) {
+        std::string_view v = trim(t);
+        if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
+        if (!v.empty()) targets.emplace_back(v);
+      }
+      table[to_lower(name)] = std::move(targets);
+    }
+    name.clear();
+    value.clear();
+  };
+  for (std::string_view line : split_lines(text)) {
+    std::string_view t = trim(line);
+    if (t.empty() || t.front() == '#') continue;
+    if (line.front() == ' ' || line.front() == '\t') {
+      if (!name.empty()) value += " " + std::string(t);
+      continue;
+    }
+    flush();
+    size_t colon = t.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view n = trim(t.substr(0, colon));
+    if (n.size() >= 2 && n.front() == '"' && n.back() == '"') n = n.substr(1, n.size() - 2);
+    name = n;
+    value = trim(t.substr(colon + 1));
+  }
+  flush();
+  return table;
+}
+
+std::optional<std::vector<std::string>> AliasTable::find(std::string_view name) {
+  std::lock_guard lock(mutex_);
+  struct stat st;
+  if (::stat(path_.c_str(), &st) != 0) {
+    table_.clear();
+    loaded_ = false;
+    return std::nullopt;
+  }
+  if (!loaded_ || st.st_ino != inode_ || st.st_mtim.tv_sec != mtime_.tv_sec || st.st_mtim.tv_nsec != mtime_.tv_nsec) {
+    std::ifstream in(path_, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    table_ = parse_aliases(ss.str());
+    loaded_ = true;
+    inode_ = st.st_ino;
+    mtime_ = st.st_mtim;
+  }
+  auto it = table_.find(to_lower(name));
+  if (it == table_.end()) return std::nullopt;
+  return it->second;
+}
+
+}  // namespace postern::delivery

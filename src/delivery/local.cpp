@@ -1,0 +1,229 @@
+#include "delivery/local.hpp"
+
+#include <pwd.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "base/log.hpp"
+#include "base/strings.hpp"
+
+namespace postern::delivery {
+namespace {
+
+constexpr int kMaxAliasDepth = 20;
+
+std::string alias_path(std::string_view map) {
+  size_t colon = map.find(':');
+  if (colon == std::string_view::npos) return std::string(map);
+  std::string_view type = map.substr(0, colon);
+  if (type == "hash" || type == "btree" || type == "lmdb" || type == "texthash" || type == "cdb")
+    return std::string(map.substr(colon + 1));
+  return {};
+}
+
+// Splits "local@domain" at the last '@'.
+void split_address(std::string_view addr, std::string& local, std::string& domain) {
+  size_t at = addr.rfind('@');
+  if (at == std::string_view::npos) {
+    local = addr;
+    domain.clear();
+  } else {
+    local = addr.substr(0, at);
+    domain = addr.substr(at + 1);
+  }
+}
+
+}  // namespace
+
+LocalDelivery::LocalDelivery(const config::Config& config)
+    : myhostname_(to_lower(config.get("myhostname"))),
+      myorigin_(to_lower(config.get("myorigin"))),
+      home_mailbox_(config.get("home_mailbox")),
+      virtual_base_(config.get_path("virtual_mailbox_base")),
+      delimiter_(config.get("recipient_delimiter")),
+      mailbox_size_limit_(static_cast<uint64_t>(config.get_int("mailbox_size_limit"))),
+      passwd_(config.get_path("passwd_file")) {
+  for (const auto& d : config.get_list("mydestination")) mydestination_.insert(to_lower(d));
+  for (const auto& d : config.get_list("virtual_mailbox_domains")) virtual_domains_.insert(to_lower(d));
+  for (const auto& m : config.get_list("alias_maps")) {
+    std::string path = alias_path(m);
+    if (path.empty()) {
+      log::warning("local", "alias_maps: unsupported table type in \"{}\", ignored", m);
+      continue;
+    }
+    if (path[0] != '/') path = config.dir() + "/" + path;
+    aliases_.push_back(std::make_unique<AliasTable>(path));
+  }
+}
+
+bool LocalDelivery::is_local_domain(std::string_view domain) const { return mydestination_.count(to_lower(domain)) > 0; }
+bool LocalDelivery::is_virtual_domain(std::string_view domain) const {
+  return virtual_domains_.count(to_lower(domain)) > 0;
+}
+
+Resolution LocalDelivery::resolve(std::string_view local, std::string_view domain) {
+  return resolve_depth(local, domain, 0);
+}
+
+Resolution LocalDelivery::mailbox_of(std::string_view user) {
+  size_t at = user.rfind('@');
+  if (at != std::string_view::npos && is_virtual_domain(user.substr(at + 1))) return resolve(user.substr(0, at), user.substr(at + 1));
+  std::string name(at == std::string_view::npos ? user : user.substr(0, at));
+  return resolve_system(name, name + "@" + myhostname_);
+}
+
+Resolution LocalDelivery::resolve_system(const std::string& user, const std::string& address) {
+  Resolution r;
+  passwd pw{};
+  passwd* result = nullptr;
+  std::vector<char> buf(16384);
+  if (getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &result) != 0 || !result) {
+    r.status = RcptStatus::kUnknownUser;
+    return r;
+  }
+  Mailbox mb;
+  mb.address = address;
+  mb.maildir = std::string(pw.pw_dir) + "/" + home_mailbox_;
+  if (mb.maildir.back() == '/') mb.maildir.pop_back();
+  // Root may write as the user; anyone else writes as itself (and can only reach its own home).
+  if (::geteuid() == 0) mb.owner = {true, pw.pw_uid, pw.pw_gid};
+  r.status = RcptStatus::kLocal;
+  r.mailboxes.push_back(std::move(mb));
+  return r;
+}
+
+Resolution LocalDelivery::resolve_depth(std::string_view local_in, std::string_view domain_in, int depth) {
+  Resolution r;
+  std::string domain = to_lower(domain_in);
+  if (domain.empty()) domain = myorigin_;
+  std::string local = to_lower(local_in);
+  if (depth > kMaxAliasDepth) {
+    r.status = RcptStatus::kUnsupported;
+    r.detail = "alias loop or nesting too deep";
+    return r;
+  }
+  // The address with its extension removed: alice+tag -> alice.
+  std::string base = local;
+  if (!delimiter_.empty()) {
+    size_t d = local.find_first_of(delimiter_);
+    if (d != std::string::npos && d > 0) base = local.substr(0, d);
+  }
+
+  if (is_virtual_domain(domain)) {
+    for (const std::string& name : {local, base}) {
+      if (auto e = passwd_.find(name + "@" + domain)) {
+        std::string user = to_lower(e->user.substr(0, e->user.rfind('@')));
+        Mailbox mb;
+        mb.address = user + "@" + domain;
+        mb.maildir = virtual_base_ + "/" + domain + "/" + user;
+        r.status = RcptStatus::kLocal;
+        r.mailboxes.push_back(std::move(mb));
+        return r;
+      }
+    }
+    r.status = RcptStatus::kUnknownUser;
+    return r;
+  }
+  if (!is_local_domain(domain)) {
+    r.status = RcptStatus::kNotOurDomain;
+    return r;
+  }
+
+  // Aliases: the full local part first, then without its extension (Postfix's order).
+  for (const std::string& name : {local, base}) {
+    for (auto& table : aliases_) {
+      auto targets = table->find(name);
+      if (!targets) continue;
+      r.status = RcptStatus::kLocal;
+      for (const auto& t : *targets) {
+        if (t.empty() || t[0] == '|' || t[0] == '/' || istarts_with(t, ":include:")) {
+          r.status = RcptStatus::kUnsupported;
+          r.detail = "alias " + name + " expands to \"" + printable(t) + "\": commands, files and includes are not supported";
+          return r;
+        }
+        std::string tl, td;
+        split_address(t, tl, td);
+        // A target naming the alias itself is the user's own mailbox (the "user: user, other" idiom).
+        Resolution sub = (to_lower(tl) == name && (td.empty() || is_local_domain(td)))
+                             ? resolve_system(name, name + "@" + myhostname_)
+                             : resolve_depth(tl, td, depth + 1);
+        if (sub.status != RcptStatus::kLocal) {
+          if (sub.status == RcptStatus::kNotOurDomain) {
+            sub.status = RcptStatus::kUnsupported;
+            sub.detail = "alias " + name + " expands to the remote address " + printable(t) +
+                         ": outbound delivery is not available yet";
+          }
+          return sub;
+        }
+        for (auto& mb : sub.mailboxes) {
+          bool dup = false;
+          for (const auto& have : r.mailboxes) dup |= have.maildir == mb.maildir;
+          if (!dup) r.mailboxes.push_back(std::move(mb));
+        }
+      }
+      return r;
+    }
+  }
+  r = resolve_system(base, base + "@" + myhostname_);
+  if (r.status == RcptStatus::kUnknownUser && base == "postmaster") return resolve_system("root", "root@" + myhostname_);
+  return r;
+}
+
+DeliveryOutcome LocalDelivery::deliver(const queue::Envelope& env, std::string_view received_header,
+                                       std::string_view content) {
+  DeliveryOutcome out;
+  struct Target {
+    std::string orig;  // the envelope recipient
+    Mailbox mailbox;
+  };
+  std::vector<Target> targets;
+  for (const auto& rcpt : env.recipients) {
+    std::string local, domain;
+    split_address(rcpt, local, domain);
+    Resolution res = resolve(local, domain);
+    if (res.status != RcptStatus::kLocal) {
+      out.error = {store::ErrorKind::kTemporary, "recipient " + rcpt + " is no longer deliverable"};
+      log::info("local", "{}: to=<{}>, relay=local, status=deferred ({})", env.queue_id, rcpt, out.error.detail);
+      return out;
+    }
+    for (auto& mb : res.mailboxes) {
+      bool dup = false;
+      for (const auto& t : targets) dup |= t.mailbox.maildir == mb.maildir;
+      if (!dup) targets.push_back({rcpt, std::move(mb)});
+    }
+  }
+
+  std::string return_path = "Return-Path: <" + env.sender + ">\n";
+  std::vector<store::maildir::Pending> pending;
+  for (const auto& t : targets) {
+    std::string delivered_to = "Delivered-To: " + t.mailbox.address + "\n";
+    std::vector<std::string_view> parts = {return_path, delivered_to, received_header, content};
+    auto p = store::maildir::write_tmp(t.mailbox.maildir, parts, t.mailbox.owner, mailbox_size_limit_, out.error);
+    if (!p) {
+      for (const auto& done : pending) store::maildir::abort(done);
+      log::warning("local", "{}: to=<{}>: {}", env.queue_id, t.mailbox.address, out.error.detail);
+      return out;
+    }
+    pending.push_back(std::move(*p));
+  }
+  double delay =
+      std::chrono::duration<double>(std::chrono::system_clock::now() - env.arrival).count();
+  for (size_t i = 0; i < pending.size(); ++i) {
+    store::StoreError err;
+    auto final_path = store::maildir::commit(pending[i], err);
+    const Target& t = targets[i];
+    std::string orig = t.orig == t.mailbox.address ? "" : ", orig_to=<" + t.orig + ">";
+    if (!final_path) {
+      out.error = err;
+      log::warning("local", "{}: to=<{}>{}, relay=local, status=deferred ({})", env.queue_id, t.mailbox.address, orig,
+                   err.detail);
+      continue;
+    }
+    log::info("local", "{}: to=<{}>{}, relay=local, delay={:.2f}, dsn=2.0.0, status=sent (delivered to maildir)",
+              env.queue_id, t.mailbox.address, orig, delay);
+  }
+  return out;
+}
+
+}  // namespace postern::delivery

@@ -1,0 +1,78 @@
+// delivery/local.hpp: the local delivery agent: which addresses are ours (mydestination: system users and
+// aliases; virtual_mailbox_domains: passwd_file users) and durable delivery into their Maildirs.
+// A message for several mailboxes is written to all of them (tmp/ + fsync) before any is committed (rename +
+// fsync of new/): a failure leaves no copy anywhere, so a 4xx reply never causes duplicates.
+// Thread-safe: deliver() runs on the delivery threads, resolve() on the I/O thread.
+#pragma once
+
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "auth/passwd_file.hpp"
+#include "config/config.hpp"
+#include "delivery/aliases.hpp"
+#include "queue/envelope.hpp"
+#include "store/error.hpp"
+#include "store/maildir/maildir.hpp"
+
+namespace postern::delivery {
+
+struct Mailbox {
+  std::string address;  // the final address, for Delivered-To and logs
+  std::string maildir;
+  store::maildir::Owner owner;
+};
+
+enum class RcptStatus {
+  kLocal,         // deliverable here
+  kUnknownUser,   // our domain, no such user: 550 5.1.1
+  kNotOurDomain,  // relaying: refused until outbound delivery exists
+  kUnsupported,   // an alias to a command, file, include or remote address: not deliverable here yet
+  kMailboxFull,   // mailbox_size_limit reached already
+};
+
+struct Resolution {
+  RcptStatus status = RcptStatus::kUnknownUser;
+  std::vector<Mailbox> mailboxes;
+  std::string detail;
+};
+
+struct DeliveryOutcome {
+  store::StoreError error;  // kNone: delivered to every mailbox
+};
+
+class LocalDelivery {
+ public:
+  explicit LocalDelivery(const config::Config& config);
+
+  // Resolves "local@domain" (domain already set; lower-cased inside).
+  Resolution resolve(std::string_view local, std::string_view domain);
+  // Writes `content` (with the given header lines prepended per mailbox) to every recipient's mailbox.
+  DeliveryOutcome deliver(const queue::Envelope& envelope, std::string_view received_header,
+                          std::string_view content);
+  // The mailbox that belongs to a login name ("alice" or "alice@example.org"), ignoring aliases.
+  Resolution mailbox_of(std::string_view user);
+  bool is_local_domain(std::string_view domain) const;
+  bool is_virtual_domain(std::string_view domain) const;
+  const std::string& myorigin() const { return myorigin_; }
+
+ private:
+  Resolution resolve_depth(std::string_view local, std::string_view domain, int depth);
+  Resolution resolve_system(const std::string& user, const std::string& address);
+
+  std::set<std::string> mydestination_;
+  std::set<std::string> virtual_domains_;
+  std::string myhostname_;
+  std::string myorigin_;
+  std::string home_mailbox_;
+  std::string virtual_base_;
+  std::string delimiter_;
+  uint64_t mailbox_size_limit_;
+  std::vector<std::unique_ptr<AliasTable>> aliases_;
+  auth::PasswdFile passwd_;
+};
+
+}  // namespace postern::delivery

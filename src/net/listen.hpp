@@ -1,0 +1,20 @@
+// net/listen.hpp: turns "*_listen" values ("2525", "127.0.0.1:2525", "[::1]:2525") and inet_interfaces /
+// inet_protocols into the endpoints to bind.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/result.hpp"
+#include "config/config.hpp"
+
+namespace postern::net {
+
+struct ListenAddress {
+  std::string host;  // numeric address
+  unsigned short port = 0;
+};
+
+Result<std::vector<ListenAddress>> listen_addresses(const config::Config& config, std::string_view key);
+
+}  // namespace postern::net

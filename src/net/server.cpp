@@ -1,0 +1,393 @@
+#include "net/server.hpp"
+
+#include <asio.hpp>
+#include <asio/experimental/as_tuple.hpp>
+
+#include <chrono>
+#include <list>
+#include <map>
+#include <set>
+
+#include "base/log.hpp"
+#include "base/strings.hpp"
+#include "config/parameters.hpp"
+#include "delivery/local.hpp"
+#include "net/listen.hpp"
+#include "smtp/proto/line_buffer.hpp"
+#include "smtp/server/session.hpp"
+
+namespace postern::net {
+namespace {
+
+using asio::awaitable;
+using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+constexpr auto kAsTuple = asio::experimental::as_tuple(asio::use_awaitable);
+constexpr size_t kReadChunk = 64 * 1024;
+constexpr auto kFinalWriteTime = std::chrono::seconds(10);
+
+// What every session of one configuration shares; replaced as a whole on reload.
+struct Runtime {
+  std::shared_ptr<const config::Config> config;
+  std::shared_ptr<delivery::LocalDelivery> delivery;
+};
+
+class Server;
+
+// One connection's state, shared by its session coroutine and its watchdog.
+struct Connection {
+  Connection(tcp::socket s, Server& srv) : socket(std::move(s)), timer(socket.get_executor()), server(srv) {}
+  tcp::socket socket;
+  asio::steady_timer timer;
+  Server& server;
+  Clock::time_point deadline = Clock::time_point::max();  // of the current read or write
+  Clock::time_point session_end = Clock::time_point::max();
+  bool expired = false;   // the watchdog cancelled an operation
+  bool finished = false;  // the session is over; the watchdog exits
+  bool delivering = false;
+  std::string ip;
+};
+
+class Server {
+ public:
+  Server(asio::io_context& io, std::shared_ptr<Runtime> rt)
+      : io_(io),
+        pool_(static_cast<size_t>(std::max(1LL, rt->config->get_int("delivery_threads")))),
+        runtime_(std::move(rt)) {}
+
+  Status listen() {
+    auto addrs = listen_addresses(*runtime_->config, "smtp_listen");
+    if (!addrs) return addrs.error();
+    for (const auto& a : *addrs) {
+      asio::error_code ec;
+      auto addr = asio::ip::make_address(a.host, ec);
+      if (ec) return Error{fmt::format("smtp_listen: {}: {}", a.host, ec.message())};
+      tcp::endpoint ep(addr, a.port);
+      tcp::acceptor acc(io_);
+      acc.open(ep.protocol(), ec);
+      if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
+      if (!ec && addr.is_v6()) acc.set_option(asio::ip::v6_only(true), ec);
+      if (!ec) acc.bind(ep, ec);
+      if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+      if (ec) return Error{fmt::format("smtp_listen: cannot listen on {}: {}", format_endpoint(ep), ec.message())};
+      log::info("master", "smtpd listening on {}", format_endpoint(ep));
+      acceptors_.push_back(std::make_unique<tcp::acceptor>(std::move(acc)));
+    }
+    return Ok{};
+  }
+
+  void start() {
+    for (auto& acc : acceptors_) asio::co_spawn(io_, accept_loop(*acc), asio::detached);
+  }
+
+  void stop() {
+    if (stopping_) return;
+    stopping_ = true;
+    log::info("master", "terminating on signal, {} session(s) open", connections_.size());
+    for (auto& acc : acceptors_) {
+      asio::error_code ec;
+      acc->close(ec);
+    }
+    // Idle sessions are told and closed now; a session delivering a message finishes it first.
+    for (Connection* c : connections_)
+      if (!c->delivering) {
+        asio::error_code ec;
+        c->socket.cancel(ec);
+      }
+  }
+
+  void reload() {
+    auto fresh = config::Config::load(runtime_->config->dir());
+    if (!fresh) {
+      log::error("master", "reload failed, keeping the running configuration: {}", fresh.error().message);
+      return;
+    }
+    auto cfg = std::make_shared<const config::Config>(std::move(*fresh));
+    auto rt = std::make_shared<Runtime>();
+    rt->config = cfg;
+    rt->delivery = std::make_shared<delivery::LocalDelivery>(*cfg);
+    runtime_ = rt;
+    log::info("master", "reload -- configuration {}", cfg->dir());
+  }
+
+  void join_pool() { pool_.join(); }
+  bool stopping() const { return stopping_; }
+
+ private:
+  static std::string format_endpoint(const tcp::endpoint& ep) {
+    return ep.address().is_v6() ? fmt::format("[{}]:{}", ep.address().to_string(), ep.port())
+                                : fmt::format("{}:{}", ep.address().to_string(), ep.port());
+  }
+
+  awaitable<void> accept_loop(tcp::acceptor& acc) {
+    while (!stopping_) {
+      auto [ec, sock] = co_await acc.async_accept(kAsTuple);
+      if (ec) {
+        if (stopping_ || ec == asio::error::operation_aborted) co_return;
+        log::warning("master", "accept: {}", ec.message());
+        continue;
+      }
+      asio::co_spawn(io_, connection(std::move(sock)), asio::detached);
+    }
+  }
+
+  static awaitable<void> watchdog(std::shared_ptr<Connection> c) {
+    while (!c->finished) {
+      c->timer.expires_at(std::min(c->deadline, c->session_end));
+      co_await c->timer.async_wait(kAsTuple);
+      if (c->finished) co_return;
+      auto now = Clock::now();
+      if (now < c->deadline && now < c->session_end) continue;
+      asio::error_code ec;
+      if (!c->expired) {
+        // First expiry: stop the pending read; the session replies 421 and closes.
+        c->expired = true;
+        c->deadline = now + kFinalWriteTime;
+        c->session_end = Clock::time_point::max();
+        c->socket.cancel(ec);
+      } else {
+        c->socket.close(ec);
+        co_return;
+      }
+    }
+  }
+
+  // Writes all of `out` and clears it; false when the connection is gone.
+  static awaitable<bool> flush(Connection& c, std::string& out, std::chrono::seconds timeout) {
+    if (out.empty()) co_return true;
+    c.deadline = Clock::now() + timeout;
+    auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(out), kAsTuple);
+    out.clear();
+    co_return !ec;
+  }
+
+  // Reads more bytes into `lines`; false on EOF, error, timeout or stop.
+  static awaitable<bool> read_more(Connection& c, smtp::proto::LineBuffer& lines, std::string& buf,
+                                   std::chrono::seconds timeout) {
+    c.deadline = Clock::now() + timeout;
+    buf.resize(kReadChunk);
+    auto [ec, n] = co_await c.socket.async_read_some(asio::buffer(buf), kAsTuple);
+    if (ec) co_return false;
+    lines.append(std::string_view(buf.data(), n));
+    co_return true;
+  }
+
+  awaitable<void> connection(tcp::socket sock) {
+    auto rt = runtime_;
+    auto c = std::make_shared<Connection>(std::move(sock), *this);
+    asio::error_code ec;
+    auto remote = c->socket.remote_endpoint(ec);
+    if (ec) co_return;
+    c->ip = remote.address().is_v6() && remote.address().to_v6().is_v4_mapped()
+                ? asio::ip::make_address_v4(asio::ip::v4_mapped, remote.address().to_v6()).to_string()
+                : remote.address().to_string();
+    const config::Config& cfg = *rt->config;
+    auto settings = smtp::server::Settings::from_config(cfg, "smtp");
+    std::string out;
+
+    // Connection limits: overall, then per client address.
+    long long per_ip_limit = cfg.get_int("smtpd_client_connection_count_limit");
+    long long total_limit = cfg.get_int("smtpd_connection_limit");
+    if ((total_limit > 0 && static_cast<long long>(connections_.size()) >= total_limit) ||
+        (per_ip_limit > 0 && per_ip_[c->ip] >= per_ip_limit)) {
+      log::warning("smtpd", "too many connections from {} ({} open in all)", c->ip, connections_.size());
+      out = smtp::proto::Reply(421, "4.7.0", settings.hostname + " Error: too many connections from " + c->ip).render();
+      c->deadline = Clock::now() + kFinalWriteTime;
+      co_await asio::async_write(c->socket, asio::buffer(out), kAsTuple);
+      co_return;
+    }
+    connections_.insert(c.get());
+    per_ip_[c->ip]++;
+    c->session_end = Clock::now() + std::chrono::seconds(cfg.get_int("smtpd_session_time_limit"));
+    asio::co_spawn(io_, watchdog(c), asio::detached);
+
+    smtp::server::Client client{c->ip};
+    log::info("smtpd", "connect from {}", client.log_name());
+    auto delivery = rt->delivery;
+    smtp::server::Session session(settings, client, [delivery](std::string_view l, std::string_view d) {
+      return delivery->resolve(l, d);
+    });
+    co_await run_session(*c, session, *rt, out);
+    log::info("smtpd", "disconnect from {} {}", client.log_name(), session.command_summary());
+
+    c->finished = true;
+    c->timer.cancel();
+    c->socket.close(ec);
+    connections_.erase(c.get());
+    if (--per_ip_[c->ip] <= 0) per_ip_.erase(c->ip);
+  }
+
+  awaitable<void> run_session(Connection& c, smtp::server::Session& session, const Runtime& rt, std::string& out) {
+    const config::Config& cfg = *rt.config;
+    auto timeout = std::chrono::seconds(cfg.get_int("smtpd_timeout"));
+    auto error_sleep = std::chrono::seconds(cfg.get_int("smtpd_error_sleep_time"));
+    auto pregreet_wait = std::chrono::seconds(cfg.get_int("smtpd_pregreet_wait"));
+    smtp::proto::LineBuffer lines(static_cast<size_t>(cfg.get_int("line_length_limit")));
+    std::string buf;
+
+    auto send_final = [&](smtp::proto::Reply r) -> awaitable<void> {
+      out += r.render();
+      co_await flush(c, out, std::chrono::duration_cast<std::chrono::seconds>(kFinalWriteTime));
+    };
+    auto lost = [&]() -> awaitable<void> {
+      // Read failed: timeout, shutdown, or the client went away.
+      if (c.expired) {
+        log::info("smtpd", "timeout after {} from {}", session.in_transaction() ? "transaction" : "command",
+                  session.client().log_name());
+        co_await send_final(smtp::proto::Reply(421, "4.4.2", cfg.get("myhostname") + " Error: timeout exceeded"));
+      } else if (stopping_) {
+        co_await send_final(smtp::proto::Reply(421, "4.3.2", cfg.get("myhostname") + " Service shutting down"));
+      } else {
+        log::info("smtpd", "lost connection{} from {}", session.in_transaction() ? " in transaction" : "",
+                  session.client().log_name());
+      }
+    };
+
+    if (pregreet_wait.count() > 0) {
+      asio::steady_timer t(c.socket.get_executor(), pregreet_wait);
+      co_await t.async_wait(kAsTuple);
+    }
+    asio::error_code ec;
+    if (c.socket.available(ec) > 0) {
+      auto step = session.pregreet();
+      for (auto& r : step.replies) out += r.render();
+      co_await flush(c, out, timeout);
+      co_return;
+    }
+    out += session.greeting().render();
+
+    while (true) {
+      std::string_view line;
+      auto status = lines.next(line);
+      if (status == smtp::proto::LineBuffer::Status::kNeedMore) {
+        if (!co_await flush(c, out, timeout)) co_return;
+        if (stopping_) co_return co_await lost();
+        if (!co_await read_more(c, lines, buf, timeout)) co_return co_await lost();
+        continue;
+      }
+      smtp::server::Step step = status == smtp::proto::LineBuffer::Status::kTooLong
+                                    ? session.line_too_long()
+                                    : session.command(line, !lines.empty());
+      while (true) {
+        if (step.delay) {
+          if (!co_await flush(c, out, timeout)) co_return;
+          asio::steady_timer t(c.socket.get_executor(), error_sleep);
+          co_await t.async_wait(kAsTuple);
+        }
+        for (auto& r : step.replies)
+          if (r.code) out += r.render();
+        if (step.next == smtp::server::Next::kClose) {
+          co_await flush(c, out, timeout);
+          co_return;
+        }
+        if (step.next == smtp::server::Next::kCommand) break;
+        if (step.next == smtp::server::Next::kData) {
+          if (!co_await flush(c, out, timeout)) co_return;
+          auto& reader = session.data_reader();
+          while (true) {
+            size_t used = reader.feed(lines.pending(), session.content());
+            lines.consume(used);
+            if (reader.done()) break;
+            if (!co_await read_more(c, lines, buf, timeout)) co_return co_await lost();
+          }
+          step = session.data_done();
+          continue;
+        }
+        if (step.next == smtp::server::Next::kBdat) {
+          uint64_t left = step.bdat_size;
+          while (left > 0) {
+            if (lines.empty() && !co_await read_more(c, lines, buf, timeout)) co_return co_await lost();
+            std::string_view avail = lines.pending();
+            size_t take = static_cast<size_t>(std::min<uint64_t>(left, avail.size()));
+            if (!step.bdat_discard) session.bdat_feed(avail.substr(0, take));
+            lines.consume(take);
+            left -= take;
+          }
+          if (step.bdat_discard) {
+            step.next = smtp::server::Next::kCommand;
+            continue;
+          }
+          step = session.bdat_done();
+          continue;
+        }
+        if (step.next == smtp::server::Next::kDeliver) {
+          step = session.delivered(co_await deliver(c, session, rt));
+          if (stopping_) {
+            for (auto& r : step.replies) out += r.render();
+            co_return co_await send_final(
+                smtp::proto::Reply(421, "4.3.2", cfg.get("myhostname") + " Service shutting down"));
+          }
+          continue;
+        }
+      }
+    }
+  }
+
+  // Runs the delivery on a worker thread; the session coroutine resumes on the I/O thread.
+  awaitable<store::StoreError> deliver(Connection& c, smtp::server::Session& session, const Runtime& rt) {
+    c.delivering = true;
+    c.deadline = Clock::time_point::max();
+    std::string header = session.received_header();
+    auto work = [&]() -> awaitable<store::StoreError> {
+      co_return rt.delivery->deliver(session.envelope(), header, session.content()).error;
+    };
+    auto [ep, err] = co_await asio::co_spawn(pool_.get_executor(), std::move(work), kAsTuple);
+    c.delivering = false;
+    if (ep) co_return store::StoreError{store::ErrorKind::kTemporary, "delivery failed with an exception"};
+    co_return err;
+  }
+
+  asio::io_context& io_;
+  asio::thread_pool pool_;
+  std::shared_ptr<Runtime> runtime_;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
+  std::set<Connection*> connections_;
+  std::map<std::string, long long> per_ip_;
+  bool stopping_ = false;
+};
+
+void warn_unimplemented(const config::Config& cfg) {
+  for (const auto& p : config::parameters())
+    if (!p.implemented && cfg.is_set(std::string(p.name)))
+      log::warning("master", "{}: this setting is accepted but has no effect yet in this version", p.name);
+}
+
+}  // namespace
+
+Status serve(std::shared_ptr<const config::Config> config, const std::function<void()>& ready) {
+  asio::io_context io(1);
+  auto rt = std::make_shared<Runtime>();
+  rt->config = config;
+  rt->delivery = std::make_shared<delivery::LocalDelivery>(*config);
+  warn_unimplemented(*config);
+  Server server(io, rt);
+  if (auto st = server.listen(); !st) return st;
+
+  asio::signal_set stop_signals(io, SIGTERM, SIGINT);
+  asio::signal_set hup(io, SIGHUP);
+  std::function<void()> wait_stop = [&] {
+    stop_signals.async_wait([&](const asio::error_code& ec, int) {
+      if (ec) return;
+      server.stop();
+      hup.cancel();
+    });
+  };
+  std::function<void()> wait_hup = [&] {
+    hup.async_wait([&](const asio::error_code& ec, int) {
+      if (ec || server.stopping()) return;
+      server.reload();
+      wait_hup();
+    });
+  };
+  wait_stop();
+  wait_hup();
+  server.start();
+  log::info("master", "daemon started -- configuration {}", config->dir());
+  if (ready) ready();
+  io.run();  // returns once the listeners are closed and every session has ended
+  server.join_pool();
+  log::info("master", "stopped");
+  return Ok{};
+}
+
+}  // namespace postern::net

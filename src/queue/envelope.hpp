@@ -1,0 +1,21 @@
+// queue/envelope.hpp: who a message is from and for, as received; shared by receiving and delivery.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace postern::queue {
+
+struct Envelope {
+  std::string queue_id;
+  std::string sender;                   // empty: the null sender <>
+  std::vector<std::string> recipients;  // as accepted at RCPT, with a domain
+  std::chrono::system_clock::time_point arrival;
+  std::string client;  // "host[address]" for logs; "local" for sendmail
+};
+
+// A Postfix-style queue id: upper-case hex from the time and a counter, unique within this host.
+std::string new_queue_id();
+
+}  // namespace postern::queue

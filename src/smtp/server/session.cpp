@@ -1,0 +1,393 @@
+#include "smtp/server/session.hpp"
+
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "base/log.hpp"
+#include "base/strings.hpp"
+
+namespace postern::smtp::server {
+
+using proto::Command;
+using proto::Reply;
+using proto::Verb;
+
+namespace {
+
+// Verbs in the order Postfix lists them in its disconnect line.
+constexpr std::string_view kSummaryOrder[] = {"helo", "ehlo", "starttls", "auth", "mail", "rcpt", "bdat",
+                                              "data", "rset", "noop", "vrfy", "quit", "unknown"};
+
+std::string delivery_detail(delivery::RcptStatus status) {
+  switch (status) {
+    case delivery::RcptStatus::kUnknownUser:
+      return "Recipient address rejected: User unknown";
+    case delivery::RcptStatus::kNotOurDomain:
+      return "Relay access denied";
+    case delivery::RcptStatus::kMailboxFull:
+      return "Mailbox full";
+    case delivery::RcptStatus::kUnsupported:
+      return "Recipient address rejected: cannot deliver to this address";
+    case delivery::RcptStatus::kLocal:
+      break;
+  }
+  return "Ok";
+}
+
+}  // namespace
+
+Settings Settings::from_config(const config::Config& config, std::string_view service) {
+  Settings s;
+  s.hostname = config.get("myhostname", service);
+  s.banner = config.get("smtpd_banner", service);
+  s.mail_name = config.get("mail_name", service);
+  s.myorigin = to_lower(config.get("myorigin", service));
+  s.message_size_limit = static_cast<uint64_t>(config.get_int("message_size_limit", service));
+  s.recipient_limit = static_cast<size_t>(config.get_int("smtpd_recipient_limit", service));
+  s.soft_error_limit = static_cast<int>(config.get_int("smtpd_soft_error_limit", service));
+  s.hard_error_limit = static_cast<int>(config.get_int("smtpd_hard_error_limit", service));
+  s.line_length_limit = static_cast<size_t>(config.get_int("line_length_limit", service));
+  s.disable_vrfy = config.get_bool("disable_vrfy_command", service);
+  s.helo_required = config.get_bool("smtpd_helo_required", service);
+  s.smtputf8 = config.get_bool("smtputf8_enable", service);
+  return s;
+}
+
+Session::Session(Settings settings, Client client, RecipientCheck check)
+    : settings_(std::move(settings)), client_(std::move(client)), check_(std::move(check)) {}
+
+Reply Session::greeting() const { return Reply(220, "", settings_.banner); }
+
+void Session::count(std::string_view verb, bool ok) {
+  auto& c = counts_[std::string(verb)];
+  c.second++;
+  if (ok) c.first++;
+}
+
+std::string Session::command_summary() const {
+  std::string out;
+  int ok_total = 0, all_total = 0;
+  for (std::string_view verb : kSummaryOrder) {
+    auto it = counts_.find(std::string(verb));
+    if (it == counts_.end()) continue;
+    auto [ok, total] = it->second;
+    ok_total += ok;
+    all_total += total;
+    out += ok == total ? fmt::format("{}={} ", verb, total) : fmt::format("{}={}/{} ", verb, ok, total);
+  }
+  out += ok_total == all_total ? fmt::format("commands={}", all_total) : fmt::format("commands={}/{}", ok_total, all_total);
+  return out;
+}
+
+Step Session::reply(Reply r, Next next) {
+  Step s;
+  s.replies.push_back(std::move(r));
+  s.next = next;
+  return s;
+}
+
+Step Session::error(Reply r) {
+  ++errors_;
+  Step s = reply(std::move(r));
+  if (settings_.hard_error_limit > 0 && errors_ >= settings_.hard_error_limit) {
+    log::info("smtpd", "too many errors after {} from {}", s.replies.front().code, client_.log_name());
+    s.replies.push_back(Reply(421, "4.7.0", settings_.hostname + " Error: too many errors"));
+    s.next = Next::kClose;
+  } else if (settings_.soft_error_limit > 0 && errors_ >= settings_.soft_error_limit) {
+    s.delay = true;
+  }
+  return s;
+}
+
+void Session::reset_transaction() {
+  mail_given_ = false;
+  smtputf8_ = false;
+  bdat_active_ = false;
+  bdat_failed_ = false;
+  rcpt_attempts_ = 0;
+  envelope_ = queue::Envelope{};
+  content_.clear();
+  content_.shrink_to_fit();
+  data_reader_.reset();
+  bdat_normalizer_ = proto::CrlfToLf{};
+  bdat_bytes_ = 0;
+}
+
+Step Session::pregreet() {
+  log::info("smtpd", "PREGREET from {}: the client talked before the greeting", client_.log_name());
+  return reply(Reply(554, "5.5.0", "Error: SMTP protocol synchronization"), Next::kClose);
+}
+
+Step Session::line_too_long() {
+  count("unknown", false);
+  return error(Reply(500, "5.5.2", "Error: line too long"));
+}
+
+Step Session::command(std::string_view line, bool more_pending) {
+  proto::ParseOptions opts;
+  opts.smtputf8_enabled = settings_.smtputf8 && esmtp_;
+  proto::ParseResult parsed = proto::parse_command(line, opts);
+  const Command& c = parsed.command;
+  std::string verb = c.verb == Verb::kUnknown ? "unknown" : to_lower(c.verb_text);
+
+  bool must_be_last = c.verb == Verb::kEhlo || c.verb == Verb::kHelo || c.verb == Verb::kData ||
+                      c.verb == Verb::kStarttls || c.verb == Verb::kAuth || c.verb == Verb::kQuit;
+  if (more_pending && c.verb != Verb::kQuit && (must_be_last || !esmtp_)) {
+    count(verb, false);
+    log::info("smtpd", "improper command pipelining after {} from {}", c.verb_text,
+              client_.log_name());
+    return reply(Reply(554, "5.5.0", "Error: SMTP protocol synchronization"), Next::kClose);
+  }
+  if (parsed.error) {
+    count(verb, false);
+    return error(*parsed.error);
+  }
+  Step s;
+  switch (c.verb) {
+    case Verb::kHelo:
+      s = on_helo(c, false);
+      break;
+    case Verb::kEhlo:
+      s = on_helo(c, true);
+      break;
+    case Verb::kMail:
+      s = on_mail(c);
+      break;
+    case Verb::kRcpt:
+      s = on_rcpt(c);
+      break;
+    case Verb::kData:
+      s = on_data();
+      break;
+    case Verb::kBdat:
+      s = on_bdat(c);
+      break;
+    case Verb::kRset:
+      reset_transaction();
+      s = reply(Reply(250, "2.0.0", "Ok"));
+      break;
+    case Verb::kNoop:
+      s = reply(Reply(250, "2.0.0", "Ok"));
+      break;
+    case Verb::kQuit:
+      s = reply(Reply(221, "2.0.0", "Bye"), Next::kClose);
+      break;
+    case Verb::kVrfy:
+      s = on_vrfy();
+      break;
+    case Verb::kHelp:
+      s = reply(Reply(214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT"));
+      break;
+    case Verb::kStarttls:
+      s = error(Reply(502, "5.5.1", "Error: command not implemented"));
+      break;
+    case Verb::kAuth:
+      s = error(Reply(503, "5.5.1", "Error: authentication not enabled"));
+      break;
+    case Verb::kExpn:
+    case Verb::kUnknown:
+      s = error(Reply(502, "5.5.2", "Error: command not recognized"));
+      break;
+  }
+  bool ok = !s.replies.empty() && s.replies.front().code < 400;
+  count(verb, ok);
+  return s;
+}
+
+Step Session::on_helo(const Command& c, bool extended) {
+  reset_transaction();
+  helo_ = c.arg;
+  esmtp_ = extended;
+  if (!extended) return reply(Reply(250, "", settings_.hostname));
+  Reply r;
+  r.code = 250;
+  r.lines.push_back(settings_.hostname);
+  r.lines.push_back("PIPELINING");
+  r.lines.push_back(settings_.message_size_limit ? fmt::format("SIZE {}", settings_.message_size_limit) : "SIZE");
+  if (!settings_.disable_vrfy) r.lines.push_back("VRFY");
+  r.lines.push_back("ENHANCEDSTATUSCODES");
+  r.lines.push_back("8BITMIME");
+  if (settings_.smtputf8) r.lines.push_back("SMTPUTF8");
+  r.lines.push_back("CHUNKING");
+  return reply(std::move(r));
+}
+
+Step Session::on_mail(const Command& c) {
+  if (settings_.helo_required && helo_.empty()) return error(Reply(503, "5.5.1", "Error: send HELO/EHLO first"));
+  if (mail_given_) return error(Reply(503, "5.5.1", "Error: nested MAIL command"));
+  if (!esmtp_ && (c.mail.size || c.mail.body != proto::Body::kDefault || c.mail.smtputf8))
+    return error(Reply(555, "5.5.4", "Unsupported option: ESMTP parameters need EHLO"));
+  if (c.mail.size && settings_.message_size_limit && *c.mail.size > settings_.message_size_limit)
+    return error(Reply(552, "5.3.4", "Message size exceeds fixed limit"));
+  reset_transaction();
+  mail_given_ = true;
+  smtputf8_ = c.mail.smtputf8;
+  envelope_.queue_id = queue::new_queue_id();
+  envelope_.arrival = std::chrono::system_clock::now();
+  envelope_.client = client_.log_name();
+  if (!c.address.null) {
+    proto::Address a = c.address;
+    if (a.domain.empty()) a.domain = settings_.myorigin;
+    envelope_.sender = a.str();
+  }
+  log::info("smtpd", "{}: client={}", envelope_.queue_id, client_.log_name());
+  return reply(Reply(250, "2.1.0", "Ok"));
+}
+
+Step Session::on_rcpt(const Command& c) {
+  if (!mail_given_) return error(Reply(503, "5.5.1", "Error: need MAIL command"));
+  ++rcpt_attempts_;
+  proto::Address a = c.address;
+  if (a.domain.empty()) a.domain = settings_.myorigin;
+  std::string rcpt = a.str();
+  if (a.utf8 && !smtputf8_) return error(Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
+  if (envelope_.recipients.size() >= settings_.recipient_limit)
+    return error(Reply(452, "4.5.3", "Error: too many recipients"));
+  delivery::Resolution res = check_(a.local, a.domain);
+  auto reject = [&](int code, std::string_view enhanced, std::string_view why) {
+    std::string text = fmt::format("<{}>: {}", rcpt, why);
+    log::info("smtpd", "NOQUEUE: reject: RCPT from {}: {} {} {}; from=<{}> to=<{}> proto={} helo=<{}>{}",
+              client_.log_name(), code, enhanced, text, envelope_.sender, rcpt, esmtp_ ? "ESMTP" : "SMTP",
+              printable(helo_), res.detail.empty() ? "" : " (" + res.detail + ")");
+    return error(Reply(code, enhanced, text));
+  };
+  switch (res.status) {
+    case delivery::RcptStatus::kLocal:
+      break;
+    case delivery::RcptStatus::kUnknownUser:
+      return reject(550, "5.1.1", delivery_detail(res.status));
+    case delivery::RcptStatus::kNotOurDomain:
+      return reject(554, "5.7.1", delivery_detail(res.status));
+    case delivery::RcptStatus::kMailboxFull:
+      return reject(552, "5.2.2", delivery_detail(res.status));
+    case delivery::RcptStatus::kUnsupported:
+      return reject(451, "4.3.0", delivery_detail(res.status));
+  }
+  envelope_.recipients.push_back(rcpt);
+  return reply(Reply(250, "2.1.5", "Ok"));
+}
+
+Step Session::on_data() {
+  if (bdat_active_) return error(Reply(503, "5.5.1", "Error: DATA not allowed after BDAT"));
+  if (!mail_given_) return error(Reply(503, "5.5.1", "Error: need MAIL command"));
+  if (envelope_.recipients.empty()) {
+    if (rcpt_attempts_ > 0) return error(Reply(554, "5.5.1", "Error: no valid recipients"));
+    return error(Reply(503, "5.5.1", "Error: need RCPT command"));
+  }
+  content_.clear();
+  data_reader_.emplace(settings_.message_size_limit);
+  return reply(Reply(354, "", "End data with <CR><LF>.<CR><LF>"), Next::kData);
+}
+
+Step Session::data_done() {
+  if (data_reader_->too_big()) {
+    log::info("smtpd", "{}: reject: size {} exceeds message_size_limit {} from {}", envelope_.queue_id,
+              data_reader_->size(), settings_.message_size_limit, client_.log_name());
+    reset_transaction();
+    return error(Reply(552, "5.3.4", "Message size exceeds fixed limit"));
+  }
+  return reply(Reply(), Next::kDeliver);
+}
+
+Step Session::on_bdat(const Command& c) {
+  Step s;
+  s.next = Next::kBdat;
+  s.bdat_size = c.chunk_size;
+  std::optional<Reply> refuse;
+  if (!mail_given_ || bdat_failed_) {
+    refuse = Reply(503, "5.5.1", "Error: need MAIL command");
+  } else if (envelope_.recipients.empty()) {
+    refuse = rcpt_attempts_ > 0 ? Reply(554, "5.5.1", "Error: no valid recipients")
+                                : Reply(503, "5.5.1", "Error: need RCPT command");
+  }
+  if (refuse) {
+    // The chunk is read and dropped, then the refusal is sent (RFC 3030 3: the data must be consumed).
+    ++errors_;
+    s.bdat_discard = true;
+    s.replies.push_back(*refuse);
+    bdat_active_ = false;
+    return s;
+  }
+  bdat_active_ = true;
+  last_chunk_ = c.last;
+  return s;
+}
+
+void Session::bdat_feed(std::string_view bytes) {
+  bdat_bytes_ += bytes.size();
+  if (settings_.message_size_limit && bdat_bytes_ > settings_.message_size_limit) {
+    bdat_failed_ = true;
+    content_.clear();
+    return;
+  }
+  bdat_normalizer_.feed(bytes, content_);
+}
+
+Step Session::bdat_done() {
+  if (bdat_failed_) {
+    log::info("smtpd", "{}: reject: size exceeds message_size_limit {} from {}", envelope_.queue_id,
+              settings_.message_size_limit, client_.log_name());
+    reset_transaction();
+    bdat_failed_ = true;  // later chunks of this transaction are refused too (with 503)
+    mail_given_ = false;
+    return error(Reply(552, "5.3.4", "Message size exceeds fixed limit"));
+  }
+  if (!last_chunk_) return reply(Reply(250, "2.0.0", fmt::format("Ok: {} bytes", bdat_bytes_)));
+  bdat_normalizer_.finish(content_);
+  return reply(Reply(), Next::kDeliver);
+}
+
+Step Session::on_vrfy() {
+  if (settings_.disable_vrfy) return error(Reply(502, "5.5.1", "VRFY command is disabled"));
+  // The same answer for every address: VRFY must not tell which users exist.
+  return reply(Reply(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery"));
+}
+
+std::string rfc5322_date(std::chrono::system_clock::time_point t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  localtime_r(&tt, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
+  return buf;
+}
+
+std::string Session::received_header() const {
+  std::string proto = smtputf8_ ? "UTF8SMTP" : esmtp_ ? "ESMTP" : "SMTP";
+  std::string out = fmt::format("Received: from {} ({})\n\tby {} ({}) with {} id {}", printable(helo_, 255),
+                                client_.name + " [" + client_.address + "]", settings_.hostname, settings_.mail_name,
+                                proto, envelope_.queue_id);
+  if (envelope_.recipients.size() == 1) out += fmt::format("\n\tfor <{}>", envelope_.recipients.front());
+  out += fmt::format("; {}\n", rfc5322_date(envelope_.arrival));
+  return out;
+}
+
+Reply delivery_reply(const store::StoreError& error, std::string_view queue_id) {
+  switch (error.kind) {
+    case store::ErrorKind::kNone:
+      return Reply(250, "2.0.0", fmt::format("Ok: queued as {}", queue_id));
+    case store::ErrorKind::kNoSpace:
+      return Reply(452, "4.3.1", "Insufficient system storage");
+    case store::ErrorKind::kQuotaExceeded:
+      return Reply(552, "5.2.2", "Mailbox full");
+    case store::ErrorKind::kPermanent:
+      return Reply(550, "5.2.0", "Mailbox unavailable");
+    case store::ErrorKind::kTemporary:
+      break;
+  }
+  return Reply(451, "4.3.0", "Error: queue file write error");
+}
+
+Step Session::delivered(const store::StoreError& err) {
+  if (err.ok()) {
+    log::info("smtpd", "{}: from=<{}>, size={}, nrcpt={} (delivered)", envelope_.queue_id, envelope_.sender,
+              content_.size(), envelope_.recipients.size());
+  }
+  Reply r = delivery_reply(err, envelope_.queue_id);
+  reset_transaction();
+  if (!r.positive()) return error(std::move(r));
+  return reply(std::move(r));
+}
+
+}  // namespace postern::smtp::server

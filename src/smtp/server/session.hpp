@@ -1,0 +1,141 @@
+// smtp/server/session.hpp: one SMTP server session (RFC 5321) as a pure state machine: commands in, replies
+// and the next step out. The net/ driver does all I/O: it feeds lines, reads DATA/BDAT content into content()
+// and runs deliveries; nothing here touches a socket or a file.
+// Security: every input is untrusted; errors are counted (smtpd_soft/hard_error_limit); the transaction is
+// forgotten on RSET, HELO/EHLO and after each message.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.hpp"
+#include "delivery/local.hpp"
+#include "queue/envelope.hpp"
+#include "smtp/proto/command.hpp"
+#include "smtp/proto/data_reader.hpp"
+#include "smtp/proto/reply.hpp"
+#include "store/error.hpp"
+
+namespace postern::smtp::server {
+
+// The settings a session uses, read once from the configuration when the session starts.
+struct Settings {
+  std::string hostname;
+  std::string banner;
+  std::string mail_name;
+  std::string myorigin;
+  uint64_t message_size_limit = 10240000;
+  size_t recipient_limit = 1000;
+  int soft_error_limit = 10;
+  int hard_error_limit = 20;
+  size_t line_length_limit = 2048;
+  bool disable_vrfy = false;
+  bool helo_required = false;
+  bool smtputf8 = true;
+
+  static Settings from_config(const config::Config& config, std::string_view service);
+};
+
+struct Client {
+  std::string address;            // "127.0.0.1"
+  std::string name = "unknown";  // reverse DNS name, when looked up
+  std::string log_name() const { return name + "[" + address + "]"; }
+};
+
+// Whether an address is deliverable: implemented by delivery::LocalDelivery in production.
+using RecipientCheck = std::function<delivery::Resolution(std::string_view local, std::string_view domain)>;
+
+enum class Next {
+  kCommand,  // read the next command line
+  kData,     // read DATA content with a DataReader until CRLF.CRLF, then call data_done()
+  kBdat,     // read exactly bdat_size bytes into content() (or discard them), then call bdat_done()
+  kDeliver,  // run the delivery of envelope() + content(), then call delivered()
+  kClose,    // send the replies, then close the connection
+};
+
+struct Step {
+  std::vector<proto::Reply> replies;
+  Next next = Next::kCommand;
+  uint64_t bdat_size = 0;
+  bool bdat_discard = false;  // the chunk is read but not kept (the transaction failed)
+  bool delay = false;         // the soft error limit is reached: pause before replying
+};
+
+class Session {
+ public:
+  Session(Settings settings, Client client, RecipientCheck check);
+
+  proto::Reply greeting() const;
+  // One command line. `more_pending`: further bytes arrived with it (pipelined), which is refused after
+  // commands that must end a group (RFC 2920 3.1) or when PIPELINING was not negotiated.
+  Step command(std::string_view line, bool more_pending);
+  Step line_too_long();
+  // The client talked before the greeting.
+  Step pregreet();
+
+  // DATA and BDAT content accumulates here (LF line ends).
+  std::string& content() { return content_; }
+  proto::DataReader& data_reader() { return *data_reader_; }
+  Step data_done();
+  // Bytes of the current BDAT chunk (any part of it; the driver reads exactly bdat_size bytes in all).
+  void bdat_feed(std::string_view bytes);
+  Step bdat_done();
+
+  // The message to deliver (valid after Next::kDeliver).
+  const queue::Envelope& envelope() const { return envelope_; }
+  std::string received_header() const;
+  Step delivered(const store::StoreError& error);
+
+  const Client& client() const { return client_; }
+  // "ehlo=1 mail=1 rcpt=1/2 data=1 quit=1 commands=5/6", as Postfix logs it at disconnect.
+  std::string command_summary() const;
+  bool in_transaction() const { return mail_given_; }
+
+ private:
+  Step reply(proto::Reply r, Next next = Next::kCommand);
+  Step error(proto::Reply r);
+  void count(std::string_view verb, bool ok);
+  void reset_transaction();
+
+  Step on_helo(const proto::Command& c, bool extended);
+  Step on_mail(const proto::Command& c);
+  Step on_rcpt(const proto::Command& c);
+  Step on_data();
+  Step on_bdat(const proto::Command& c);
+  Step on_vrfy();
+
+  Settings settings_;
+  Client client_;
+  RecipientCheck check_;
+
+  // Session state.
+  std::string helo_;
+  bool esmtp_ = false;
+  int errors_ = 0;
+  std::map<std::string, std::pair<int, int>> counts_;  // verb -> (ok, total), in Postfix's order on output
+
+  // Transaction state.
+  bool mail_given_ = false;
+  bool smtputf8_ = false;
+  bool bdat_active_ = false;
+  bool bdat_failed_ = false;
+  bool last_chunk_ = false;
+  int rcpt_attempts_ = 0;
+  queue::Envelope envelope_;
+  std::string content_;
+  std::optional<proto::DataReader> data_reader_;
+  proto::CrlfToLf bdat_normalizer_;
+  uint64_t bdat_bytes_ = 0;
+};
+
+// How a storage error is answered (the one place SMTP maps store errors).
+proto::Reply delivery_reply(const store::StoreError& error, std::string_view queue_id);
+
+// RFC 5322 date-time of `t` in local time, e.g. "Tue, 24 Nov 2026 06:12:16 +0000 (UTC)".
+std::string rfc5322_date(std::chrono::system_clock::time_point t);
+
+}  // namespace postern::smtp::server

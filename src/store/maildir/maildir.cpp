@@ -1,0 +1,291 @@
+#include "store/maildir/maildir.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "base/strings.hpp"
+
+namespace postern::store {
+
+ErrorKind error_kind_from_errno(int err) {
+  switch (err) {
+    case ENOSPC:
+    case EDQUOT:
+      return ErrorKind::kNoSpace;
+    case ENOTDIR:
+    case ELOOP:
+      return ErrorKind::kPermanent;
+    default:
+      return ErrorKind::kTemporary;
+  }
+}
+
+}  // namespace postern::store
+
+namespace postern::store::maildir {
+namespace {
+
+std::atomic<uint64_t> g_counter{0};
+
+std::string maildir_host() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof buf - 1) != 0) return "localhost";
+  std::string out;
+  for (char* p = buf; *p; ++p) {
+    if (*p == '/') {
+      out += "\\057";
+    } else if (*p == ':') {
+      out += "\\072";
+    } else {
+      out += *p;
+    }
+  }
+  return out;
+}
+
+Status mkdir_owned(const std::string& path, const Owner& owner) {
+  if (::mkdir(path.c_str(), 0700) != 0) {
+    if (errno == EEXIST) return Ok{};
+    return Error{fmt::format("mkdir {}: {}", path, std::strerror(errno))};
+  }
+  if (owner.chown && ::chown(path.c_str(), owner.uid, owner.gid) != 0)
+    return Error{fmt::format("chown {}: {}", path, std::strerror(errno))};
+  return Ok{};
+}
+
+Status mkdir_parents(const std::string& path, const Owner& owner) {
+  // Parents are created owned by the process (they may be shared, e.g. a virtual domain directory).
+  for (size_t slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1)) {
+    std::string parent = path.substr(0, slash);
+    if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST)
+      return Error{fmt::format("mkdir {}: {}", parent, std::strerror(errno))};
+  }
+  (void)owner;
+  return Ok{};
+}
+
+int fsync_dir(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int rc = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  return rc;
+}
+
+// Sum of the message sizes in one Maildir directory (new/ or cur/).
+uint64_t dir_usage(const std::string& dir) {
+  uint64_t total = 0;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return 0;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::string_view name = e->d_name;
+    size_t s = name.find(",S=");
+    unsigned long long n = 0;
+    if (s != std::string_view::npos) {
+      std::string_view digits = name.substr(s + 3);
+      size_t end = digits.find_first_not_of("0123456789");
+      if (parse_u64(digits.substr(0, end), n)) {
+        total += n;
+        continue;
+      }
+    }
+    struct stat st;
+    if (::stat((dir + "/" + e->d_name).c_str(), &st) == 0) total += static_cast<uint64_t>(st.st_size);
+  }
+  ::closedir(d);
+  return total;
+}
+
+// Usage is cached per Maildir while new/ and cur/ of INBOX are unchanged since it was computed; a delivery
+// of ours adds its size and keeps the cache. Folders are counted when the cache is (re)built.
+struct UsageEntry {
+  uint64_t bytes = 0;
+  timespec new_mtime{};
+  timespec cur_mtime{};
+};
+std::mutex g_usage_mutex;
+std::map<std::string, UsageEntry> g_usage;
+
+bool same_time(const timespec& a, const timespec& b) { return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec; }
+
+bool dir_times(const std::string& maildir, timespec& new_mtime, timespec& cur_mtime) {
+  struct stat sn, sc;
+  if (::stat((maildir + "/new").c_str(), &sn) != 0 || ::stat((maildir + "/cur").c_str(), &sc) != 0) return false;
+  new_mtime = sn.st_mtim;
+  cur_mtime = sc.st_mtim;
+  return true;
+}
+
+uint64_t compute_usage(const std::string& maildir) {
+  uint64_t total = dir_usage(maildir + "/new") + dir_usage(maildir + "/cur");
+  DIR* d = ::opendir(maildir.c_str());
+  if (!d) return total;
+  while (dirent* e = ::readdir(d)) {
+    std::string_view name = e->d_name;
+    if (name.size() < 2 || name[0] != '.' || name == "..") continue;
+    std::string folder = maildir + "/" + e->d_name;
+    total += dir_usage(folder + "/new") + dir_usage(folder + "/cur");
+  }
+  ::closedir(d);
+  return total;
+}
+
+}  // namespace
+
+Status make_maildir(const std::string& path, const Owner& owner) {
+  if (auto st = mkdir_parents(path, owner); !st) return st;
+  for (const std::string& dir : {path, path + "/cur", path + "/new", path + "/tmp"})
+    if (auto st = mkdir_owned(dir, owner); !st) return st;
+  return Ok{};
+}
+
+Status make_folder(const std::string& root, std::string_view name, const Owner& owner) {
+  if (name.empty() || name.find('/') != std::string_view::npos || name == "." || name == "..")
+    return Error{fmt::format("bad folder name \"{}\"", printable(name))};
+  std::string dir = fmt::format("{}/.{}", root, name);
+  if (auto st = make_maildir(dir, owner); !st) return st;
+  std::string marker = dir + "/maildirfolder";
+  int fd = ::open(marker.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Error{fmt::format("create {}: {}", marker, std::strerror(errno))};
+  if (owner.chown && ::fchown(fd, owner.uid, owner.gid) != 0) {
+    ::close(fd);
+    return Error{fmt::format("chown {}: {}", marker, std::strerror(errno))};
+  }
+  ::close(fd);
+  return Ok{};
+}
+
+std::string unique_name(uint64_t size, uint64_t crlf) {
+  static const std::string host = maildir_host();
+  timeval tv;
+  ::gettimeofday(&tv, nullptr);
+  return fmt::format("{}.M{}P{}Q{}.{},S={},W={}", tv.tv_sec, tv.tv_usec, ::getpid(), g_counter.fetch_add(1) + 1,
+                     host, size, crlf);
+}
+
+uint64_t crlf_size(std::string_view content) {
+  uint64_t n = content.size();
+  for (size_t i = 0; i < content.size(); ++i)
+    if (content[i] == '\n' && (i == 0 || content[i - 1] != '\r')) ++n;
+  return n;
+}
+
+uint64_t usage(const std::string& maildir) {
+  timespec nm{}, cm{};
+  bool have_times = dir_times(maildir, nm, cm);
+  {
+    std::lock_guard lock(g_usage_mutex);
+    auto it = g_usage.find(maildir);
+    if (have_times && it != g_usage.end() && same_time(it->second.new_mtime, nm) &&
+        same_time(it->second.cur_mtime, cm))
+      return it->second.bytes;
+  }
+  uint64_t bytes = compute_usage(maildir);
+  std::lock_guard lock(g_usage_mutex);
+  if (have_times) g_usage[maildir] = UsageEntry{bytes, nm, cm};
+  return bytes;
+}
+
+Result<Pending> write_tmp(const std::string& maildir, const std::vector<std::string_view>& parts, const Owner& owner,
+                          uint64_t size_limit, StoreError& error) {
+  uint64_t size = 0, crlf = 0;
+  for (auto p : parts) {
+    size += p.size();
+    crlf += crlf_size(p);
+  }
+  if (auto st = make_maildir(maildir, owner); !st) {
+    error = {ErrorKind::kTemporary, st.error().message};
+    return Error{st.error().message};
+  }
+  if (size_limit != 0 && usage(maildir) + size > size_limit) {
+    error = {ErrorKind::kQuotaExceeded, fmt::format("{}: mailbox_size_limit {} reached", maildir, size_limit)};
+    return Error{error.detail};
+  }
+  Pending p;
+  p.maildir = maildir;
+  p.name = unique_name(size, crlf);
+  p.tmp_path = maildir + "/tmp/" + p.name;
+  p.size = size;
+  auto fail = [&](std::string_view what, int err) -> Result<Pending> {
+    error = {error_kind_from_errno(err), fmt::format("{} {}: {}", what, p.tmp_path, std::strerror(err))};
+    return Error{error.detail};
+  };
+  int fd = ::open(p.tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return fail("create", errno);
+  std::vector<iovec> iov;
+  for (auto part : parts) iov.push_back({const_cast<char*>(part.data()), part.size()});
+  size_t idx = 0;
+  while (idx < iov.size()) {
+    ssize_t n = ::writev(fd, iov.data() + idx, static_cast<int>(std::min<size_t>(iov.size() - idx, IOV_MAX)));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      ::unlink(p.tmp_path.c_str());
+      return fail("write", err);
+    }
+    auto left = static_cast<size_t>(n);
+    while (idx < iov.size() && left >= iov[idx].iov_len) left -= iov[idx++].iov_len;
+    if (idx < iov.size()) {
+      iov[idx].iov_base = static_cast<char*>(iov[idx].iov_base) + left;
+      iov[idx].iov_len -= left;
+    }
+  }
+  if (owner.chown && ::fchown(fd, owner.uid, owner.gid) != 0) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(p.tmp_path.c_str());
+    return fail("chown", err);
+  }
+  if (::fsync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    ::unlink(p.tmp_path.c_str());
+    return fail("fsync", err);
+  }
+  if (::close(fd) != 0) {
+    int err = errno;
+    ::unlink(p.tmp_path.c_str());
+    return fail("close", err);
+  }
+  return p;
+}
+
+Result<std::string> commit(const Pending& pending, StoreError& error) {
+  std::string final_path = pending.maildir + "/new/" + pending.name;
+  if (::rename(pending.tmp_path.c_str(), final_path.c_str()) != 0) {
+    int err = errno;
+    error = {error_kind_from_errno(err), fmt::format("rename {}: {}", pending.tmp_path, std::strerror(err))};
+    ::unlink(pending.tmp_path.c_str());
+    return Error{error.detail};
+  }
+  if (int err = fsync_dir(pending.maildir + "/new"); err != 0) {
+    error = {error_kind_from_errno(err), fmt::format("fsync {}/new: {}", pending.maildir, std::strerror(err))};
+    return Error{error.detail};
+  }
+  // Keep the usage cache valid: our own delivery changed new/ by exactly this file.
+  timespec nm{}, cm{};
+  if (dir_times(pending.maildir, nm, cm)) {
+    std::lock_guard lock(g_usage_mutex);
+    auto it = g_usage.find(pending.maildir);
+    if (it != g_usage.end()) it->second = UsageEntry{it->second.bytes + pending.size, nm, cm};
+  }
+  return final_path;
+}
+
+void abort(const Pending& pending) { ::unlink(pending.tmp_path.c_str()); }
+
+}  // namespace postern::store::maildir

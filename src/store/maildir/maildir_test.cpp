@@ -1,0 +1,92 @@
+#include "store/maildir/maildir.hpp"
+
+#include <dirent.h>
+#include <sys/stat.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace postern::store::maildir {
+namespace {
+
+std::string temp_dir() {
+  char tmpl[] = "/tmp/postern-maildir-XXXXXX";
+  return mkdtemp(tmpl);
+}
+
+std::vector<std::string> list(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = readdir(d))
+    if (e->d_name[0] != '.') out.push_back(e->d_name);
+  closedir(d);
+  return out;
+}
+
+TEST(Maildir, UniqueNamesCarrySizes) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) EXPECT_TRUE(seen.insert(unique_name(10, 12)).second);
+  std::string n = unique_name(123, 130);
+  EXPECT_NE(n.find(",S=123,W=130"), std::string::npos);
+  EXPECT_EQ(n.find('/'), std::string::npos);
+  EXPECT_EQ(n.find(':'), std::string::npos);
+  EXPECT_EQ(crlf_size("a\nb\r\nc\n"), 9u);
+}
+
+TEST(Maildir, TwoPhaseDelivery) {
+  std::string root = temp_dir() + "/user/Maildir";
+  StoreError err;
+  auto p = write_tmp(root, {"Subject: x\n", "\nbody\n"}, Owner{}, 0, err);
+  ASSERT_TRUE(p) << err.detail;
+  EXPECT_EQ(list(root + "/tmp").size(), 1u);
+  EXPECT_TRUE(list(root + "/new").empty());
+  auto final_path = commit(*p, err);
+  ASSERT_TRUE(final_path);
+  EXPECT_TRUE(list(root + "/tmp").empty());
+  ASSERT_EQ(list(root + "/new").size(), 1u);
+  std::ifstream in(*final_path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_EQ(ss.str(), "Subject: x\n\nbody\n");
+  struct stat st;
+  ASSERT_EQ(stat(root.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+
+  auto q = write_tmp(root, {"x\n"}, Owner{}, 0, err);
+  ASSERT_TRUE(q);
+  abort(*q);
+  EXPECT_TRUE(list(root + "/tmp").empty());
+}
+
+TEST(Maildir, SizeLimitCountsExistingMail) {
+  std::string root = temp_dir() + "/m";
+  StoreError err;
+  std::string body(600, 'x');
+  auto a = write_tmp(root, {body}, Owner{}, 1000, err);
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(commit(*a, err));
+  auto b = write_tmp(root, {body}, Owner{}, 1000, err);
+  EXPECT_FALSE(b);
+  EXPECT_EQ(err.kind, ErrorKind::kQuotaExceeded);
+  EXPECT_EQ(usage(root), 600u);
+  EXPECT_TRUE(list(root + "/tmp").empty());
+}
+
+TEST(Maildir, Folders) {
+  std::string root = temp_dir() + "/Maildir";
+  ASSERT_TRUE(make_maildir(root, Owner{}));
+  ASSERT_TRUE(make_folder(root, "Sent", Owner{}));
+  struct stat st;
+  EXPECT_EQ(stat((root + "/.Sent/cur").c_str(), &st), 0);
+  EXPECT_EQ(stat((root + "/.Sent/maildirfolder").c_str(), &st), 0);
+  EXPECT_FALSE(make_folder(root, "../x", Owner{}));
+  EXPECT_FALSE(make_folder(root, "", Owner{}));
+}
+
+}  // namespace
+}  // namespace postern::store::maildir
