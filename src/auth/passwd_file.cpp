@@ -51,8 +51,8 @@ Result<std::vector<PasswdEntry>> parse_passwd_file(std::string_view text, std::s
     if (line.empty() || line.front() == '#') continue;
     auto f = split_fields(line);
     if (f[0].empty() || f.size() < 2)
-      return Error{fmt::format("{}, line {}: expected user:password[:uid:gid:gecos:home:shell:extra]", filename,
-                               lineno)};
+      return Error{fmt::format("{}, line {}: expected user:password[:uid:gid:gecos:home:shell:extra]",
+                               filename, lineno)};
     PasswdEntry e;
     e.user = f[0];
     e.password = f[1];
@@ -65,8 +65,8 @@ Result<std::vector<PasswdEntry>> parse_passwd_file(std::string_view text, std::s
 }
 
 std::string format_passwd_entry(const PasswdEntry& e) {
-  std::string line = fmt::format("{}:{}:{}:{}:{}:{}:{}:{}", e.user, e.password, e.uid, e.gid, e.gecos, e.home, e.shell,
-                                 e.extra);
+  std::string line = fmt::format("{}:{}:{}:{}:{}:{}:{}:{}", e.user, e.password, e.uid, e.gid, e.gecos, e.home,
+                                 e.shell, e.extra);
   return line;
 }
 

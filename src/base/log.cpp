@@ -53,7 +53,8 @@ void write(Level level, std::string_view program, std::string_view text) {
   std::tm tm{};
   localtime_r(&now, &tm);
   std::strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &tm);
-  std::string line = fmt::format("{} postern/{}[{}]: {}{}\n", stamp, program, ::getpid(), level_prefix(level), text);
+  std::string line =
+      fmt::format("{} postern/{}[{}]: {}{}\n", stamp, program, ::getpid(), level_prefix(level), text);
   ssize_t n = ::write(g_fd, line.data(), line.size());
   (void)n;
 }

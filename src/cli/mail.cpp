@@ -52,7 +52,8 @@ std::vector<Message> list_inbox(const std::string& maildir) {
   }
   // Delivery order: the Maildir name starts with the delivery time.
   std::sort(out.begin(), out.end(), [](const Message& a, const Message& b) {
-    unsigned long long ta = std::strtoull(a.name.c_str(), nullptr, 10), tb = std::strtoull(b.name.c_str(), nullptr, 10);
+    unsigned long long ta = std::strtoull(a.name.c_str(), nullptr, 10),
+                       tb = std::strtoull(b.name.c_str(), nullptr, 10);
     if (ta != tb) return ta < tb;
     return a.name < b.name;
   });
@@ -142,7 +143,8 @@ int cmd_mail(const std::string& dir, const Args& args) {
   auto messages = list_inbox(maildir);
   if (read_n > 0) {
     if (static_cast<size_t>(read_n) > messages.size()) {
-      fmt::print(stderr, "postern: mail: {}: invalid message number ({} messages)\n", read_n, messages.size());
+      fmt::print(stderr, "postern: mail: {}: invalid message number ({} messages)\n", read_n,
+                 messages.size());
       return 1;
     }
     Message& m = messages[static_cast<size_t>(read_n) - 1];
@@ -154,7 +156,8 @@ int cmd_mail(const std::string& dir, const Args& args) {
     std::fflush(stdout);
     if (!m.seen) {
       std::string base = m.name.substr(0, m.name.find(":2,"));
-      std::string flags = m.name.find(":2,") != std::string::npos ? m.name.substr(m.name.find(":2,") + 3) : "";
+      std::string flags =
+          m.name.find(":2,") != std::string::npos ? m.name.substr(m.name.find(":2,") + 3) : "";
       flags += 'S';
       std::sort(flags.begin(), flags.end());
       std::string target = maildir + "/cur/" + base + ":2," + flags;
@@ -167,7 +170,8 @@ int cmd_mail(const std::string& dir, const Args& args) {
     return 0;
   }
   size_t n_new = std::count_if(messages.begin(), messages.end(), [](const Message& m) { return m.is_new; });
-  size_t n_unread = std::count_if(messages.begin(), messages.end(), [](const Message& m) { return !m.is_new && !m.seen; });
+  size_t n_unread =
+      std::count_if(messages.begin(), messages.end(), [](const Message& m) { return !m.is_new && !m.seen; });
   fmt::print("\"{}\": {} message{}{}{}\n", maildir, messages.size(), messages.size() == 1 ? "" : "s",
              n_new ? fmt::format(" {} new", n_new) : "", n_unread ? fmt::format(" {} unread", n_unread) : "");
   for (size_t i = 0; i < messages.size(); ++i) {
@@ -176,9 +180,9 @@ int cmd_mail(const std::string& dir, const Args& args) {
     auto fields = mime::parse_header(text);
     size_t lines = static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
     char status = m.is_new ? 'N' : (m.seen ? ' ' : 'U');
-    fmt::print("{}{}{:4} {:<20.20} {:<16} {:>4}/{:<6} {}\n", i == 0 ? '>' : ' ', status, i + 1, sender_of(fields),
-               short_date(mime::find_field(fields, "Date").value_or(""), m.mtime), lines, text.size(),
-               printable(mime::find_field(fields, "Subject").value_or(""), 60));
+    fmt::print("{}{}{:4} {:<20.20} {:<16} {:>4}/{:<6} {}\n", i == 0 ? '>' : ' ', status, i + 1,
+               sender_of(fields), short_date(mime::find_field(fields, "Date").value_or(""), m.mtime), lines,
+               text.size(), printable(mime::find_field(fields, "Subject").value_or(""), 60));
   }
   return 0;
 }

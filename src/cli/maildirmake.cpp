@@ -12,8 +12,9 @@ int cmd_maildirmake(const Args& args) {
     if (args[i] == "-f" && i + 1 < args.size()) {
       folder = args[++i];
     } else if (args[i] == "-h" || args[i] == "--help") {
-      fmt::print("usage: postern maildirmake [-f FOLDER] DIR\n"
-                 "  creates the Maildir DIR (cur/ new/ tmp/, mode 0700), or with -f its Maildir++ folder .FOLDER\n");
+      fmt::print(
+          "usage: postern maildirmake [-f FOLDER] DIR\n"
+          "  creates the Maildir DIR (cur/ new/ tmp/, mode 0700), or with -f its Maildir++ folder .FOLDER\n");
       return 0;
     } else if (dir.empty() && !args[i].empty() && args[i][0] != '-') {
       dir = args[i];

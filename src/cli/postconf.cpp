@@ -10,9 +10,9 @@
 
 #include <fmt/format.h>
 
+#include "base/strings.hpp"
 #include "cli/commands.hpp"
 #include "config/config.hpp"
-#include "base/strings.hpp"
 #include "config/parameters.hpp"
 #include "net/listen.hpp"
 
@@ -164,8 +164,10 @@ int cmd_check(const std::string& dir, const Args& args) {
   std::string q = cfg->get_path("queue_directory");
   struct stat st;
   if (::stat(q.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode)) problem("queue_directory " + q + " is not a directory");
-    else if (::access(q.c_str(), W_OK) != 0) problem("queue_directory " + q + " is not writable");
+    if (!S_ISDIR(st.st_mode))
+      problem("queue_directory " + q + " is not a directory");
+    else if (::access(q.c_str(), W_OK) != 0)
+      problem("queue_directory " + q + " is not writable");
   } else {
     std::string parent = q.substr(0, q.rfind('/'));
     if (parent.empty() || ::access(parent.c_str(), W_OK) != 0)

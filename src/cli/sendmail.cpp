@@ -150,7 +150,9 @@ int cmd_sendmail(const std::string& dir, const Args& args) {
         fmt::print(stderr, "postern: sendmail: {}: unknown user\n", *c);
         return kExNoUser;
       case delivery::RcptStatus::kNotOurDomain:
-        fmt::print(stderr, "postern: sendmail: {}: not a local address, and outbound delivery is not available yet\n", *c);
+        fmt::print(stderr,
+                   "postern: sendmail: {}: not a local address, and outbound delivery is not available yet\n",
+                   *c);
         return kExUnavailable;
       case delivery::RcptStatus::kMailboxFull:
       case delivery::RcptStatus::kUnsupported:
@@ -165,10 +167,12 @@ int cmd_sendmail(const std::string& dir, const Args& args) {
   auto date = smtp::server::rfc5322_date(env.arrival);
   if (!mime::find_field(fields, "From")) {
     std::string from = env.sender.empty() ? "MAILER-DAEMON@" + hostname : env.sender;
-    added += full_name.empty() ? fmt::format("From: {}\n", from) : fmt::format("From: {} <{}>\n", full_name, from);
+    added +=
+        full_name.empty() ? fmt::format("From: {}\n", from) : fmt::format("From: {} <{}>\n", full_name, from);
   }
   if (!mime::find_field(fields, "Date")) added += fmt::format("Date: {}\n", date);
-  if (!mime::find_field(fields, "Message-ID")) added += fmt::format("Message-Id: <{}@{}>\n", env.queue_id, hostname);
+  if (!mime::find_field(fields, "Message-ID"))
+    added += fmt::format("Message-Id: <{}@{}>\n", env.queue_id, hostname);
   std::string received = fmt::format("Received: by {} ({}, from userid {})\n\tid {}; {}\n", hostname,
                                      cfg->get("mail_name"), ::getuid(), env.queue_id, date);
   log::info("pickup", "{}: uid={} from=<{}>", env.queue_id, ::getuid(), env.sender);

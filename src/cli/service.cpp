@@ -22,7 +22,9 @@
 namespace postern::cli {
 namespace {
 
-std::string pid_file(const config::Config& cfg) { return cfg.get_path("queue_directory") + "/pid/master.pid"; }
+std::string pid_file(const config::Config& cfg) {
+  return cfg.get_path("queue_directory") + "/pid/master.pid";
+}
 
 pid_t read_pid(const std::string& path) {
   std::ifstream in(path);

@@ -31,7 +31,8 @@ const Question kQuestions[] = {
     {"type", "General mail configuration type (internet, local)",
      "internet: mail is sent and received directly over SMTP; local: only local mail, on loopback"},
     {"mailname", "System mail name", "the domain that qualifies addresses without one (myorigin)"},
-    {"root-recipient", "Root and postmaster mail recipient", "a user who receives root's and postmaster's mail"},
+    {"root-recipient", "Root and postmaster mail recipient",
+     "a user who receives root's and postmaster's mail"},
     {"destinations", "Other destinations to accept mail for (blank for none)", "mydestination"},
     {"sync-updates", "Force synchronous updates on mail queue? (yes/no)",
      "Postern always fsyncs before it acknowledges a message; the answer is accepted and changes nothing"},
@@ -50,7 +51,8 @@ bool is_flag(const std::string& name) {
 void add_root_alias(const config::Config& cfg, const std::string& recipient) {
   auto maps = cfg.get_list("alias_maps");
   if (maps.empty()) return;
-  std::string path = maps.front().substr(maps.front().find(':') == std::string::npos ? 0 : maps.front().find(':') + 1);
+  std::string path =
+      maps.front().substr(maps.front().find(':') == std::string::npos ? 0 : maps.front().find(':') + 1);
   if (path[0] != '/') path = cfg.dir() + "/" + path;
   std::string text;
   {
@@ -84,8 +86,9 @@ int cmd_setup(const std::string& dir, const Args& args) {
   for (size_t i = 0; i < args.size(); ++i) {
     std::string a = args[i];
     if (a == "-h" || a == "--help") {
-      fmt::print("usage: postern -c DIR setup [--non-interactive] [--FLAG VALUE ...]\n"
-                 "Asks what dpkg-reconfigure postfix asks and writes DIR/main.cf. Flags answer questions:\n");
+      fmt::print(
+          "usage: postern -c DIR setup [--non-interactive] [--FLAG VALUE ...]\n"
+          "Asks what dpkg-reconfigure postfix asks and writes DIR/main.cf. Flags answer questions:\n");
       for (const auto& q : kQuestions) fmt::print("  --{:<22} {} ({})\n", q.flag, q.prompt, q.help);
       fmt::print("  --non-interactive        use the defaults for every question not answered by a flag\n");
       return 0;
@@ -154,7 +157,8 @@ int cmd_setup(const std::string& dir, const Args& args) {
   if (type == "internet site") type = "internet";
   if (type == "local only") type = "local";
   if (type != "internet" && type != "local") {
-    fmt::print(stderr, "postern: setup: mail configuration type must be internet or local, not \"{}\"\n", type);
+    fmt::print(stderr, "postern: setup: mail configuration type must be internet or local, not \"{}\"\n",
+               type);
     return kExUsage;
   }
   std::vector<std::pair<std::string, std::string>> edits = {
@@ -179,14 +183,15 @@ int cmd_setup(const std::string& dir, const Args& args) {
   std::string mailname = answers["mailname"];
   fmt::print("setup: wrote {}/main.cf\n", dir);
   if (type == "internet") {
-    fmt::print("\nPublish these DNS records for {} (replace ADDRESS with this server's public address):\n"
-               "  {}.        MX    10 {}.\n"
-               "  {}.        A     ADDRESS\n"
-               "  {}.        TXT   \"v=spf1 mx -all\"\n"
-               "  _dmarc.{}. TXT   \"v=DMARC1; p=none\"\n"
-               "and a PTR record for ADDRESS naming {}.\n",
-               mailname, mailname, fresh->get("myhostname"), fresh->get("myhostname"), mailname, mailname,
-               fresh->get("myhostname"));
+    fmt::print(
+        "\nPublish these DNS records for {} (replace ADDRESS with this server's public address):\n"
+        "  {}.        MX    10 {}.\n"
+        "  {}.        A     ADDRESS\n"
+        "  {}.        TXT   \"v=spf1 mx -all\"\n"
+        "  _dmarc.{}. TXT   \"v=DMARC1; p=none\"\n"
+        "and a PTR record for ADDRESS naming {}.\n",
+        mailname, mailname, fresh->get("myhostname"), fresh->get("myhostname"), mailname, mailname,
+        fresh->get("myhostname"));
   }
   return 0;
 }
@@ -219,7 +224,8 @@ int cmd_demo(const std::string& dir, const Args& args) {
     password = random_password();
     auto hash = auth::hash_password(password);
     if (!hash) return 1;
-    if (!auth::write_passwd_file(cfg->get_path("passwd_file"), {{"demo@example.test", *hash, "", "", "", "", "", ""}}))
+    if (!auth::write_passwd_file(cfg->get_path("passwd_file"),
+                                 {{"demo@example.test", *hash, "", "", "", "", "", ""}}))
       return 1;
   }
   std::string abs = dir;
@@ -244,8 +250,10 @@ int cmd_demo(const std::string& dir, const Args& args) {
       "  quit\n\n"
       "or: swaks --server 127.0.0.1:2525 --to demo@example.test\n"
       "Then read it: build/postern -c {} mail -u demo@example.test\n\n",
-      abs, password.empty() ? "(set earlier; change it with: build/postern -c " + dir + " user passwd demo@example.test)"
-                            : password,
+      abs,
+      password.empty()
+          ? "(set earlier; change it with: build/postern -c " + dir + " user passwd demo@example.test)"
+          : password,
       abs, dir);
   return cmd_serve(dir, {});
 }

@@ -60,13 +60,14 @@ bool read_password(bool from_stdin, std::string& pw) {
 
 int cmd_user(const std::string& dir, const Args& args) {
   auto usage = [] {
-    fmt::print(stderr,
-               "usage: postern -c DIR user add NAME [--password-stdin]\n"
-               "       postern -c DIR user passwd NAME [--password-stdin]\n"
-               "       postern -c DIR user del NAME\n"
-               "       postern -c DIR user list\n"
-               "  NAME is user@domain, the domain one of virtual_mailbox_domains (the domain may be left out\n"
-               "  when there is only one).\n");
+    fmt::print(
+        stderr,
+        "usage: postern -c DIR user add NAME [--password-stdin]\n"
+        "       postern -c DIR user passwd NAME [--password-stdin]\n"
+        "       postern -c DIR user del NAME\n"
+        "       postern -c DIR user list\n"
+        "  NAME is user@domain, the domain one of virtual_mailbox_domains (the domain may be left out\n"
+        "  when there is only one).\n");
     return kExUsage;
   };
   if (args.empty()) return usage();
@@ -101,7 +102,8 @@ int cmd_user(const std::string& dir, const Args& args) {
   auto domains = cfg->get_list("virtual_mailbox_domains");
   if (name.find('@') == std::string::npos) {
     if (domains.size() != 1) {
-      fmt::print(stderr, "postern: user: give the name as user@domain ({} virtual domains are set)\n", domains.size());
+      fmt::print(stderr, "postern: user: give the name as user@domain ({} virtual domains are set)\n",
+                 domains.size());
       return kExUsage;
     }
     name += "@" + domains.front();
@@ -109,14 +111,16 @@ int cmd_user(const std::string& dir, const Args& args) {
   name = to_lower(name);
   std::string domain = name.substr(name.rfind('@') + 1);
   if (name.find(':') != std::string::npos || name.front() == '@' ||
-      std::none_of(domains.begin(), domains.end(), [&](const std::string& d) { return iequals(d, domain); })) {
+      std::none_of(domains.begin(), domains.end(),
+                   [&](const std::string& d) { return iequals(d, domain); })) {
     fmt::print(stderr,
                "postern: user: \"{}\" is not in a virtual domain; add the domain first:\n"
                "  postern -c {} postconf -e 'virtual_mailbox_domains = {}'\n",
                name, dir, domain);
     return kExUsage;
   }
-  auto it = std::find_if(entries->begin(), entries->end(), [&](const auto& e) { return iequals(e.user, name); });
+  auto it =
+      std::find_if(entries->begin(), entries->end(), [&](const auto& e) { return iequals(e.user, name); });
   if (verb == "add" || verb == "passwd") {
     if (verb == "add" && it != entries->end()) {
       fmt::print(stderr, "postern: user: {} exists already\n", name);

@@ -20,7 +20,9 @@ bool is_comment_or_blank(std::string_view line) {
   return t.empty() || t.front() == '#';
 }
 
-bool starts_with_space(std::string_view line) { return !line.empty() && (line[0] == ' ' || line[0] == '\t'); }
+bool starts_with_space(std::string_view line) {
+  return !line.empty() && (line[0] == ' ' || line[0] == '\t');
+}
 
 bool valid_key(std::string_view key) {
   if (key.empty()) return false;
@@ -45,10 +47,12 @@ Result<std::vector<Entry>> parse_main_cf(std::string_view text, std::string_view
     if (is_comment_or_blank(line)) continue;
     int lineno = static_cast<int>(i) + 1;
     if (starts_with_space(line))
-      return Error{fmt::format("{}, line {}: continuation line without a parameter before it", filename, lineno)};
+      return Error{
+          fmt::format("{}, line {}: continuation line without a parameter before it", filename, lineno)};
     size_t eq = line.find('=');
     if (eq == std::string_view::npos)
-      return Error{fmt::format("{}, line {}: missing '=' after \"{}\"", filename, lineno, printable(trim(line)))};
+      return Error{
+          fmt::format("{}, line {}: missing '=' after \"{}\"", filename, lineno, printable(trim(line)))};
     std::string key(trim(line.substr(0, eq)));
     if (!valid_key(key))
       return Error{fmt::format("{}, line {}: bad parameter name \"{}\"", filename, lineno, printable(key))};
@@ -77,7 +81,8 @@ std::string edit_main_cf(std::string_view text, std::string_view key, std::strin
       size_t eq = line.find('=');
       if (eq != std::string_view::npos && trim(line.substr(0, eq)) == key) {
         // Skip the continuation lines of this entry, but keep comment lines that follow it.
-        while (i + 1 < lines.size() && starts_with_space(lines[i + 1]) && !is_comment_or_blank(lines[i + 1])) ++i;
+        while (i + 1 < lines.size() && starts_with_space(lines[i + 1]) && !is_comment_or_blank(lines[i + 1]))
+          ++i;
         if (!replaced) {
           out += replacement;
           out += '\n';
@@ -178,7 +183,8 @@ Status Config::validate() const {
     const Parameter* p = find_parameter(name);
     std::string v = get(name, service);
     auto bad = [&](std::string_view what) -> Status {
-      return Error{fmt::format("{}, line {}: {}: bad value \"{}\": {}", file_, entry.line, key, printable(v), what)};
+      return Error{
+          fmt::format("{}, line {}: {}: bad value \"{}\": {}", file_, entry.line, key, printable(v), what)};
     };
     unsigned long long n;
     long long secs;
@@ -277,7 +283,9 @@ std::string Config::get(std::string_view name, std::string_view service) const {
   return expand(raw(name), 0);
 }
 
-bool Config::get_bool(std::string_view name, std::string_view service) const { return get(name, service) == "yes"; }
+bool Config::get_bool(std::string_view name, std::string_view service) const {
+  return get(name, service) == "yes";
+}
 
 long long Config::get_int(std::string_view name, std::string_view service) const {
   std::string v = get(name, service);

@@ -8,7 +8,8 @@ namespace postern::config {
 namespace {
 
 TEST(MainCf, ParsesContinuationsAndComments) {
-  std::string text = "# comment\nmyhostname = mail.example.org\nmydestination = a,\n  b\n  # inner comment\n  c\n\n";
+  std::string text =
+      "# comment\nmyhostname = mail.example.org\nmydestination = a,\n  b\n  # inner comment\n  c\n\n";
   auto e = parse_main_cf(text, "main.cf");
   ASSERT_TRUE(e) << e.error().message;
   ASSERT_EQ(e->size(), 2u);
@@ -54,7 +55,10 @@ TEST(Config, ExpansionAndDefaults) {
   EXPECT_EQ(c->get("smtpd_banner"), "mail.example.org ESMTP Postern");
   EXPECT_EQ(c->get_int("smtpd_timeout"), 300);
   EXPECT_EQ(c->get_path("passwd_file"), "/d/users");
-  auto d = Config::from_text("/d", "myhostname = h.x\nmyorigin = ${mydomain}\nsmtpd_banner = ${virtual_mailbox_domains?v}${virtual_mailbox_domains:none}\n", "f");
+  auto d = Config::from_text("/d",
+                             "myhostname = h.x\nmyorigin = ${mydomain}\nsmtpd_banner = "
+                             "${virtual_mailbox_domains?v}${virtual_mailbox_domains:none}\n",
+                             "f");
   ASSERT_TRUE(d);
   EXPECT_EQ(d->get("myorigin"), "x");
   EXPECT_EQ(d->get("smtpd_banner"), "none");
@@ -86,7 +90,8 @@ TEST(Config, TimeUnits) {
 
 TEST(EditMainCf, ReplacesInPlaceKeepingCommentsAndOrder) {
   std::string text = "# top\nhome_mailbox = Mailbox/\n  continued\n# keep me\nmyorigin = x\n";
-  EXPECT_EQ(edit_main_cf(text, "home_mailbox", "Maildir/"), "# top\nhome_mailbox = Maildir/\n# keep me\nmyorigin = x\n");
+  EXPECT_EQ(edit_main_cf(text, "home_mailbox", "Maildir/"),
+            "# top\nhome_mailbox = Maildir/\n# keep me\nmyorigin = x\n");
   EXPECT_EQ(edit_main_cf(text, "mydomain", "example.org"), text + "mydomain = example.org\n");
   EXPECT_EQ(edit_main_cf("", "smtpd_sasl_local_domain", ""), "smtpd_sasl_local_domain =\n");
 }

@@ -12,7 +12,8 @@ using enum Type;
 constexpr std::array kParameters = std::to_array<Parameter>({
     {"alias_maps", kList, "hash:/etc/aliases",
      "alias tables in /etc/aliases format (hash:PATH or PATH; the text file itself is read)", true},
-    {"broken_sasl_auth_clients", kBool, "no", "also announce AUTH in the obsolete AUTH=LOGIN PLAIN form", false},
+    {"broken_sasl_auth_clients", kBool, "no", "also announce AUTH in the obsolete AUTH=LOGIN PLAIN form",
+     false},
     {"delivery_threads", kInt, "16", "threads that write and fsync mail into Maildirs (Postern)", true},
     {"disable_plaintext_auth", kBool, "yes", "refuse plaintext logins before TLS (Dovecot)", false},
     {"disable_vrfy_command", kBool, "no", "refuse VRFY with 502 instead of answering 252", true},
@@ -20,15 +21,18 @@ constexpr std::array kParameters = std::to_array<Parameter>({
      "mailbox of a system user, relative to the home directory; must end in / (Maildir)", true},
     {"imap_listen", kList, "143", "IMAP listener(s) (Postern)", false},
     {"imaps_listen", kList, "993", "IMAP over implicit TLS listener(s) (Postern)", false},
-    {"inet_interfaces", kList, "all", "addresses a bare-port listener binds: all, loopback-only, or addresses", true},
+    {"inet_interfaces", kList, "all",
+     "addresses a bare-port listener binds: all, loopback-only, or addresses", true},
     {"inet_protocols", kList, "all", "IP protocols to use: all, ipv4, ipv6", true},
     {"line_length_limit", kInt, "2048", "longest SMTP command line accepted, in bytes", true},
-    {"mail_location", kString, "maildir:~/Maildir", "where a user's mail is (Dovecot); home_mailbox for delivery",
-     false},
-    {"mail_name", kString, "Postern", "the name the server calls itself in the banner and Received headers", true},
-    {"mail_owner", kString, "postern", "unprivileged user the network-facing code runs as when started as root",
-     false},
-    {"mailbox_size_limit", kSize, "51200000", "largest Maildir a delivery may grow, in bytes; 0: no limit", true},
+    {"mail_location", kString, "maildir:~/Maildir",
+     "where a user's mail is (Dovecot); home_mailbox for delivery", false},
+    {"mail_name", kString, "Postern", "the name the server calls itself in the banner and Received headers",
+     true},
+    {"mail_owner", kString, "postern",
+     "unprivileged user the network-facing code runs as when started as root", false},
+    {"mailbox_size_limit", kSize, "51200000", "largest Maildir a delivery may grow, in bytes; 0: no limit",
+     true},
     {"maillog_file", kString, "", "log file of the background daemon; empty: syslog", true},
     {"message_size_limit", kSize, "10240000", "largest message accepted, in bytes; 0: no limit", true},
     {"mydestination", kList, "$myhostname, localhost.$mydomain, localhost",
@@ -42,20 +46,22 @@ constexpr std::array kParameters = std::to_array<Parameter>({
     {"pop3s_listen", kList, "995", "POP3 over implicit TLS listener(s) (Postern)", false},
     {"queue_directory", kString, "/var/spool/postern", "the queue and runtime state (pid file)", true},
     {"recipient_delimiter", kString, "+", "separator of address extensions: alice+tag@ goes to alice", true},
-    {"smtp_listen", kList, "25", "inbound SMTP listener(s): port or host:port, comma-separated; empty disables",
-     true},
+    {"smtp_listen", kList, "25",
+     "inbound SMTP listener(s): port or host:port, comma-separated; empty disables", true},
     {"smtpd_banner", kString, "$myhostname ESMTP $mail_name", "text after 220 in the greeting", true},
-    {"smtpd_client_connection_count_limit", kInt, "50", "simultaneous sessions from one client IP; 0: no limit",
-     true},
+    {"smtpd_client_connection_count_limit", kInt, "50",
+     "simultaneous sessions from one client IP; 0: no limit", true},
     {"smtpd_connection_limit", kInt, "1000", "simultaneous SMTP sessions in all (Postern)", true},
-    {"smtpd_error_sleep_time", kTime, "1s", "delay before each reply once the soft error limit is reached", true},
+    {"smtpd_error_sleep_time", kTime, "1s", "delay before each reply once the soft error limit is reached",
+     true},
     {"smtpd_hard_error_limit", kInt, "20", "errors in one session before it is closed", true},
     {"smtpd_helo_required", kBool, "no", "require HELO or EHLO before MAIL", true},
     {"smtpd_pregreet_wait", kTime, "0s",
      "wait this long before the greeting and refuse clients that talk first (Postern)", true},
     {"smtpd_recipient_limit", kInt, "1000", "recipients accepted per message", true},
     {"smtpd_recipient_restrictions", kList, "", "restrictions applied at RCPT TO", false},
-    {"smtpd_relay_restrictions", kList, "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination",
+    {"smtpd_relay_restrictions", kList,
+     "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination",
      "relay restrictions applied at RCPT TO", false},
     {"smtpd_sasl_auth_enable", kBool, "no", "offer SMTP AUTH", false},
     {"smtpd_sasl_local_domain", kString, "", "realm appended to SASL login names", false},
@@ -68,10 +74,11 @@ constexpr std::array kParameters = std::to_array<Parameter>({
     {"ssl", kString, "yes", "IMAP/POP3 TLS: no, yes, required (Dovecot)", false},
     {"ssl_cert_file", kString, "", "certificate for every TLS service", false},
     {"ssl_key_file", kString, "", "private key of ssl_cert_file", false},
-    {"submission_listen", kList, "587", "submission listener(s): STARTTLS and AUTH required (Postern)", false},
+    {"submission_listen", kList, "587", "submission listener(s): STARTTLS and AUTH required (Postern)",
+     false},
     {"submissions_listen", kList, "465", "submission over implicit TLS listener(s) (Postern)", false},
-    {"virtual_mailbox_base", kString, "/var/mail/vhosts", "virtual mail of alice@example.org is <base>/example.org/alice/",
-     true},
+    {"virtual_mailbox_base", kString, "/var/mail/vhosts",
+     "virtual mail of alice@example.org is <base>/example.org/alice/", true},
     {"virtual_mailbox_domains", kList, "", "domains whose users are in passwd_file", true},
 });
 
@@ -84,7 +91,9 @@ static_assert(sorted(), "keep kParameters sorted by name");
 
 }  // namespace
 
-std::span<const Parameter> parameters() { return kParameters; }
+std::span<const Parameter> parameters() {
+  return kParameters;
+}
 
 const Parameter* find_parameter(std::string_view name) {
   auto it = std::lower_bound(kParameters.begin(), kParameters.end(), name,
@@ -93,8 +102,8 @@ const Parameter* find_parameter(std::string_view name) {
 }
 
 bool is_service_name(std::string_view name) {
-  static constexpr std::string_view kServices[] = {"smtp", "submission", "submissions", "imap",
-                                                   "imaps", "pop3", "pop3s"};
+  static constexpr std::string_view kServices[] = {"smtp",  "submission", "submissions", "imap",
+                                                   "imaps", "pop3",       "pop3s"};
   return std::find(std::begin(kServices), std::end(kServices), name) != std::end(kServices);
 }
 

@@ -1,5 +1,6 @@
-// config/parameters.hpp: the one place every main.cf parameter is defined: name, type, default, one line of doc.
-// Names are Postfix's (MTA side) and Dovecot's (MDA side) where the meaning is the same, with the same defaults.
+// config/parameters.hpp: the one place every main.cf parameter is defined: name, type, default, one line of
+// doc. Names are Postfix's (MTA side) and Dovecot's (MDA side) where the meaning is the same, with the same
+// defaults.
 #pragma once
 
 #include <span>
@@ -20,7 +21,8 @@ enum class Type {
 struct Parameter {
   std::string_view name;
   Type type;
-  std::string_view default_value;  // may use $name expansion; "!" prefix: computed at run time (see defaults.cpp)
+  std::string_view
+      default_value;  // may use $name expansion; "!" prefix: computed at run time (see defaults.cpp)
   std::string_view doc;
   bool implemented;  // false: accepted so that a Postfix/Dovecot guide's steps work, but without effect yet
 };

@@ -52,7 +52,8 @@ std::optional<std::vector<std::string>> AliasTable::find(std::string_view name) 
     loaded_ = false;
     return std::nullopt;
   }
-  if (!loaded_ || st.st_ino != inode_ || st.st_mtim.tv_sec != mtime_.tv_sec || st.st_mtim.tv_nsec != mtime_.tv_nsec) {
+  if (!loaded_ || st.st_ino != inode_ || st.st_mtim.tv_sec != mtime_.tv_sec ||
+      st.st_mtim.tv_nsec != mtime_.tv_nsec) {
     std::ifstream in(path_, std::ios::binary);
     std::stringstream ss;
     ss << in.rdbuf();

@@ -57,7 +57,9 @@ LocalDelivery::LocalDelivery(const config::Config& config)
   }
 }
 
-bool LocalDelivery::is_local_domain(std::string_view domain) const { return mydestination_.count(to_lower(domain)) > 0; }
+bool LocalDelivery::is_local_domain(std::string_view domain) const {
+  return mydestination_.count(to_lower(domain)) > 0;
+}
 bool LocalDelivery::is_virtual_domain(std::string_view domain) const {
   return virtual_domains_.count(to_lower(domain)) > 0;
 }
@@ -68,7 +70,8 @@ Resolution LocalDelivery::resolve(std::string_view local, std::string_view domai
 
 Resolution LocalDelivery::mailbox_of(std::string_view user) {
   size_t at = user.rfind('@');
-  if (at != std::string_view::npos && is_virtual_domain(user.substr(at + 1))) return resolve(user.substr(0, at), user.substr(at + 1));
+  if (at != std::string_view::npos && is_virtual_domain(user.substr(at + 1)))
+    return resolve(user.substr(0, at), user.substr(at + 1));
   std::string name(at == std::string_view::npos ? user : user.substr(0, at));
   return resolve_system(name, name + "@" + myhostname_);
 }
@@ -139,7 +142,8 @@ Resolution LocalDelivery::resolve_depth(std::string_view local_in, std::string_v
       for (const auto& t : *targets) {
         if (t.empty() || t[0] == '|' || t[0] == '/' || istarts_with(t, ":include:")) {
           r.status = RcptStatus::kUnsupported;
-          r.detail = "alias " + name + " expands to \"" + printable(t) + "\": commands, files and includes are not supported";
+          r.detail = "alias " + name + " expands to \"" + printable(t) +
+                     "\": commands, files and includes are not supported";
           return r;
         }
         std::string tl, td;
@@ -166,7 +170,8 @@ Resolution LocalDelivery::resolve_depth(std::string_view local_in, std::string_v
     }
   }
   r = resolve_system(base, base + "@" + myhostname_);
-  if (r.status == RcptStatus::kUnknownUser && base == "postmaster") return resolve_system("root", "root@" + myhostname_);
+  if (r.status == RcptStatus::kUnknownUser && base == "postmaster")
+    return resolve_system("root", "root@" + myhostname_);
   return r;
 }
 
@@ -184,7 +189,8 @@ DeliveryOutcome LocalDelivery::deliver(const queue::Envelope& env, std::string_v
     Resolution res = resolve(local, domain);
     if (res.status != RcptStatus::kLocal) {
       out.error = {store::ErrorKind::kTemporary, "recipient " + rcpt + " is no longer deliverable"};
-      log::info("local", "{}: to=<{}>, relay=local, status=deferred ({})", env.queue_id, rcpt, out.error.detail);
+      log::info("local", "{}: to=<{}>, relay=local, status=deferred ({})", env.queue_id, rcpt,
+                out.error.detail);
       return out;
     }
     for (auto& mb : res.mailboxes) {
@@ -199,7 +205,8 @@ DeliveryOutcome LocalDelivery::deliver(const queue::Envelope& env, std::string_v
   for (const auto& t : targets) {
     std::string delivered_to = "Delivered-To: " + t.mailbox.address + "\n";
     std::vector<std::string_view> parts = {return_path, delivered_to, received_header, content};
-    auto p = store::maildir::write_tmp(t.mailbox.maildir, parts, t.mailbox.owner, mailbox_size_limit_, out.error);
+    auto p =
+        store::maildir::write_tmp(t.mailbox.maildir, parts, t.mailbox.owner, mailbox_size_limit_, out.error);
     if (!p) {
       for (const auto& done : pending) store::maildir::abort(done);
       log::warning("local", "{}: to=<{}>: {}", env.queue_id, t.mailbox.address, out.error.detail);
@@ -207,8 +214,7 @@ DeliveryOutcome LocalDelivery::deliver(const queue::Envelope& env, std::string_v
     }
     pending.push_back(std::move(*p));
   }
-  double delay =
-      std::chrono::duration<double>(std::chrono::system_clock::now() - env.arrival).count();
+  double delay = std::chrono::duration<double>(std::chrono::system_clock::now() - env.arrival).count();
   for (size_t i = 0; i < pending.size(); ++i) {
     store::StoreError err;
     auto final_path = store::maildir::commit(pending[i], err);
@@ -216,11 +222,12 @@ DeliveryOutcome LocalDelivery::deliver(const queue::Envelope& env, std::string_v
     std::string orig = t.orig == t.mailbox.address ? "" : ", orig_to=<" + t.orig + ">";
     if (!final_path) {
       out.error = err;
-      log::warning("local", "{}: to=<{}>{}, relay=local, status=deferred ({})", env.queue_id, t.mailbox.address, orig,
-                   err.detail);
+      log::warning("local", "{}: to=<{}>{}, relay=local, status=deferred ({})", env.queue_id,
+                   t.mailbox.address, orig, err.detail);
       continue;
     }
-    log::info("local", "{}: to=<{}>{}, relay=local, delay={:.2f}, dsn=2.0.0, status=sent (delivered to maildir)",
+    log::info("local",
+              "{}: to=<{}>{}, relay=local, delay={:.2f}, dsn=2.0.0, status=sent (delivered to maildir)",
               env.queue_id, t.mailbox.address, orig, delay);
   }
   return out;

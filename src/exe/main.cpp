@@ -21,23 +21,37 @@ const CommandEntry kCommands[] = {
     {"serve", "run every configured service in the foreground, logging to stderr",
      [](const std::string& d, const std::string&, const Args& a) { return postern::cli::cmd_serve(d, a); }},
     {"start", "start the mail system in the background",
-     [](const std::string& d, const std::string& n, const Args& a) { return postern::cli::cmd_service(d, n, a); }},
+     [](const std::string& d, const std::string& n, const Args& a) {
+       return postern::cli::cmd_service(d, n, a);
+     }},
     {"stop", "stop the background mail system, finishing messages in flight",
-     [](const std::string& d, const std::string& n, const Args& a) { return postern::cli::cmd_service(d, n, a); }},
+     [](const std::string& d, const std::string& n, const Args& a) {
+       return postern::cli::cmd_service(d, n, a);
+     }},
     {"restart", "stop, then start",
-     [](const std::string& d, const std::string& n, const Args& a) { return postern::cli::cmd_service(d, n, a); }},
+     [](const std::string& d, const std::string& n, const Args& a) {
+       return postern::cli::cmd_service(d, n, a);
+     }},
     {"status", "tell whether the mail system is running",
-     [](const std::string& d, const std::string& n, const Args& a) { return postern::cli::cmd_service(d, n, a); }},
+     [](const std::string& d, const std::string& n, const Args& a) {
+       return postern::cli::cmd_service(d, n, a);
+     }},
     {"reload", "re-read main.cf without dropping connections",
-     [](const std::string& d, const std::string& n, const Args& a) { return postern::cli::cmd_service(d, n, a); }},
+     [](const std::string& d, const std::string& n, const Args& a) {
+       return postern::cli::cmd_service(d, n, a);
+     }},
     {"postconf", "show or edit settings: [-n|-d] [-x] [KEY...] | -e 'key = value' ...",
-     [](const std::string& d, const std::string&, const Args& a) { return postern::cli::cmd_postconf(d, a); }},
+     [](const std::string& d, const std::string&, const Args& a) {
+       return postern::cli::cmd_postconf(d, a);
+     }},
     {"check", "validate the configuration, files and permissions",
      [](const std::string& d, const std::string&, const Args& a) { return postern::cli::cmd_check(d, a); }},
     {"setup", "answer dpkg-reconfigure postfix's questions and write main.cf (--help for flags)",
      [](const std::string& d, const std::string&, const Args& a) { return postern::cli::cmd_setup(d, a); }},
     {"sendmail", "deliver a message from stdin: [-t] [-i] [-f FROM] [RCPT...]",
-     [](const std::string& d, const std::string&, const Args& a) { return postern::cli::cmd_sendmail(d, a); }},
+     [](const std::string& d, const std::string&, const Args& a) {
+       return postern::cli::cmd_sendmail(d, a);
+     }},
     {"mail", "list a user's INBOX, or print a message: [-u USER] [read N]",
      [](const std::string& d, const std::string&, const Args& a) { return postern::cli::cmd_mail(d, a); }},
     {"maildirmake", "create a Maildir or a Maildir++ folder: [-f FOLDER] DIR",
@@ -49,7 +63,9 @@ const CommandEntry kCommands[] = {
 };
 
 void usage(FILE* out) {
-  fmt::print(out, "usage: postern [-c DIR] COMMAND [ARGS...]\n  -c DIR  configuration directory (default /etc/postern)\n\n");
+  fmt::print(out,
+             "usage: postern [-c DIR] COMMAND [ARGS...]\n  -c DIR  configuration directory (default "
+             "/etc/postern)\n\n");
   for (const auto& c : kCommands) fmt::print(out, "  {:<12} {}\n", c.name, c.help);
 }
 

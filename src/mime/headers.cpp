@@ -38,14 +38,15 @@ std::optional<std::string> find_field(const std::vector<Field>& fields, std::str
 
 std::vector<std::string> parse_address_list(std::string_view value) {
   std::vector<std::string> out;
-  std::string current;     // text of the current mailbox outside comments
-  std::string angle;       // text inside <...>
+  std::string current;  // text of the current mailbox outside comments
+  std::string angle;    // text inside <...>
   bool in_angle = false, had_angle = false, in_quote = false;
   int comment = 0;
   auto finish = [&] {
     std::string addr = had_angle ? angle : std::string(trim(current));
     // A bare "display name" without an address is not a mailbox.
-    if (!addr.empty() && (had_angle || addr.find('@') != std::string::npos || addr.find(' ') == std::string::npos))
+    if (!addr.empty() &&
+        (had_angle || addr.find('@') != std::string::npos || addr.find(' ') == std::string::npos))
       out.push_back(std::string(trim(addr)));
     current.clear();
     angle.clear();
@@ -54,9 +55,12 @@ std::vector<std::string> parse_address_list(std::string_view value) {
   for (size_t i = 0; i < value.size(); ++i) {
     char c = value[i];
     if (comment > 0) {
-      if (c == '\\') ++i;
-      else if (c == '(') ++comment;
-      else if (c == ')') --comment;
+      if (c == '\\')
+        ++i;
+      else if (c == '(')
+        ++comment;
+      else if (c == ')')
+        --comment;
       continue;
     }
     if (in_quote) {
@@ -70,8 +74,10 @@ std::vector<std::string> parse_address_list(std::string_view value) {
       continue;
     }
     if (in_angle) {
-      if (c == '>') in_angle = false;
-      else if (c != ' ' && c != '\t') angle += c;
+      if (c == '>')
+        in_angle = false;
+      else if (c != ' ' && c != '\t')
+        angle += c;
       continue;
     }
     switch (c) {

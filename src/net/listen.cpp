@@ -9,7 +9,9 @@
 namespace postern::net {
 namespace {
 
-bool is_ipv6(const std::string& host) { return host.find(':') != std::string::npos; }
+bool is_ipv6(const std::string& host) {
+  return host.find(':') != std::string::npos;
+}
 
 }  // namespace
 

@@ -69,7 +69,8 @@ class Server {
       if (!ec && addr.is_v6()) acc.set_option(asio::ip::v6_only(true), ec);
       if (!ec) acc.bind(ep, ec);
       if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
-      if (ec) return Error{fmt::format("smtp_listen: cannot listen on {}: {}", format_endpoint(ep), ec.message())};
+      if (ec)
+        return Error{fmt::format("smtp_listen: cannot listen on {}: {}", format_endpoint(ep), ec.message())};
       log::info("master", "smtpd listening on {}", format_endpoint(ep));
       acceptors_.push_back(std::make_unique<tcp::acceptor>(std::move(acc)));
     }
@@ -191,7 +192,8 @@ class Server {
     if ((total_limit > 0 && static_cast<long long>(connections_.size()) >= total_limit) ||
         (per_ip_limit > 0 && per_ip_[c->ip] >= per_ip_limit)) {
       log::warning("smtpd", "too many connections from {} ({} open in all)", c->ip, connections_.size());
-      out = smtp::proto::Reply(421, "4.7.0", settings.hostname + " Error: too many connections from " + c->ip).render();
+      out = smtp::proto::Reply(421, "4.7.0", settings.hostname + " Error: too many connections from " + c->ip)
+                .render();
       c->deadline = Clock::now() + kFinalWriteTime;
       co_await asio::async_write(c->socket, asio::buffer(out), kAsTuple);
       co_return;
@@ -217,7 +219,8 @@ class Server {
     if (--per_ip_[c->ip] <= 0) per_ip_.erase(c->ip);
   }
 
-  awaitable<void> run_session(Connection& c, smtp::server::Session& session, const Runtime& rt, std::string& out) {
+  awaitable<void> run_session(Connection& c, smtp::server::Session& session, const Runtime& rt,
+                              std::string& out) {
     const config::Config& cfg = *rt.config;
     auto timeout = std::chrono::seconds(cfg.get_int("smtpd_timeout"));
     auto error_sleep = std::chrono::seconds(cfg.get_int("smtpd_error_sleep_time"));
@@ -234,9 +237,11 @@ class Server {
       if (c.expired) {
         log::info("smtpd", "timeout after {} from {}", session.in_transaction() ? "transaction" : "command",
                   session.client().log_name());
-        co_await send_final(smtp::proto::Reply(421, "4.4.2", cfg.get("myhostname") + " Error: timeout exceeded"));
+        co_await send_final(
+            smtp::proto::Reply(421, "4.4.2", cfg.get("myhostname") + " Error: timeout exceeded"));
       } else if (stopping_) {
-        co_await send_final(smtp::proto::Reply(421, "4.3.2", cfg.get("myhostname") + " Service shutting down"));
+        co_await send_final(
+            smtp::proto::Reply(421, "4.3.2", cfg.get("myhostname") + " Service shutting down"));
       } else {
         log::info("smtpd", "lost connection{} from {}", session.in_transaction() ? " in transaction" : "",
                   session.client().log_name());

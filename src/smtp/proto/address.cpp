@@ -15,8 +15,25 @@ bool is_atext(unsigned char c, bool utf8) {
   if (c >= 0x80) return utf8;
   if (std::isalnum(c)) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-': case '/':
-    case '=': case '?': case '^': case '_': case '`': case '{': case '|': case '}': case '~':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '/':
+    case '=':
+    case '?':
+    case '^':
+    case '_':
+    case '`':
+    case '{':
+    case '|':
+    case '}':
+    case '~':
       return true;
     default:
       return false;
@@ -56,7 +73,9 @@ bool valid_address_literal(std::string_view lit) {
   return true;
 }
 
-bool local_needs_quotes(std::string_view local) { return !valid_dot_string(local, true); }
+bool local_needs_quotes(std::string_view local) {
+  return !valid_dot_string(local, true);
+}
 
 }  // namespace
 
@@ -141,7 +160,8 @@ ParsedPath parse_path(std::string_view s, bool allow_null, bool utf8) {
   if (path.size() > kMaxPath) return fail(AddressError::kTooLong);
 
   if (path.empty()) {
-    if (!bracketed || !allow_null) return fail(bracketed ? AddressError::kNullNotHere : AddressError::kSyntax);
+    if (!bracketed || !allow_null)
+      return fail(bracketed ? AddressError::kNullNotHere : AddressError::kSyntax);
     r.address.null = true;
     return r;
   }
@@ -172,7 +192,8 @@ ParsedPath parse_path(std::string_view s, bool allow_null, bool utf8) {
       if (c == '\\') {
         if (pos + 1 >= path.size()) return fail(AddressError::kSyntax);
         auto q = static_cast<unsigned char>(path[pos + 1]);
-        if (q < 32 || (q > 126 && !utf8)) return fail(q > 126 ? AddressError::kNeedsUtf8 : AddressError::kSyntax);
+        if (q < 32 || (q > 126 && !utf8))
+          return fail(q > 126 ? AddressError::kNeedsUtf8 : AddressError::kSyntax);
         local += static_cast<char>(q);
         pos += 2;
         continue;

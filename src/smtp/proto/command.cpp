@@ -13,13 +13,25 @@ struct VerbName {
 };
 
 constexpr std::array kVerbs = std::to_array<VerbName>({
-    {"HELO", Verb::kHelo}, {"EHLO", Verb::kEhlo}, {"MAIL", Verb::kMail}, {"RCPT", Verb::kRcpt},
-    {"DATA", Verb::kData}, {"BDAT", Verb::kBdat}, {"RSET", Verb::kRset}, {"NOOP", Verb::kNoop},
-    {"QUIT", Verb::kQuit}, {"VRFY", Verb::kVrfy}, {"EXPN", Verb::kExpn}, {"HELP", Verb::kHelp},
-    {"STARTTLS", Verb::kStarttls}, {"AUTH", Verb::kAuth},
+    {"HELO", Verb::kHelo},
+    {"EHLO", Verb::kEhlo},
+    {"MAIL", Verb::kMail},
+    {"RCPT", Verb::kRcpt},
+    {"DATA", Verb::kData},
+    {"BDAT", Verb::kBdat},
+    {"RSET", Verb::kRset},
+    {"NOOP", Verb::kNoop},
+    {"QUIT", Verb::kQuit},
+    {"VRFY", Verb::kVrfy},
+    {"EXPN", Verb::kExpn},
+    {"HELP", Verb::kHelp},
+    {"STARTTLS", Verb::kStarttls},
+    {"AUTH", Verb::kAuth},
 });
 
-Reply syntax(std::string_view enhanced, std::string_view text) { return Reply(501, enhanced, text); }
+Reply syntax(std::string_view enhanced, std::string_view text) {
+  return Reply(501, enhanced, text);
+}
 
 bool valid_keyword(std::string_view k) {
   if (k.empty()) return false;
@@ -86,7 +98,8 @@ Reply address_error_reply(AddressError error, bool sender) {
     case AddressError::kNone:
       break;
   }
-  return Reply(501, sender ? "5.1.7" : "5.1.3", sender ? "Bad sender address syntax" : "Bad recipient address syntax");
+  return Reply(501, sender ? "5.1.7" : "5.1.3",
+               sender ? "Bad sender address syntax" : "Bad recipient address syntax");
 }
 
 ParseResult parse_command(std::string_view line, const ParseOptions& options) {
@@ -110,7 +123,9 @@ ParseResult parse_command(std::string_view line, const ParseOptions& options) {
       break;
     case Verb::kHelo:
     case Verb::kEhlo:
-      if (c.arg.empty()) r.error = syntax("5.5.4", std::string("Syntax: ") + (c.verb == Verb::kHelo ? "HELO" : "EHLO") + " hostname");
+      if (c.arg.empty())
+        r.error = syntax("5.5.4",
+                         std::string("Syntax: ") + (c.verb == Verb::kHelo ? "HELO" : "EHLO") + " hostname");
       break;
     case Verb::kMail: {
       if (!strip_prefix(arg, "FROM:")) {
@@ -173,7 +188,9 @@ ParseResult parse_command(std::string_view line, const ParseOptions& options) {
       break;
     case Verb::kVrfy:
     case Verb::kExpn:
-      if (c.arg.empty()) r.error = syntax("5.5.4", "Syntax: " + std::string(c.verb == Verb::kVrfy ? "VRFY" : "EXPN") + " address");
+      if (c.arg.empty())
+        r.error =
+            syntax("5.5.4", "Syntax: " + std::string(c.verb == Verb::kVrfy ? "VRFY" : "EXPN") + " address");
       break;
     case Verb::kNoop:
     case Verb::kHelp:

@@ -1,6 +1,7 @@
 // smtp/proto/command.hpp: parses one SMTP command line (RFC 5321 4.1, RFC 1870, 6152, 6531, 3030) into a
 // typed Command or the reply that refuses it. Pure; no I/O.
-// Security: untrusted input; the line has already been bounded by LineBuffer. Fuzzed by fuzz/smtp_command.cpp.
+// Security: untrusted input; the line has already been bounded by LineBuffer. Fuzzed by
+// fuzz/smtp_command.cpp.
 #pragma once
 
 #include <cstdint>
@@ -14,8 +15,23 @@
 
 namespace postern::smtp::proto {
 
-enum class Verb { kHelo, kEhlo, kMail, kRcpt, kData, kBdat, kRset, kNoop, kQuit, kVrfy, kExpn, kHelp, kStarttls,
-                  kAuth, kUnknown };
+enum class Verb {
+  kHelo,
+  kEhlo,
+  kMail,
+  kRcpt,
+  kData,
+  kBdat,
+  kRset,
+  kNoop,
+  kQuit,
+  kVrfy,
+  kExpn,
+  kHelp,
+  kStarttls,
+  kAuth,
+  kUnknown
+};
 
 enum class Body { kDefault, k7Bit, k8BitMime, kBinaryMime };
 
@@ -27,10 +43,10 @@ struct MailParams {
 
 struct Command {
   Verb verb = Verb::kUnknown;
-  std::string verb_text;  // as the client wrote it, for logs
-  std::string arg;        // the text after the verb (HELO domain, VRFY argument, AUTH data, ...)
-  Address address;        // MAIL / RCPT
-  MailParams mail;        // MAIL
+  std::string verb_text;    // as the client wrote it, for logs
+  std::string arg;          // the text after the verb (HELO domain, VRFY argument, AUTH data, ...)
+  Address address;          // MAIL / RCPT
+  MailParams mail;          // MAIL
   uint64_t chunk_size = 0;  // BDAT
   bool last = false;        // BDAT ... LAST
 };

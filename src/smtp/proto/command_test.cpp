@@ -7,7 +7,9 @@
 namespace postern::smtp::proto {
 namespace {
 
-ParseResult parse(std::string_view line) { return parse_command(line, ParseOptions{}); }
+ParseResult parse(std::string_view line) {
+  return parse_command(line, ParseOptions{});
+}
 
 TEST(Command, GuideDialogueLowerCaseWithoutBrackets) {
   auto m = parse("mail from: root@localhost");

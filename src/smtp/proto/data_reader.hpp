@@ -13,7 +13,8 @@
 
 namespace postern::smtp::proto {
 
-// Turns CR LF into LF across calls (a CR at the end of one piece may pair with a LF at the start of the next).
+// Turns CR LF into LF across calls (a CR at the end of one piece may pair with a LF at the start of the
+// next).
 class CrlfToLf {
  public:
   void feed(std::string_view in, std::string& out);

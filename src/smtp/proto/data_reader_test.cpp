@@ -37,7 +37,9 @@ TEST(DataReader, EndsAtCrLfDotCrLfAndUnstuffs) {
   expect_everywhere(in, "Subject: x\n\n.dot\n", true, in.size() - 6);
 }
 
-TEST(DataReader, EmptyMessage) { expect_everywhere(".\r\n", "", true, 3); }
+TEST(DataReader, EmptyMessage) {
+  expect_everywhere(".\r\n", "", true, 3);
+}
 
 TEST(DataReader, SmugglingVariantsDoNotEnd) {
   // None of these ends the message: only CRLF.CRLF does.

@@ -16,8 +16,8 @@ using proto::Verb;
 namespace {
 
 // Verbs in the order Postfix lists them in its disconnect line.
-constexpr std::string_view kSummaryOrder[] = {"helo", "ehlo", "starttls", "auth", "mail", "rcpt", "bdat",
-                                              "data", "rset", "noop", "vrfy", "quit", "unknown"};
+constexpr std::string_view kSummaryOrder[] = {"helo", "ehlo", "starttls", "auth", "mail", "rcpt",   "bdat",
+                                              "data", "rset", "noop",     "vrfy", "quit", "unknown"};
 
 std::string delivery_detail(delivery::RcptStatus status) {
   switch (status) {
@@ -57,7 +57,9 @@ Settings Settings::from_config(const config::Config& config, std::string_view se
 Session::Session(Settings settings, Client client, RecipientCheck check)
     : settings_(std::move(settings)), client_(std::move(client)), check_(std::move(check)) {}
 
-Reply Session::greeting() const { return Reply(220, "", settings_.banner); }
+Reply Session::greeting() const {
+  return Reply(220, "", settings_.banner);
+}
 
 void Session::count(std::string_view verb, bool ok) {
   auto& c = counts_[std::string(verb)];
@@ -76,7 +78,8 @@ std::string Session::command_summary() const {
     all_total += total;
     out += ok == total ? fmt::format("{}={} ", verb, total) : fmt::format("{}={}/{} ", verb, ok, total);
   }
-  out += ok_total == all_total ? fmt::format("commands={}", all_total) : fmt::format("commands={}/{}", ok_total, all_total);
+  out += ok_total == all_total ? fmt::format("commands={}", all_total)
+                               : fmt::format("commands={}/{}", ok_total, all_total);
   return out;
 }
 
@@ -135,8 +138,7 @@ Step Session::command(std::string_view line, bool more_pending) {
                       c.verb == Verb::kStarttls || c.verb == Verb::kAuth || c.verb == Verb::kQuit;
   if (more_pending && c.verb != Verb::kQuit && (must_be_last || !esmtp_)) {
     count(verb, false);
-    log::info("smtpd", "improper command pipelining after {} from {}", c.verb_text,
-              client_.log_name());
+    log::info("smtpd", "improper command pipelining after {} from {}", c.verb_text, client_.log_name());
     return reply(Reply(554, "5.5.0", "Error: SMTP protocol synchronization"), Next::kClose);
   }
   if (parsed.error) {
@@ -204,7 +206,8 @@ Step Session::on_helo(const Command& c, bool extended) {
   r.code = 250;
   r.lines.push_back(settings_.hostname);
   r.lines.push_back("PIPELINING");
-  r.lines.push_back(settings_.message_size_limit ? fmt::format("SIZE {}", settings_.message_size_limit) : "SIZE");
+  r.lines.push_back(settings_.message_size_limit ? fmt::format("SIZE {}", settings_.message_size_limit)
+                                                 : "SIZE");
   if (!settings_.disable_vrfy) r.lines.push_back("VRFY");
   r.lines.push_back("ENHANCEDSTATUSCODES");
   r.lines.push_back("8BITMIME");
@@ -214,7 +217,8 @@ Step Session::on_helo(const Command& c, bool extended) {
 }
 
 Step Session::on_mail(const Command& c) {
-  if (settings_.helo_required && helo_.empty()) return error(Reply(503, "5.5.1", "Error: send HELO/EHLO first"));
+  if (settings_.helo_required && helo_.empty())
+    return error(Reply(503, "5.5.1", "Error: send HELO/EHLO first"));
   if (mail_given_) return error(Reply(503, "5.5.1", "Error: nested MAIL command"));
   if (!esmtp_ && (c.mail.size || c.mail.body != proto::Body::kDefault || c.mail.smtputf8))
     return error(Reply(555, "5.5.4", "Unsupported option: ESMTP parameters need EHLO"));
@@ -356,8 +360,8 @@ std::string rfc5322_date(std::chrono::system_clock::time_point t) {
 std::string Session::received_header() const {
   std::string proto = smtputf8_ ? "UTF8SMTP" : esmtp_ ? "ESMTP" : "SMTP";
   std::string out = fmt::format("Received: from {} ({})\n\tby {} ({}) with {} id {}", printable(helo_, 255),
-                                client_.name + " [" + client_.address + "]", settings_.hostname, settings_.mail_name,
-                                proto, envelope_.queue_id);
+                                client_.name + " [" + client_.address + "]", settings_.hostname,
+                                settings_.mail_name, proto, envelope_.queue_id);
   if (envelope_.recipients.size() == 1) out += fmt::format("\n\tfor <{}>", envelope_.recipients.front());
   out += fmt::format("; {}\n", rfc5322_date(envelope_.arrival));
   return out;

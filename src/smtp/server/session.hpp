@@ -41,7 +41,7 @@ struct Settings {
 };
 
 struct Client {
-  std::string address;            // "127.0.0.1"
+  std::string address;           // "127.0.0.1"
   std::string name = "unknown";  // reverse DNS name, when looked up
   std::string log_name() const { return name + "[" + address + "]"; }
 };

@@ -119,11 +119,14 @@ struct UsageEntry {
 std::mutex g_usage_mutex;
 std::map<std::string, UsageEntry> g_usage;
 
-bool same_time(const timespec& a, const timespec& b) { return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec; }
+bool same_time(const timespec& a, const timespec& b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
 
 bool dir_times(const std::string& maildir, timespec& new_mtime, timespec& cur_mtime) {
   struct stat sn, sc;
-  if (::stat((maildir + "/new").c_str(), &sn) != 0 || ::stat((maildir + "/cur").c_str(), &sc) != 0) return false;
+  if (::stat((maildir + "/new").c_str(), &sn) != 0 || ::stat((maildir + "/cur").c_str(), &sc) != 0)
+    return false;
   new_mtime = sn.st_mtim;
   cur_mtime = sc.st_mtim;
   return true;
@@ -172,8 +175,8 @@ std::string unique_name(uint64_t size, uint64_t crlf) {
   static const std::string host = maildir_host();
   timeval tv;
   ::gettimeofday(&tv, nullptr);
-  return fmt::format("{}.M{}P{}Q{}.{},S={},W={}", tv.tv_sec, tv.tv_usec, ::getpid(), g_counter.fetch_add(1) + 1,
-                     host, size, crlf);
+  return fmt::format("{}.M{}P{}Q{}.{},S={},W={}", tv.tv_sec, tv.tv_usec, ::getpid(),
+                     g_counter.fetch_add(1) + 1, host, size, crlf);
 }
 
 uint64_t crlf_size(std::string_view content) {
@@ -199,8 +202,8 @@ uint64_t usage(const std::string& maildir) {
   return bytes;
 }
 
-Result<Pending> write_tmp(const std::string& maildir, const std::vector<std::string_view>& parts, const Owner& owner,
-                          uint64_t size_limit, StoreError& error) {
+Result<Pending> write_tmp(const std::string& maildir, const std::vector<std::string_view>& parts,
+                          const Owner& owner, uint64_t size_limit, StoreError& error) {
   uint64_t size = 0, crlf = 0;
   for (auto p : parts) {
     size += p.size();
@@ -211,7 +214,8 @@ Result<Pending> write_tmp(const std::string& maildir, const std::vector<std::str
     return Error{st.error().message};
   }
   if (size_limit != 0 && usage(maildir) + size > size_limit) {
-    error = {ErrorKind::kQuotaExceeded, fmt::format("{}: mailbox_size_limit {} reached", maildir, size_limit)};
+    error = {ErrorKind::kQuotaExceeded,
+             fmt::format("{}: mailbox_size_limit {} reached", maildir, size_limit)};
     return Error{error.detail};
   }
   Pending p;
@@ -273,7 +277,8 @@ Result<std::string> commit(const Pending& pending, StoreError& error) {
     return Error{error.detail};
   }
   if (int err = fsync_dir(pending.maildir + "/new"); err != 0) {
-    error = {error_kind_from_errno(err), fmt::format("fsync {}/new: {}", pending.maildir, std::strerror(err))};
+    error = {error_kind_from_errno(err),
+             fmt::format("fsync {}/new: {}", pending.maildir, std::strerror(err))};
     return Error{error.detail};
   }
   // Keep the usage cache valid: our own delivery changed new/ by exactly this file.
@@ -286,6 +291,8 @@ Result<std::string> commit(const Pending& pending, StoreError& error) {
   return final_path;
 }
 
-void abort(const Pending& pending) { ::unlink(pending.tmp_path.c_str()); }
+void abort(const Pending& pending) {
+  ::unlink(pending.tmp_path.c_str());
+}
 
 }  // namespace postern::store::maildir

@@ -41,9 +41,10 @@ struct Pending {
 };
 
 // Phase one: the message (the concatenation of `parts`) written and fsync'd in tmp/.
-// `size_limit` (0: none) is mailbox_size_limit: refused with kQuotaExceeded when the Maildir would grow past it.
-Result<Pending> write_tmp(const std::string& maildir, const std::vector<std::string_view>& parts, const Owner& owner,
-                          uint64_t size_limit, StoreError& error);
+// `size_limit` (0: none) is mailbox_size_limit: refused with kQuotaExceeded when the Maildir would grow past
+// it.
+Result<Pending> write_tmp(const std::string& maildir, const std::vector<std::string_view>& parts,
+                          const Owner& owner, uint64_t size_limit, StoreError& error);
 // Phase two: rename into new/ and fsync new/. Returns the final path.
 Result<std::string> commit(const Pending& pending, StoreError& error);
 void abort(const Pending& pending);
