@@ -19,6 +19,7 @@ constexpr std::array kParameters = std::to_array<Parameter>({
     {"disable_vrfy_command", kBool, "no", "refuse VRFY with 502 instead of answering 252", true},
     {"home_mailbox", kString, "Maildir/",
      "mailbox of a system user, relative to the home directory; must end in / (Maildir)", true},
+    {"hopcount_limit", kInt, "50", "Received: headers after which a message is refused as a mail loop", true},
     {"imap_listen", kList, "143", "IMAP listener(s) (Postern)", false},
     {"imaps_listen", kList, "993", "IMAP over implicit TLS listener(s) (Postern)", false},
     {"inet_interfaces", kList, "all",

@@ -53,7 +53,7 @@ Result<std::vector<ListenAddress>> listen_addresses(const config::Config& config
     if (!parse_u64(port_text, port) || port == 0 || port > 65535)
       return Error{fmt::format("{}: bad port in \"{}\"", key, item)};
     if (host.empty()) {
-      for (const auto& h : interfaces) out.push_back({h, static_cast<unsigned short>(port)});
+      for (const auto& h : interfaces) out.push_back({h, static_cast<unsigned short>(port), true});
       continue;
     }
     unsigned char buf[16];

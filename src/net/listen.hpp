@@ -13,6 +13,7 @@ namespace postern::net {
 struct ListenAddress {
   std::string host;  // numeric address
   unsigned short port = 0;
+  bool implicit = false;  // from inet_interfaces (a bare port), not named in the *_listen value
 };
 
 Result<std::vector<ListenAddress>> listen_addresses(const config::Config& config, std::string_view key);

@@ -74,6 +74,7 @@ class Server {
       log::info("master", "smtpd listening on {}", format_endpoint(ep));
       acceptors_.push_back(std::make_unique<tcp::acceptor>(std::move(acc)));
     }
+    if (acceptors_.empty()) return Error{"smtp_listen: no address to listen on"};
     return Ok{};
   }
 

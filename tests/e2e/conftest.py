@@ -92,6 +92,16 @@ class Postern:
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
+    def wait_log(self, text, timeout=10.0):
+        """Waits until `text` appears in the log (lines are written after the reply that caused them)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            log = self.log()
+            if text in log:
+                return log
+            time.sleep(0.05)
+        raise AssertionError(f"not in the log after {timeout}s: {text!r}\n{self.log()[-3000:]}")
+
     def maildir(self, user, domain=DOMAIN):
         return os.path.join(self.mail, domain, user)
 

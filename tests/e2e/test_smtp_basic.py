@@ -31,9 +31,8 @@ def test_guide_telnet_dialogue_byte_for_byte(server):
     md = server.maildir("alice")
     assert stat.S_IMODE(os.stat(md).st_mode) == 0o700
     assert server.tmp_files("alice") == []
-    log = server.log()
+    log = server.wait_log("disconnect from unknown[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5")
     assert f"{queue_id}: to=<alice@{DOMAIN}>, relay=local" in log and "status=sent (delivered to maildir)" in log
-    assert "disconnect from unknown[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5" in log
 
 
 def test_smtplib_several_recipients_alias_and_extension(server):
@@ -58,7 +57,7 @@ def test_unknown_user_and_relay_refused(server):
         assert code == 554 and msg == b"5.7.1 <victim@gmail.example>: Relay access denied"
         code, msg = s.docmd("DATA")
         assert code == 554 and msg.startswith(b"5.5.1")
-    assert "NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 554 5.7.1 <victim@gmail.example>: Relay access denied" in server.log()
+    server.wait_log("NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 554 5.7.1 <victim@gmail.example>: Relay access denied")
 
 
 def test_smtputf8_and_8bitmime(server):

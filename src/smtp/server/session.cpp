@@ -6,6 +6,7 @@
 
 #include "base/log.hpp"
 #include "base/strings.hpp"
+#include "mime/headers.hpp"
 
 namespace postern::smtp::server {
 
@@ -48,6 +49,7 @@ Settings Settings::from_config(const config::Config& config, std::string_view se
   s.soft_error_limit = static_cast<int>(config.get_int("smtpd_soft_error_limit", service));
   s.hard_error_limit = static_cast<int>(config.get_int("smtpd_hard_error_limit", service));
   s.line_length_limit = static_cast<size_t>(config.get_int("line_length_limit", service));
+  s.hopcount_limit = static_cast<int>(config.get_int("hopcount_limit", service));
   s.disable_vrfy = config.get_bool("disable_vrfy_command", service);
   s.helo_required = config.get_bool("smtpd_helo_required", service);
   s.smtputf8 = config.get_bool("smtputf8_enable", service);
@@ -291,6 +293,19 @@ Step Session::data_done() {
     reset_transaction();
     return error(Reply(552, "5.3.4", "Message size exceeds fixed limit"));
   }
+  return ready_to_deliver();
+}
+
+Step Session::ready_to_deliver() {
+  int hops = 0;
+  for (const auto& f : mime::parse_header(content_))
+    if (iequals(f.name, "Received")) ++hops;
+  if (settings_.hopcount_limit > 0 && hops >= settings_.hopcount_limit) {
+    log::info("smtpd", "{}: reject: too many hops ({} Received: headers) from {}", envelope_.queue_id, hops,
+              client_.log_name());
+    reset_transaction();
+    return error(Reply(554, "5.4.6", "Too many hops"));
+  }
   return reply(Reply(), Next::kDeliver);
 }
 
@@ -339,7 +354,7 @@ Step Session::bdat_done() {
   }
   if (!last_chunk_) return reply(Reply(250, "2.0.0", fmt::format("Ok: {} bytes", bdat_bytes_)));
   bdat_normalizer_.finish(content_);
-  return reply(Reply(), Next::kDeliver);
+  return ready_to_deliver();
 }
 
 Step Session::on_vrfy() {

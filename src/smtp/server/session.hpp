@@ -33,6 +33,7 @@ struct Settings {
   int soft_error_limit = 10;
   int hard_error_limit = 20;
   size_t line_length_limit = 2048;
+  int hopcount_limit = 50;
   bool disable_vrfy = false;
   bool helo_required = false;
   bool smtputf8 = true;
@@ -107,6 +108,8 @@ class Session {
   Step on_data();
   Step on_bdat(const proto::Command& c);
   Step on_vrfy();
+  // The message is complete: refuse mail loops, else deliver.
+  Step ready_to_deliver();
 
   Settings settings_;
   Client client_;

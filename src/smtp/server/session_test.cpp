@@ -112,6 +112,20 @@ TEST(Session, SizeLimits) {
   EXPECT_EQ(s.replies.front().render(), "552 5.3.4 Message size exceeds fixed limit\r\n");
 }
 
+TEST(Session, MailLoopRefused) {
+  Settings st = Dialogue::defaults();
+  st.message_size_limit = 0;
+  st.hopcount_limit = 3;
+  Dialogue d(st);
+  d.cmd("EHLO c", "250-mx.example.test");
+  d.cmd("MAIL FROM:<a@b.example>", "250 2.1.0 Ok");
+  d.cmd("RCPT TO:<alice@example.test>", "250 2.1.5 Ok");
+  d.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>");
+  std::string in = "Received: a\r\nReceived: b\r\nReceived: c\r\n\r\nx\r\n.\r\n";
+  d.session_.data_reader().feed(in, d.session_.content());
+  EXPECT_EQ(d.session_.data_done().replies.front().render(), "554 5.4.6 Too many hops\r\n");
+}
+
 TEST(Session, OrderErrors) {
   Dialogue d;
   d.cmd("RCPT TO:<alice@example.test>", "503 5.5.1 Error: need MAIL command");
