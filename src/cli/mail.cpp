@@ -10,6 +10,7 @@
 #include <ctime>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -50,13 +51,15 @@ std::vector<Message> list_inbox(const std::string& maildir) {
     }
     ::closedir(d);
   }
-  // Delivery order: the Maildir name starts with the delivery time.
-  std::sort(out.begin(), out.end(), [](const Message& a, const Message& b) {
-    unsigned long long ta = std::strtoull(a.name.c_str(), nullptr, 10),
-                       tb = std::strtoull(b.name.c_str(), nullptr, 10);
-    if (ta != tb) return ta < tb;
-    return a.name < b.name;
-  });
+  // Delivery order: a Maildir name starts with the delivery time, "SECONDS.M<microseconds>...".
+  auto key = [](const Message& m) {
+    const char* p = m.name.c_str();
+    char* end = nullptr;
+    unsigned long long secs = std::strtoull(p, &end, 10), usecs = 0;
+    if (end && end[0] == '.' && end[1] == 'M') usecs = std::strtoull(end + 2, nullptr, 10);
+    return std::make_tuple(secs, usecs, m.name);
+  };
+  std::sort(out.begin(), out.end(), [&](const Message& a, const Message& b) { return key(a) < key(b); });
   return out;
 }
 

@@ -98,6 +98,9 @@ int cmd_sendmail(const std::string& dir, const Args& args) {
     fmt::print(stderr, "postern: fatal: {}\n", cfg.error().message);
     return kExConfig;
   }
+  // Like Postfix's sendmail, say nothing on success (cron mails whatever a job prints): log to the mail log.
+  std::string logfile = cfg->get_path("maillog_file");
+  log::init(logfile.empty() ? log::Sink::kSyslog : log::Sink::kFile, logfile);
   delivery::LocalDelivery local(*cfg);
   std::string hostname = cfg->get("myhostname");
   passwd* pw = ::getpwuid(::getuid());
@@ -124,7 +127,7 @@ int cmd_sendmail(const std::string& dir, const Args& args) {
   env.client = "local";
   auto canonical = [&](const std::string& addr, bool is_sender) -> std::optional<std::string> {
     auto p = smtp::proto::parse_path(addr, is_sender, true);
-    if (p.error != smtp::proto::AddressError::kNone) return std::nullopt;
+    if (p.error != smtp::proto::AddressError::kNone || !p.rest.empty()) return std::nullopt;
     if (p.address.null) return std::string();
     if (p.address.domain.empty()) p.address.domain = local.myorigin();
     return p.address.str();

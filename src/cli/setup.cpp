@@ -33,7 +33,7 @@ const Question kQuestions[] = {
     {"mailname", "System mail name", "the domain that qualifies addresses without one (myorigin)"},
     {"root-recipient", "Root and postmaster mail recipient",
      "a user who receives root's and postmaster's mail"},
-    {"destinations", "Other destinations to accept mail for (blank for none)", "mydestination"},
+    {"destinations", "Other destinations to accept mail for", "mydestination"},
     {"sync-updates", "Force synchronous updates on mail queue? (yes/no)",
      "Postern always fsyncs before it acknowledges a message; the answer is accepted and changes nothing"},
     {"mynetworks", "Local networks", "mynetworks"},

@@ -1,6 +1,10 @@
 #include "config/config.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <fstream>
 #include <sstream>
@@ -135,6 +139,9 @@ bool parse_time(std::string_view s, long long& seconds) {
 
 Result<Config> Config::load(const std::string& dir, bool allow_missing) {
   std::string file = dir + "/main.cf";
+  struct stat st;
+  if (::stat(file.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+    return Error{fmt::format("{}: cannot read: not a regular file", file)};
   std::ifstream in(file, std::ios::binary);
   if (!in) {
     if (allow_missing && access(file.c_str(), F_OK) != 0) return from_text(dir, "", file);

@@ -33,6 +33,8 @@ struct Runtime {
 };
 
 class Server;
+struct Connection;
+void set_deadline(Connection& c, Clock::time_point t);
 
 // One connection's state, shared by its session coroutine and its watchdog.
 struct Connection {
@@ -47,6 +49,12 @@ struct Connection {
   bool delivering = false;
   std::string ip;
 };
+
+// Sets the deadline of the next read or write; wakes the watchdog when it must fire earlier than planned.
+void set_deadline(Connection& c, Clock::time_point t) {
+  c.deadline = t;
+  if (t < c.timer.expiry()) c.timer.cancel();
+}
 
 class Server {
  public:
@@ -157,7 +165,7 @@ class Server {
   // Writes all of `out` and clears it; false when the connection is gone.
   static awaitable<bool> flush(Connection& c, std::string& out, std::chrono::seconds timeout) {
     if (out.empty()) co_return true;
-    c.deadline = Clock::now() + timeout;
+    set_deadline(c, Clock::now() + timeout);
     auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(out), kAsTuple);
     out.clear();
     co_return !ec;
@@ -166,7 +174,7 @@ class Server {
   // Reads more bytes into `lines`; false on EOF, error, timeout or stop.
   static awaitable<bool> read_more(Connection& c, smtp::proto::LineBuffer& lines, std::string& buf,
                                    std::chrono::seconds timeout) {
-    c.deadline = Clock::now() + timeout;
+    set_deadline(c, Clock::now() + timeout);
     buf.resize(kReadChunk);
     auto [ec, n] = co_await c.socket.async_read_some(asio::buffer(buf), kAsTuple);
     if (ec) co_return false;
@@ -310,8 +318,8 @@ class Server {
             left -= take;
           }
           if (step.bdat_discard) {
-            step.next = smtp::server::Next::kCommand;
-            continue;
+            // The refusal was rendered before the chunk was read; now the session goes on.
+            break;
           }
           step = session.bdat_done();
           continue;

@@ -310,9 +310,6 @@ Step Session::ready_to_deliver() {
 }
 
 Step Session::on_bdat(const Command& c) {
-  Step s;
-  s.next = Next::kBdat;
-  s.bdat_size = c.chunk_size;
   std::optional<Reply> refuse;
   if (!mail_given_ || bdat_failed_) {
     refuse = Reply(503, "5.5.1", "Error: need MAIL command");
@@ -320,16 +317,19 @@ Step Session::on_bdat(const Command& c) {
     refuse = rcpt_attempts_ > 0 ? Reply(554, "5.5.1", "Error: no valid recipients")
                                 : Reply(503, "5.5.1", "Error: need RCPT command");
   }
+  Step s;
   if (refuse) {
     // The chunk is read and dropped, then the refusal is sent (RFC 3030 3: the data must be consumed).
-    ++errors_;
-    s.bdat_discard = true;
-    s.replies.push_back(*refuse);
     bdat_active_ = false;
-    return s;
+    s = error(*refuse);
+    if (s.next == Next::kClose) return s;
+    s.bdat_discard = true;
+  } else {
+    bdat_active_ = true;
+    last_chunk_ = c.last;
   }
-  bdat_active_ = true;
-  last_chunk_ = c.last;
+  s.next = Next::kBdat;
+  s.bdat_size = c.chunk_size;
   return s;
 }
 
