@@ -255,6 +255,7 @@ int cmd_demo(const std::string& dir, const Args& args) {
           ? "(set earlier; change it with: build/postern -c " + dir + " user passwd demo@example.test)"
           : password,
       abs, dir);
+  std::fflush(stdout);
   return cmd_serve(dir, {});
 }
 
