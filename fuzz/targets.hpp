@@ -1,0 +1,14 @@
+// fuzz/targets.hpp: the fuzz targets' entry points, one per parser. libFuzzer calls them through
+// LLVMFuzzerTestOneInput (built with -DPOSTERN_LIBFUZZER); tests/fuzz_replay_test.cpp replays each seed
+// corpus. Each returns 0 and aborts (__builtin_trap) when a parser breaks one of the properties its target
+// checks.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+int postern_fuzz_smtp_command(const uint8_t* data, size_t size);
+int postern_fuzz_smtp_data(const uint8_t* data, size_t size);
+int postern_fuzz_smtp_address(const uint8_t* data, size_t size);
+int postern_fuzz_main_cf(const uint8_t* data, size_t size);
+int postern_fuzz_mime_headers(const uint8_t* data, size_t size);
