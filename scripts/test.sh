@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh BUILD_DIR...: runs the unit tests (ctest) and the end-to-end suite (pytest, Debian's python3)
-# against the postern binary of each build directory, then prints one closing line with the totals:
-# "tests: N passed, N failed".
+# against the postern binary of each build directory, then a brief fuzz run (scripts/fuzz.sh, one item), and
+# prints one closing line with the totals: "tests: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 passed=0
@@ -32,5 +32,7 @@ for b in "$@"; do
   [ "$rc" -eq 0 ] || [ "$rc" -eq 1 ] || failed=$((failed + 1))  # 1: tests failed (counted); else: no run
   add
 done
+echo "== fuzz (each target 10 s; longer: scripts/fuzz.sh 60)"
+if bash scripts/fuzz.sh 10; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
