@@ -27,3 +27,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}"
   [ "$made_policy" = 0 ] || $sudo rm -f /usr/sbin/policy-rc.d
 fi
+# mail_owner: the unprivileged user Postern's network-facing process runs as when started as root.
+if ! getent passwd postern >/dev/null; then
+  echo "install-deps: creating the system user postern (mail_owner)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo useradd --system --user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin postern
+fi

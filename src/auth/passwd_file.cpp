@@ -2,16 +2,16 @@
 
 #include <crypt.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 
+#include "base/files.hpp"
 #include "base/strings.hpp"
 
 namespace postern::auth {
@@ -30,14 +30,6 @@ std::vector<std::string> split_fields(std::string_view line) {
     i = j + 1;
   }
   return out;
-}
-
-Result<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Error{fmt::format("{}: {}", path, std::strerror(errno))};
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -71,25 +63,16 @@ std::string format_passwd_entry(const PasswdEntry& e) {
 }
 
 std::optional<PasswdEntry> PasswdFile::find(std::string_view user) {
-  struct stat st;
   std::lock_guard lock(mutex_);
-  if (::stat(path_.c_str(), &st) != 0) {
+  bool exists = false;
+  if (version_.changed(path_, exists)) {
     by_user_.clear();
-    loaded_ = false;
-    return std::nullopt;
-  }
-  if (!loaded_ || st.st_ino != inode_ || st.st_mtim.tv_sec != mtime_.tv_sec ||
-      st.st_mtim.tv_nsec != mtime_.tv_nsec) {
     auto text = read_file(path_);
-    if (!text) return std::nullopt;
-    auto entries = parse_passwd_file(*text, path_);
-    by_user_.clear();
+    auto entries = text ? parse_passwd_file(*text, path_) : Result<std::vector<PasswdEntry>>(text.error());
     if (entries)
       for (auto& e : *entries) by_user_.emplace(to_lower(e.user), e);
-    loaded_ = true;
-    inode_ = st.st_ino;
-    mtime_ = st.st_mtim;
   }
+  if (!exists) by_user_.clear();
   auto it = by_user_.find(to_lower(user));
   if (it == by_user_.end()) return std::nullopt;
   return it->second;
@@ -102,21 +85,23 @@ Result<std::vector<PasswdEntry>> read_passwd_file(const std::string& path) {
   return parse_passwd_file(*text, path);
 }
 
-Status write_passwd_file(const std::string& path, const std::vector<PasswdEntry>& entries) {
+Status write_passwd_file(const std::string& path, const std::vector<PasswdEntry>& entries,
+                         std::optional<gid_t> group) {
   std::string text;
   for (const auto& e : entries) text += format_passwd_entry(e) + "\n";
-  std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Error{fmt::format("{}: {}", tmp, std::strerror(errno))};
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  int err = errno;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    if (ok) err = errno;
-    ::unlink(tmp.c_str());
-    return Error{fmt::format("{}: {}", path, std::strerror(err))};
-  }
+  if (auto st = write_file_atomically(path, text, group ? 0640 : 0600); !st) return st;
+  // Readable by the unprivileged server (root:mail_owner 0640), like Dovecot's root:dovecot passwd-files.
+  if (group &&
+      (::chown(path.c_str(), static_cast<uid_t>(-1), *group) != 0 || ::chmod(path.c_str(), 0640) != 0))
+    return Error{fmt::format("{}: {}", path, std::strerror(errno))};
   return Ok{};
+}
+
+std::optional<gid_t> passwd_file_group(const std::string& mail_owner) {
+  if (::geteuid() != 0) return std::nullopt;
+  passwd* pw = ::getpwnam(mail_owner.c_str());
+  if (!pw || pw->pw_uid == 0) return std::nullopt;
+  return pw->pw_gid;
 }
 
 Result<std::string> hash_password(std::string_view password) {

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "base/files.hpp"
 #include "base/result.hpp"
 
 namespace postern::auth {
@@ -37,15 +38,17 @@ class PasswdFile {
  private:
   std::string path_;
   std::mutex mutex_;
-  timespec mtime_{};
-  ino_t inode_ = 0;
-  bool loaded_ = false;
+  FileVersion version_;
   std::map<std::string, PasswdEntry> by_user_;  // lower-case user
 };
 
 // Editing, for `postern user`: the whole file is rewritten atomically, mode 0600.
 Result<std::vector<PasswdEntry>> read_passwd_file(const std::string& path);  // a missing file: no users
-Status write_passwd_file(const std::string& path, const std::vector<PasswdEntry>& entries);
+// `group`: when set, the file is root:group mode 0640 (the server's mail_owner group reads it), else 0600.
+Status write_passwd_file(const std::string& path, const std::vector<PasswdEntry>& entries,
+                         std::optional<gid_t> group = std::nullopt);
+// The group the passwd-file should have: mail_owner's, when this process is root and that user exists.
+std::optional<gid_t> passwd_file_group(const std::string& mail_owner);
 
 // Hashes a password for the passwd-file: "{SHA512-CRYPT}$6$..." (crypt(3), a fresh random salt).
 Result<std::string> hash_password(std::string_view password);

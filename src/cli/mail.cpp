@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "base/files.hpp"
 #include "base/strings.hpp"
 #include "cli/commands.hpp"
 #include "config/config.hpp"
@@ -64,10 +65,8 @@ std::vector<Message> list_inbox(const std::string& maildir) {
 }
 
 std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  auto text = read_file(path);
+  return text ? *text : std::string();
 }
 
 std::string short_date(const std::string& date_header, time_t fallback) {

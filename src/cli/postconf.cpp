@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "base/files.hpp"
 #include "base/strings.hpp"
 #include "cli/commands.hpp"
 #include "config/config.hpp"
@@ -27,42 +28,21 @@ void print_entry(std::string_view name, std::string_view value) {
   }
 }
 
-Status write_file_atomically(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  struct stat st;
-  mode_t mode = ::stat(path.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0644;
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return Error{fmt::format("{}: {}", tmp, std::strerror(errno))};
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(tmp.c_str());
-    return Error{fmt::format("{}: {}", path, std::strerror(err))};
-  }
-  return Ok{};
-}
-
 }  // namespace
 
 // Applies "key = value" edits to DIR/main.cf, refusing edits that would make it invalid.
 Status edit_config(const std::string& dir, const std::vector<std::pair<std::string, std::string>>& edits) {
   std::string file = dir + "/main.cf";
   std::string text;
-  {
-    std::ifstream in(file, std::ios::binary);
-    if (in) {
-      std::stringstream ss;
-      ss << in.rdbuf();
-      text = ss.str();
-    } else if (errno != ENOENT) {
-      return Error{fmt::format("{}: cannot read: {}", file, std::strerror(errno))};
-    }
+  if (::access(file.c_str(), F_OK) == 0) {
+    auto existing = read_file(file);
+    if (!existing) return existing.error();
+    text = std::move(*existing);
   }
   for (const auto& [k, v] : edits) text = config::edit_main_cf(text, k, v);
   auto check = config::Config::from_text(dir, text, file);
   if (!check) return Error{check.error().message + " (main.cf left unchanged)"};
-  return write_file_atomically(file, text);
+  return write_file_atomically(file, text, 0644);
 }
 
 int cmd_postconf(const std::string& dir, const Args& args) {

@@ -34,6 +34,12 @@ pid_t read_pid(const std::string& path) {
   return static_cast<pid_t>(pid);
 }
 
+void write_pid_file(const std::string& path) {
+  std::string tmp = path + ".tmp";
+  std::ofstream(tmp) << ::getpid() << "\n";
+  ::rename(tmp.c_str(), path.c_str());
+}
+
 Status prepare_queue_directory(const config::Config& cfg) {
   std::string q = cfg.get_path("queue_directory");
   for (const std::string& d : {q, q + "/pid"})
@@ -51,12 +57,7 @@ Result<std::shared_ptr<const config::Config>> load(const std::string& dir) {
 }
 
 int run_server(std::shared_ptr<const config::Config> cfg, const std::string& pidfile) {
-  auto ready = [&] {
-    if (pidfile.empty()) return;
-    std::string tmp = pidfile + ".tmp";
-    std::ofstream(tmp) << ::getpid() << "\n";
-    ::rename(tmp.c_str(), pidfile.c_str());
-  };
+  auto ready = [&] { write_pid_file(pidfile); };
   auto st = net::serve(cfg, ready);
   if (!pidfile.empty() && read_pid(pidfile) == ::getpid()) ::unlink(pidfile.c_str());
   if (!st) {
@@ -98,9 +99,7 @@ int start(const std::string& dir) {
     ::dup2(devnull, 2);
     int ready_fd = fds[1];
     auto st = net::serve(*cfg, [&] {
-      std::string tmp = pidfile + ".tmp";
-      std::ofstream(tmp) << ::getpid() << "\n";
-      ::rename(tmp.c_str(), pidfile.c_str());
+      write_pid_file(pidfile);
       (void)!::write(ready_fd, "1", 1);
       ::close(ready_fd);
     });

@@ -225,7 +225,8 @@ int cmd_demo(const std::string& dir, const Args& args) {
     auto hash = auth::hash_password(password);
     if (!hash) return 1;
     if (!auth::write_passwd_file(cfg->get_path("passwd_file"),
-                                 {{"demo@example.test", *hash, "", "", "", "", "", ""}}))
+                                 {{"demo@example.test", *hash, "", "", "", "", "", ""}},
+                                 auth::passwd_file_group(cfg->get("mail_owner"))))
       return 1;
   }
   std::string abs = dir;

@@ -158,7 +158,8 @@ int cmd_user(const std::string& dir, const Args& args) {
   } else {
     return usage();
   }
-  if (auto st = auth::write_passwd_file(path, *entries); !st) {
+  if (auto st = auth::write_passwd_file(path, *entries, auth::passwd_file_group(cfg->get("mail_owner")));
+      !st) {
     fmt::print(stderr, "postern: user: {}\n", st.error().message);
     return 1;
   }

@@ -1,16 +1,13 @@
 #include "config/config.hpp"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 
-#include <fstream>
-#include <sstream>
-
 #include <fmt/format.h>
 
+#include "base/files.hpp"
 #include "base/strings.hpp"
 #include "config/parameters.hpp"
 
@@ -18,6 +15,7 @@ namespace postern::config {
 namespace {
 
 constexpr int kMaxExpansionDepth = 50;
+constexpr size_t kMaxExpansionBytes = 1 << 16;
 
 bool is_comment_or_blank(std::string_view line) {
   std::string_view t = trim(line);
@@ -84,13 +82,19 @@ std::string edit_main_cf(std::string_view text, std::string_view key, std::strin
     if (is_entry) {
       size_t eq = line.find('=');
       if (eq != std::string_view::npos && trim(line.substr(0, eq)) == key) {
-        // Skip the continuation lines of this entry, but keep comment lines that follow it.
-        while (i + 1 < lines.size() && starts_with_space(lines[i + 1]) && !is_comment_or_blank(lines[i + 1]))
-          ++i;
         if (!replaced) {
           out += replacement;
           out += '\n';
           replaced = true;
+        }
+        // Drop the entry's continuation lines; comment and blank lines among them stay.
+        while (i + 1 < lines.size() &&
+               (starts_with_space(lines[i + 1]) || is_comment_or_blank(lines[i + 1]))) {
+          ++i;
+          if (is_comment_or_blank(lines[i])) {
+            out += lines[i];
+            out += '\n';
+          }
         }
         continue;
       }
@@ -139,17 +143,10 @@ bool parse_time(std::string_view s, long long& seconds) {
 
 Result<Config> Config::load(const std::string& dir, bool allow_missing) {
   std::string file = dir + "/main.cf";
-  struct stat st;
-  if (::stat(file.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
-    return Error{fmt::format("{}: cannot read: not a regular file", file)};
-  std::ifstream in(file, std::ios::binary);
-  if (!in) {
-    if (allow_missing && access(file.c_str(), F_OK) != 0) return from_text(dir, "", file);
-    return Error{fmt::format("{}: cannot read: {}", file, std::strerror(errno))};
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return from_text(dir, ss.str(), file);
+  if (allow_missing && ::access(file.c_str(), F_OK) != 0) return from_text(dir, "", file);
+  auto text = read_file(file);
+  if (!text) return text.error();
+  return from_text(dir, *text, file);
 }
 
 Result<Config> Config::from_text(const std::string& dir, std::string_view text, std::string_view filename) {
@@ -232,12 +229,13 @@ std::string Config::default_value(std::string_view name) const {
   return std::string(p->default_value);
 }
 
-std::string Config::expand(std::string_view text, int depth) const {
-  if (depth > kMaxExpansionDepth) return std::string(text);
+std::string Config::expand(std::string_view text, int depth, size_t& budget) const {
+  if (depth > kMaxExpansionDepth || budget == 0) return std::string();
   std::string out;
-  for (size_t i = 0; i < text.size(); ++i) {
+  for (size_t i = 0; i < text.size() && budget > 0; ++i) {
     if (text[i] != '$' || i + 1 >= text.size()) {
       out += text[i];
+      --budget;
       continue;
     }
     std::string name;
@@ -249,6 +247,7 @@ std::string Config::expand(std::string_view text, int depth) const {
       size_t end = text.find(close, i + 2);
       if (end == std::string_view::npos) {
         out += text.substr(i);
+        budget -= std::min(budget, text.size() - i);
         break;
       }
       std::string_view inner = text.substr(i + 2, end - i - 2);
@@ -265,16 +264,18 @@ std::string Config::expand(std::string_view text, int depth) const {
       while (j < text.size() && (std::isalnum(static_cast<unsigned char>(text[j])) || text[j] == '_')) ++j;
       if (j == i + 1) {
         out += '$';
+        --budget;
         continue;
       }
       name = text.substr(i + 1, j - i - 1);
       i = j - 1;
     }
-    std::string value = find_parameter(name) ? expand(raw(name), depth + 1) : std::string();
+    --budget;  // each reference costs: "$x = $x$x" expands to nothing, but 2^depth times
+    std::string value = find_parameter(name) ? expand(raw(name), depth + 1, budget) : std::string();
     if (alt_kind == '?') {
-      out += value.empty() ? std::string() : expand(alt, depth + 1);
+      out += value.empty() ? std::string() : expand(alt, depth + 1, budget);
     } else if (alt_kind == ':') {
-      out += value.empty() ? expand(alt, depth + 1) : std::string();
+      out += value.empty() ? expand(alt, depth + 1, budget) : std::string();
     } else {
       out += value;
     }
@@ -285,9 +286,11 @@ std::string Config::expand(std::string_view text, int depth) const {
 std::string Config::get(std::string_view name, std::string_view service) const {
   if (!service.empty()) {
     auto it = values_.find(fmt::format("{}/{}", service, name));
-    if (it != values_.end()) return expand(it->second.value, 0);
+    size_t budget = kMaxExpansionBytes;
+    if (it != values_.end()) return expand(it->second.value, 0, budget);
   }
-  return expand(raw(name), 0);
+  size_t budget = kMaxExpansionBytes;
+  return expand(raw(name), 0, budget);
 }
 
 bool Config::get_bool(std::string_view name, std::string_view service) const {

@@ -52,7 +52,8 @@ class Config {
   const std::map<std::string, Entry>& entries() const { return values_; }
 
  private:
-  std::string expand(std::string_view text, int depth) const;
+  // `budget`: bytes the whole expansion may still produce ($a = $b$b, $b = $c$c, ... grows exponentially).
+  std::string expand(std::string_view text, int depth, size_t& budget) const;
   Status validate() const;
 
   std::string dir_;

@@ -1,10 +1,6 @@
 #include "delivery/aliases.hpp"
 
-#include <sys/stat.h>
-
-#include <fstream>
-#include <sstream>
-
+#include "base/files.hpp"
 #include "base/strings.hpp"
 
 namespace postern::delivery {
@@ -46,22 +42,12 @@ std::map<std::string, std::vector<std::string>> parse_aliases(std::string_view t
 
 std::optional<std::vector<std::string>> AliasTable::find(std::string_view name) {
   std::lock_guard lock(mutex_);
-  struct stat st;
-  if (::stat(path_.c_str(), &st) != 0) {
-    table_.clear();
-    loaded_ = false;
-    return std::nullopt;
+  bool exists = false;
+  if (version_.changed(path_, exists)) {
+    auto text = read_file(path_);
+    table_ = text ? parse_aliases(*text) : std::map<std::string, std::vector<std::string>>{};
   }
-  if (!loaded_ || st.st_ino != inode_ || st.st_mtim.tv_sec != mtime_.tv_sec ||
-      st.st_mtim.tv_nsec != mtime_.tv_nsec) {
-    std::ifstream in(path_, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    table_ = parse_aliases(ss.str());
-    loaded_ = true;
-    inode_ = st.st_ino;
-    mtime_ = st.st_mtim;
-  }
+  if (!exists) table_.clear();
   auto it = table_.find(to_lower(name));
   if (it == table_.end()) return std::nullopt;
   return it->second;

@@ -2,14 +2,14 @@
 // start with white space, '#' comments), read as text and reloaded when the file changes. Thread-safe.
 #pragma once
 
-#include <sys/types.h>
-
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "base/files.hpp"
 
 namespace postern::delivery {
 
@@ -24,9 +24,7 @@ class AliasTable {
  private:
   std::string path_;
   std::mutex mutex_;
-  bool loaded_ = false;
-  timespec mtime_{};
-  ino_t inode_ = 0;
+  FileVersion version_;
   std::map<std::string, std::vector<std::string>> table_;
 };
 

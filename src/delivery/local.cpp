@@ -87,6 +87,7 @@ Resolution LocalDelivery::resolve_system(const std::string& user, const std::str
   }
   Mailbox mb;
   mb.address = address;
+  mb.system_user = pw.pw_name;
   mb.maildir = std::string(pw.pw_dir) + "/" + home_mailbox_;
   if (mb.maildir.back() == '/') mb.maildir.pop_back();
   // Root may write as the user; anyone else writes as itself (and can only reach its own home).
@@ -200,24 +201,51 @@ DeliveryOutcome LocalDelivery::deliver(const queue::Envelope& env, std::string_v
     }
   }
 
+  // Phase one everywhere (tmp/ + fsync), then phase two everywhere (rename + fsync of new/).
+  struct Prepared {
+    store::maildir::Pending local;  // written by this process
+    uint64_t token = 0;             // written by the privileged helper
+  };
+  auto abort_all = [&](const std::vector<Prepared>& done) {
+    for (const auto& p : done) {
+      if (p.token) {
+        helper_->abort(p.token);
+      } else {
+        store::maildir::abort(p.local);
+      }
+    }
+  };
   std::string return_path = "Return-Path: <" + env.sender + ">\n";
-  std::vector<store::maildir::Pending> pending;
+  std::vector<Prepared> prepared;
   for (const auto& t : targets) {
     std::string delivered_to = "Delivered-To: " + t.mailbox.address + "\n";
     std::vector<std::string_view> parts = {return_path, delivered_to, received_header, content};
-    auto p =
-        store::maildir::write_tmp(t.mailbox.maildir, parts, t.mailbox.owner, mailbox_size_limit_, out.error);
-    if (!p) {
-      for (const auto& done : pending) store::maildir::abort(done);
+    Prepared p;
+    bool ok;
+    if (helper_ && !t.mailbox.system_user.empty()) {
+      std::string whole;
+      for (auto part : parts) whole += part;
+      auto token = helper_->prepare(t.mailbox.system_user, whole, out.error);
+      ok = token.ok();
+      if (ok) p.token = *token;
+    } else {
+      auto local = store::maildir::write_tmp(t.mailbox.maildir, parts, t.mailbox.owner, mailbox_size_limit_,
+                                             out.error);
+      ok = local.ok();
+      if (ok) p.local = std::move(*local);
+    }
+    if (!ok) {
+      abort_all(prepared);
       log::warning("local", "{}: to=<{}>: {}", env.queue_id, t.mailbox.address, out.error.detail);
       return out;
     }
-    pending.push_back(std::move(*p));
+    prepared.push_back(std::move(p));
   }
   double delay = std::chrono::duration<double>(std::chrono::system_clock::now() - env.arrival).count();
-  for (size_t i = 0; i < pending.size(); ++i) {
+  for (size_t i = 0; i < prepared.size(); ++i) {
     store::StoreError err;
-    auto final_path = store::maildir::commit(pending[i], err);
+    auto final_path = prepared[i].token ? helper_->commit(prepared[i].token, err)
+                                        : store::maildir::commit(prepared[i].local, err);
     const Target& t = targets[i];
     std::string orig = t.orig == t.mailbox.address ? "" : ", orig_to=<" + t.orig + ">";
     if (!final_path) {

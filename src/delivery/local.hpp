@@ -14,6 +14,7 @@
 #include "auth/passwd_file.hpp"
 #include "config/config.hpp"
 #include "delivery/aliases.hpp"
+#include "delivery/privileged.hpp"
 #include "queue/envelope.hpp"
 #include "store/error.hpp"
 #include "store/maildir/maildir.hpp"
@@ -24,6 +25,7 @@ struct Mailbox {
   std::string address;  // the final address, for Delivered-To and logs
   std::string maildir;
   store::maildir::Owner owner;
+  std::string system_user;  // set for a system user's mailbox (written by the privileged helper, if any)
 };
 
 enum class RcptStatus {
@@ -55,6 +57,8 @@ class LocalDelivery {
                           std::string_view content);
   // The mailbox that belongs to a login name ("alice" or "alice@example.org"), ignoring aliases.
   Resolution mailbox_of(std::string_view user);
+  // System users' mailboxes are written through `helper` (the server runs without root).
+  void set_privileged_helper(PrivilegedHelper* helper) { helper_ = helper; }
   bool is_local_domain(std::string_view domain) const;
   bool is_virtual_domain(std::string_view domain) const;
   const std::string& myorigin() const { return myorigin_; }
@@ -73,6 +77,7 @@ class LocalDelivery {
   uint64_t mailbox_size_limit_;
   std::vector<std::unique_ptr<AliasTable>> aliases_;
   auth::PasswdFile passwd_;
+  PrivilegedHelper* helper_ = nullptr;
 };
 
 }  // namespace postern::delivery

@@ -43,11 +43,11 @@ std::vector<std::string> parse_address_list(std::string_view value) {
   bool in_angle = false, had_angle = false, in_quote = false;
   int comment = 0;
   auto finish = [&] {
-    std::string addr = had_angle ? angle : std::string(trim(current));
+    std::string addr(trim(had_angle ? angle : current));
     // A bare "display name" without an address is not a mailbox.
     if (!addr.empty() &&
         (had_angle || addr.find('@') != std::string::npos || addr.find(' ') == std::string::npos))
-      out.push_back(std::string(trim(addr)));
+      out.push_back(std::move(addr));
     current.clear();
     angle.clear();
     had_angle = false;

@@ -1,5 +1,9 @@
 #include "net/server.hpp"
 
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <asio.hpp>
 #include <asio/experimental/as_tuple.hpp>
 
@@ -12,9 +16,11 @@
 #include "base/strings.hpp"
 #include "config/parameters.hpp"
 #include "delivery/local.hpp"
+#include "delivery/privileged.hpp"
 #include "net/listen.hpp"
 #include "smtp/proto/line_buffer.hpp"
 #include "smtp/server/session.hpp"
+#include "store/maildir/maildir.hpp"
 
 namespace postern::net {
 namespace {
@@ -58,10 +64,7 @@ void set_deadline(Connection& c, Clock::time_point t) {
 
 class Server {
  public:
-  Server(asio::io_context& io, std::shared_ptr<Runtime> rt)
-      : io_(io),
-        pool_(static_cast<size_t>(std::max(1LL, rt->config->get_int("delivery_threads")))),
-        runtime_(std::move(rt)) {}
+  Server(asio::io_context& io, std::shared_ptr<Runtime> rt) : io_(io), runtime_(std::move(rt)) {}
 
   Status listen() {
     auto addrs = listen_addresses(*runtime_->config, "smtp_listen");
@@ -86,7 +89,12 @@ class Server {
     return Ok{};
   }
 
-  void start() {
+  // Starts the delivery threads and the accept loops. `helper`: writes system users' Maildirs (when root).
+  void start(delivery::PrivilegedHelper* helper) {
+    helper_ = helper;
+    runtime_->delivery->set_privileged_helper(helper_);
+    pool_ = std::make_unique<asio::thread_pool>(
+        static_cast<size_t>(std::max(1LL, runtime_->config->get_int("delivery_threads"))));
     for (auto& acc : acceptors_) asio::co_spawn(io_, accept_loop(*acc), asio::detached);
   }
 
@@ -116,11 +124,14 @@ class Server {
     auto rt = std::make_shared<Runtime>();
     rt->config = cfg;
     rt->delivery = std::make_shared<delivery::LocalDelivery>(*cfg);
+    rt->delivery->set_privileged_helper(helper_);
     runtime_ = rt;
     log::info("master", "reload -- configuration {}", cfg->dir());
   }
 
-  void join_pool() { pool_.join(); }
+  void join_pool() {
+    if (pool_) pool_->join();
+  }
   bool stopping() const { return stopping_; }
 
  private:
@@ -345,20 +356,59 @@ class Server {
     auto work = [&]() -> awaitable<store::StoreError> {
       co_return rt.delivery->deliver(session.envelope(), header, session.content()).error;
     };
-    auto [ep, err] = co_await asio::co_spawn(pool_.get_executor(), std::move(work), kAsTuple);
+    auto [ep, err] = co_await asio::co_spawn(pool_->get_executor(), std::move(work), kAsTuple);
     c.delivering = false;
     if (ep) co_return store::StoreError{store::ErrorKind::kTemporary, "delivery failed with an exception"};
     co_return err;
   }
 
   asio::io_context& io_;
-  asio::thread_pool pool_;
+  std::unique_ptr<asio::thread_pool> pool_;
+  delivery::PrivilegedHelper* helper_ = nullptr;
   std::shared_ptr<Runtime> runtime_;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
   std::set<Connection*> connections_;
   std::map<std::string, long long> per_ip_;
   bool stopping_ = false;
 };
+
+// Started as root: chown what the unprivileged server writes, fork the privileged helper, drop to mail_owner.
+Result<std::unique_ptr<delivery::PrivilegedHelper>> separate_privileges(const config::Config& cfg) {
+  std::string owner = cfg.get("mail_owner");
+  passwd* pw = ::getpwnam(owner.c_str());
+  if (!pw)
+    return Error{
+        fmt::format("mail_owner: no such user \"{}\" (create it: useradd --system --home-dir /nonexistent "
+                    "--shell /usr/sbin/nologin {}; scripts/install-deps.sh does)",
+                    owner, owner)};
+  if (pw->pw_uid == 0)
+    return Error{fmt::format("mail_owner: \"{}\" is root; it must be an unprivileged user", owner)};
+  uid_t uid = pw->pw_uid;
+  gid_t gid = pw->pw_gid;
+  std::string queue = cfg.get_path("queue_directory");
+  for (const std::string& d : {queue, queue + "/pid"})
+    if (::chown(d.c_str(), uid, gid) != 0)
+      return Error{fmt::format("queue_directory: chown {} to {}: {}", d, owner, std::strerror(errno))};
+  if (!cfg.get_list("virtual_mailbox_domains").empty()) {
+    std::string base = cfg.get_path("virtual_mailbox_base");
+    struct stat st;
+    if (::stat(base.c_str(), &st) != 0) {
+      if (auto made = store::maildir::make_directory(base, 0755, {true, uid, gid}); !made)
+        return made.error();
+    } else if (st.st_uid != uid) {
+      log::warning("master",
+                   "virtual_mailbox_base {} is not owned by mail_owner {}: deliveries into it may fail", base,
+                   owner);
+    }
+  }
+  auto helper = delivery::PrivilegedHelper::start(
+      cfg, static_cast<int>(std::max(1LL, cfg.get_int("delivery_threads"))));
+  if (!helper) return helper.error();
+  if (auto st = delivery::drop_privileges(uid, gid); !st) return st.error();
+  log::info("master", "running as {} (uid {}); privileged delivery helper pid {}", owner, uid,
+            (*helper)->pid());
+  return helper;
+}
 
 void warn_unimplemented(const config::Config& cfg) {
   for (const auto& p : config::parameters())
@@ -376,6 +426,12 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   warn_unimplemented(*config);
   Server server(io, rt);
   if (auto st = server.listen(); !st) return st;
+  std::unique_ptr<delivery::PrivilegedHelper> helper;
+  if (::geteuid() == 0) {
+    auto h = separate_privileges(*config);
+    if (!h) return h.error();
+    helper = std::move(*h);
+  }
 
   asio::signal_set stop_signals(io, SIGTERM, SIGINT);
   asio::signal_set hup(io, SIGHUP);
@@ -395,7 +451,7 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   };
   wait_stop();
   wait_hup();
-  server.start();
+  server.start(helper.get());
   log::info("master", "daemon started -- configuration {}", config->dir());
   if (ready) ready();
   io.run();  // returns once the listeners are closed and every session has ended

@@ -129,6 +129,7 @@ def make_postern():
 
     def factory(extra_config="", start=True):
         root = tempfile.mkdtemp(prefix="postern-e2e-")
+        os.chmod(root, 0o755)  # as root, the server runs as mail_owner and must reach its files
         p = Postern(root, extra_config)
         made.append(p)
         return p.start() if start else p

@@ -495,7 +495,14 @@ LINE_RE = re.compile(r"([^:]+):\{SHA512-CRYPT\}(\$6\$[./0-9A-Za-z]{1,16}\$[./0-9
 
 def passwd_entries(p):
     path = os.path.join(p.dir, "users")
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    st = os.stat(path)
+    if os.geteuid() == 0:
+        # root:mail_owner 0640: the server, running as mail_owner, reads it (like Dovecot's root:dovecot).
+        import grp
+        assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_uid == 0
+        assert grp.getgrgid(st.st_gid).gr_name == "postern"
+    else:
+        assert stat.S_IMODE(st.st_mode) == 0o600
     out = {}
     for line in read(path).splitlines():
         m = LINE_RE.fullmatch(line)
@@ -770,3 +777,37 @@ def test_system_user_gets_mail_in_home_maildir(make_postern, system_user):
     r = subprocess.run([BIN, "-c", p.dir, "mail"], capture_output=True, text=True, timeout=30,
                        env=dict(os.environ, MAIL=md))
     assert r.returncode == 0 and "My Postfix Test" in r.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="privilege separation happens only when started as root")
+def test_network_process_runs_as_mail_owner_and_helper_keeps_root(make_postern):
+    import pwd
+    p = make_postern()
+    owner = pwd.getpwnam("postern")
+
+    def ids(pid):
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return [int(x) for x in fields["Uid"].split()], [int(x) for x in fields["Gid"].split()], fields["Groups"].split()
+
+    uids, gids, groups = ids(p.proc.pid)
+    assert uids == [owner.pw_uid] * 4 and gids == [owner.pw_gid] * 4 and groups == [str(owner.pw_gid)]
+    with open(f"/proc/{p.proc.pid}/task/{p.proc.pid}/children") as f:
+        children = [int(x) for x in f.read().split()]
+    assert len(children) == 1, "one privileged delivery helper"
+    helper_uids, _, _ = ids(children[0])
+    assert helper_uids[0] == 0
+    # Past stdin/stdout/stderr the helper holds only its request channels: no listener, no file of the server.
+    fds = [int(fd) for fd in os.listdir(f"/proc/{children[0]}/fd") if int(fd) > 2]
+    links = [os.readlink(f"/proc/{children[0]}/fd/{fd}") for fd in fds]
+    assert links and all(l.startswith("socket:") for l in links), links
+    with open("/proc/net/tcp") as f:
+        listening_inodes = {line.split()[9] for line in f.readlines()[1:] if line.split()[3] == "0A"}
+    assert not any(l[len("socket:["):-1] in listening_inodes for l in links)
+    p.wait_log(f"running as postern (uid {owner.pw_uid}); privileged delivery helper pid {children[0]}")
+    # Virtual mail is written by mail_owner.
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", p.port) as s:
+        s.sendmail("a@b.example", ["alice@example.test"], b"Subject: x\r\n\r\ny\r\n")
+    md = p.maildir("alice")
+    assert os.stat(md).st_uid == owner.pw_uid

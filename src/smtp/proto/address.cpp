@@ -192,8 +192,7 @@ ParsedPath parse_path(std::string_view s, bool allow_null, bool utf8) {
       if (c == '\\') {
         if (pos + 1 >= path.size()) return fail(AddressError::kSyntax);
         auto q = static_cast<unsigned char>(path[pos + 1]);
-        if (q < 32 || (q > 126 && !utf8))
-          return fail(q > 126 ? AddressError::kNeedsUtf8 : AddressError::kSyntax);
+        if (q < 32 || q > 126) return fail(AddressError::kSyntax);  // quoted-pairSMTP: %d92 %d32-126
         local += static_cast<char>(q);
         pos += 2;
         continue;

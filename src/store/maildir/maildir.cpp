@@ -55,8 +55,8 @@ std::string maildir_host() {
   return out;
 }
 
-Status mkdir_owned(const std::string& path, const Owner& owner) {
-  if (::mkdir(path.c_str(), 0700) != 0) {
+Status mkdir_owned(const std::string& path, mode_t mode, const Owner& owner) {
+  if (::mkdir(path.c_str(), mode) != 0) {
     if (errno == EEXIST) return Ok{};
     return Error{fmt::format("mkdir {}: {}", path, std::strerror(errno))};
   }
@@ -65,14 +65,13 @@ Status mkdir_owned(const std::string& path, const Owner& owner) {
   return Ok{};
 }
 
-Status mkdir_parents(const std::string& path, const Owner& owner) {
-  // Parents are created owned by the process (they may be shared, e.g. a virtual domain directory).
+// Parents are created owned by the process, mode 0755 (they may be shared, e.g. a virtual domain directory).
+Status mkdir_parents(const std::string& path) {
   for (size_t slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1)) {
     std::string parent = path.substr(0, slash);
     if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST)
       return Error{fmt::format("mkdir {}: {}", parent, std::strerror(errno))};
   }
-  (void)owner;
   return Ok{};
 }
 
@@ -148,10 +147,15 @@ uint64_t compute_usage(const std::string& maildir) {
 
 }  // namespace
 
+Status make_directory(const std::string& path, mode_t mode, const Owner& owner) {
+  if (auto st = mkdir_parents(path); !st) return st;
+  return mkdir_owned(path, mode, owner);
+}
+
 Status make_maildir(const std::string& path, const Owner& owner) {
-  if (auto st = mkdir_parents(path, owner); !st) return st;
+  if (auto st = mkdir_parents(path); !st) return st;
   for (const std::string& dir : {path, path + "/cur", path + "/new", path + "/tmp"})
-    if (auto st = mkdir_owned(dir, owner); !st) return st;
+    if (auto st = mkdir_owned(dir, 0700, owner); !st) return st;
   return Ok{};
 }
 

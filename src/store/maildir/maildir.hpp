@@ -23,6 +23,8 @@ struct Owner {
   gid_t gid = 0;
 };
 
+// Creates the directory `path` (mode `mode`, owned by `owner`) and missing parents (0755).
+Status make_directory(const std::string& path, mode_t mode, const Owner& owner);
 // Creates `path` and its cur/ new/ tmp/ (mode 0700) and missing parents; existing ones are left alone.
 Status make_maildir(const std::string& path, const Owner& owner);
 // Creates the Maildir++ folder `.NAME` in the Maildir `root`, with a maildirfolder marker as Dovecot does.

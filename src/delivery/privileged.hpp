@@ -1,0 +1,55 @@
+// delivery/privileged.hpp: the privileged delivery helper (OpenSSH/OpenSMTPD-style privilege separation).
+// Started as root, `postern serve` forks this small process before the network-facing process drops to
+// mail_owner. It does one thing: write a message into a system user's Maildir as that user (setfsuid and
+// setfsgid per request, so the kernel checks every path as the user: no chown, no symlink tricks), in two
+// phases like store/maildir. Requests name a user, never a path: the helper computes the Maildir itself
+// from the password database and home_mailbox.
+// Security: requests come from the unprivileged process and are validated here; message bytes arrive in a
+// memfd. One channel (a SOCK_SEQPACKET socketpair) per delivery thread, served by one helper thread each.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.hpp"
+#include "config/config.hpp"
+#include "store/error.hpp"
+
+namespace postern::delivery {
+
+class PrivilegedHelper {
+ public:
+  // Forks the helper with `channels` request channels. Call as root, before any thread is started.
+  static Result<std::unique_ptr<PrivilegedHelper>> start(const config::Config& config, int channels);
+  ~PrivilegedHelper();  // closes the channels (the helper exits on EOF) and waits for it
+
+  // Phase one: `content` written and fsync'd in tmp/ of `user`'s Maildir. Returns a token for phase two.
+  Result<uint64_t> prepare(const std::string& user, std::string_view content, store::StoreError& error);
+  // Phase two: the prepared file renamed into new/ and new/ fsync'd. Returns the final path.
+  Result<std::string> commit(uint64_t token, store::StoreError& error);
+  void abort(uint64_t token);
+
+  pid_t pid() const { return pid_; }
+
+ private:
+  struct Channel {
+    int fd = -1;
+    std::mutex mutex;
+  };
+  PrivilegedHelper() = default;
+  // Sends one request (with an optional fd) on this thread's channel and waits for the reply.
+  Result<std::vector<std::string>> call(const std::vector<std::string>& request, int fd);
+
+  pid_t pid_ = -1;
+  std::vector<std::unique_ptr<Channel>> channels_;
+};
+
+// Drops root for good: supplementary groups, gid, uid. Fails unless root stays unreachable afterwards.
+Status drop_privileges(uid_t uid, gid_t gid);
+
+}  // namespace postern::delivery
