@@ -57,6 +57,9 @@ bool valid_address_literal(std::string_view lit) {
   // lit includes the brackets.
   if (lit.size() < 3 || lit.front() != '[' || lit.back() != ']') return false;
   std::string inner(lit.substr(1, lit.size() - 2));
+  // Printable ASCII only: a NUL would end the string inet_pton sees, and '<' '>' would end a path early.
+  for (unsigned char c : inner)
+    if (c < 33 || c > 126 || c == '<' || c == '>') return false;
   unsigned char buf[16];
   if (istarts_with(inner, "IPv6:")) return inet_pton(AF_INET6, inner.c_str() + 5, buf) == 1;
   if (inet_pton(AF_INET, inner.c_str(), buf) == 1) return true;

@@ -30,7 +30,8 @@ LineBuffer::Status LineBuffer::next(std::string_view& line) {
     return next(line);
   }
   if (lf == std::string_view::npos) {
-    if (rest.size() > max_line_) {
+    // One byte more than the limit may be the CR of a line that is exactly at the limit.
+    if (rest.size() > max_line_ + 1) {
       skipping_ = true;
       clear();
       return Status::kTooLong;
