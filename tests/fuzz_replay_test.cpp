@@ -39,7 +39,10 @@ void replay_file(const fs::path& file, const std::string& bytes, int (*fuzz)(con
   }
   if (WIFSIGNALED(status)) {
     int sig = WTERMSIG(status);
-    ADD_FAILURE() << file.string() << ": " << (sig == SIGALRM ? "timed out" : ::strsignal(sig));
+    const char* what = sig == SIGALRM  ? "timed out"
+                       : sig == SIGILL ? "a property check failed"
+                                       : ::strsignal(sig);
+    ADD_FAILURE() << file.string() << ": " << what;
   } else {
     EXPECT_EQ(WEXITSTATUS(status), 0) << file.string() << ": failed (a sanitizer report is above)";
   }
