@@ -177,7 +177,10 @@ Result<Config> Config::from_text(const std::string& dir, std::string_view text, 
 }
 
 Status Config::validate() const {
-  for (const auto& [key, entry] : values_) {
+  for (const auto& kv : values_) {
+    const std::string& key =
+        kv.first;  // not a structured binding: clang 14 (fuzz build) cannot capture those
+    const Entry& entry = kv.second;
     std::string_view name = key;
     std::string_view service;
     if (size_t slash = name.find('/'); slash != std::string_view::npos) {

@@ -17,7 +17,7 @@ std::vector<Field> parse_header(std::string_view message, size_t* body_offset) {
       break;
     }
     if ((line[0] == ' ' || line[0] == '\t') && !fields.empty()) {
-      fields.back().value += " ";
+      if (!fields.back().value.empty()) fields.back().value += " ";
       fields.back().value += trim(line);
     } else {
       size_t colon = line.find(':');
