@@ -65,7 +65,20 @@ bool LocalDelivery::is_virtual_domain(std::string_view domain) const {
 }
 
 Resolution LocalDelivery::resolve(std::string_view local, std::string_view domain) {
-  return resolve_depth(local, domain, 0);
+  Resolution r = resolve_depth(local, domain, 0);
+  // A mailbox already at mailbox_size_limit is refused at RCPT (552 5.2.2), before the client sends the
+  // message. A Maildir this process may not read (a system user's, behind the privileged helper) counts as
+  // empty here; its limit is still enforced at delivery.
+  if (r.status == RcptStatus::kLocal && mailbox_size_limit_ != 0) {
+    for (const auto& mb : r.mailboxes) {
+      if (store::maildir::usage(mb.maildir) >= mailbox_size_limit_) {
+        r.status = RcptStatus::kMailboxFull;
+        r.detail = mb.address + ": mailbox_size_limit reached";
+        break;
+      }
+    }
+  }
+  return r;
 }
 
 Resolution LocalDelivery::mailbox_of(std::string_view user) {

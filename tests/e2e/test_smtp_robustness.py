@@ -447,3 +447,33 @@ def test_connection_count_limit_per_client_address(make_postern):
     time.sleep(0.2)
     fourth = Raw(p.port)
     assert fourth.greeting[0] == 220
+
+
+def test_mailbox_size_limit_refuses_at_data_then_at_rcpt(make_postern):
+    # mailbox_size_limit is the Maildir's total: a message that would overflow it gets 552 5.2.2 after DATA
+    # (nothing stored); once the mailbox is full, RCPT itself gets 552 5.2.2.
+    import smtplib
+    p = make_postern("mailbox_size_limit = 6000\nmessage_size_limit = 5000\n")
+    body = b"Subject: fill\r\n\r\n" + b"x" * 2400 + b"\r\n"
+    with smtplib.SMTP("127.0.0.1", p.port) as s:
+        s.sendmail("a@b.example", ["alice@example.test"], body)
+        s.sendmail("a@b.example", ["alice@example.test"], body)
+        s.mail("a@b.example")
+        assert s.rcpt("alice@example.test")[0] == 250
+        code, msg = s.data(body)
+        assert (code, msg[:5]) == (552, b"5.2.2")
+        s.rset()
+        s.mail("a@b.example")
+        # bob is unaffected by alice's full mailbox.
+        assert s.rcpt("bob@example.test")[0] == 250
+    assert len(p.messages("alice")) == 2 and p.tmp_files("alice") == []
+    # The administrator lowers nothing, but a big message arrives by other means (another delivery agent, a
+    # restore): the mailbox is now over its limit, and RCPT says so before any data is sent.
+    with open(os.path.join(p.maildir("alice"), "new", "1700000000.M1P1.restore,S=4000"), "wb") as f:
+        f.write(b"Subject: restored\n\n" + b"z" * 3980)
+    with smtplib.SMTP("127.0.0.1", p.port) as s:
+        s.mail("a@b.example")
+        code, msg = s.rcpt("alice@example.test")
+        assert code == 552 and msg == b"5.2.2 <alice@example.test>: Mailbox full", (code, msg)
+        assert s.rcpt("bob@example.test")[0] == 250
+    p.wait_log("reject: RCPT from unknown[127.0.0.1]: 552 5.2.2 <alice@example.test>: Mailbox full")
