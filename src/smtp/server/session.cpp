@@ -395,7 +395,7 @@ Reply delivery_reply(const store::StoreError& error, std::string_view queue_id) 
     case store::ErrorKind::kTemporary:
       break;
   }
-  return Reply(451, "4.3.0", "Error: queue file write error");
+  return Reply(451, "4.3.0", "Error: mailbox write error, try again later");
 }
 
 Step Session::delivered(const store::StoreError& err) {

@@ -94,7 +94,7 @@ TEST(Session, StorageErrorsMapToReplies) {
   EXPECT_EQ(delivery_reply({store::ErrorKind::kNoSpace, ""}, "X").render(),
             "452 4.3.1 Insufficient system storage\r\n");
   EXPECT_EQ(delivery_reply({store::ErrorKind::kTemporary, ""}, "X").render(),
-            "451 4.3.0 Error: queue file write error\r\n");
+            "451 4.3.0 Error: mailbox write error, try again later\r\n");
   EXPECT_EQ(delivery_reply({store::ErrorKind::kQuotaExceeded, ""}, "X").render(),
             "552 5.2.2 Mailbox full\r\n");
 }

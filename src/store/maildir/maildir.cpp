@@ -7,10 +7,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 
 #include <fmt/format.h>
@@ -81,6 +84,50 @@ int fsync_dir(const std::string& path) {
   int rc = ::fsync(fd) == 0 ? 0 : errno;
   ::close(fd);
   return rc;
+}
+
+// Group commit of a directory: one fsync makes every rename into it that finished before the fsync
+// started durable, so concurrent deliveries into one mailbox share fsyncs instead of queueing for one each.
+struct DirSync {
+  std::mutex mutex;
+  std::condition_variable done;
+  uint64_t renamed = 0;  // renames into the directory so far (sequence numbers)
+  uint64_t synced = 0;   // every rename up to this one is durable
+  bool in_progress = false;
+};
+
+std::mutex g_dir_syncs_mutex;
+std::map<std::string, std::shared_ptr<DirSync>> g_dir_syncs;
+
+std::shared_ptr<DirSync> dir_sync(const std::string& dir) {
+  std::lock_guard lock(g_dir_syncs_mutex);
+  auto& entry = g_dir_syncs[dir];
+  if (!entry) entry = std::make_shared<DirSync>();
+  return entry;
+}
+
+// Renames `from` to `to` (inside `dir`) and returns once the rename is durable: 0, or an errno value.
+int rename_durably(const std::string& from, const std::string& to, const std::string& dir) {
+  auto ds = dir_sync(dir);
+  std::unique_lock lock(ds->mutex);
+  if (::rename(from.c_str(), to.c_str()) != 0) return errno;
+  uint64_t mine = ++ds->renamed;
+  while (ds->synced < mine) {
+    if (ds->in_progress) {
+      ds->done.wait(lock);
+      continue;
+    }
+    ds->in_progress = true;
+    uint64_t covers = ds->renamed;
+    lock.unlock();
+    int err = fsync_dir(dir);
+    lock.lock();
+    ds->in_progress = false;
+    if (err == 0) ds->synced = std::max(ds->synced, covers);
+    ds->done.notify_all();
+    if (err != 0) return err;
+  }
+  return 0;
 }
 
 // Sum of the message sizes in one Maildir directory (new/ or cur/).
@@ -213,10 +260,6 @@ Result<Pending> write_tmp(const std::string& maildir, const std::vector<std::str
     size += p.size();
     crlf += crlf_size(p);
   }
-  if (auto st = make_maildir(maildir, owner); !st) {
-    error = {ErrorKind::kTemporary, st.error().message};
-    return Error{st.error().message};
-  }
   if (size_limit != 0 && usage(maildir) + size > size_limit) {
     error = {ErrorKind::kQuotaExceeded,
              fmt::format("{}: mailbox_size_limit {} reached", maildir, size_limit)};
@@ -231,7 +274,16 @@ Result<Pending> write_tmp(const std::string& maildir, const std::vector<std::str
     error = {error_kind_from_errno(err), fmt::format("{} {}: {}", what, p.tmp_path, std::strerror(err))};
     return Error{error.detail};
   };
-  int fd = ::open(p.tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  constexpr int kFlags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
+  int fd = ::open(p.tmp_path.c_str(), kFlags, 0600);
+  if (fd < 0 && errno == ENOENT) {
+    // The first delivery to this mailbox: make it (only then, so that a delivery costs no mkdir calls).
+    if (auto st = make_maildir(maildir, owner); !st) {
+      error = {ErrorKind::kTemporary, st.error().message};
+      return Error{st.error().message};
+    }
+    fd = ::open(p.tmp_path.c_str(), kFlags, 0600);
+  }
   if (fd < 0) return fail("create", errno);
   std::vector<iovec> iov;
   for (auto part : parts) iov.push_back({const_cast<char*>(part.data()), part.size()});
@@ -274,15 +326,10 @@ Result<Pending> write_tmp(const std::string& maildir, const std::vector<std::str
 
 Result<std::string> commit(const Pending& pending, StoreError& error) {
   std::string final_path = pending.maildir + "/new/" + pending.name;
-  if (::rename(pending.tmp_path.c_str(), final_path.c_str()) != 0) {
-    int err = errno;
-    error = {error_kind_from_errno(err), fmt::format("rename {}: {}", pending.tmp_path, std::strerror(err))};
-    ::unlink(pending.tmp_path.c_str());
-    return Error{error.detail};
-  }
-  if (int err = fsync_dir(pending.maildir + "/new"); err != 0) {
+  if (int err = rename_durably(pending.tmp_path, final_path, pending.maildir + "/new"); err != 0) {
     error = {error_kind_from_errno(err),
-             fmt::format("fsync {}/new: {}", pending.maildir, std::strerror(err))};
+             fmt::format("rename {} into new/ and fsync: {}", pending.tmp_path, std::strerror(err))};
+    ::unlink(pending.tmp_path.c_str());
     return Error{error.detail};
   }
   // Keep the usage cache valid: our own delivery changed new/ by exactly this file.

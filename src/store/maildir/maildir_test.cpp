@@ -5,10 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <thread>
 
 namespace postern::store::maildir {
 namespace {
@@ -86,6 +88,31 @@ TEST(Maildir, Folders) {
   EXPECT_EQ(stat((root + "/.Sent/maildirfolder").c_str(), &st), 0);
   EXPECT_FALSE(make_folder(root, "../x", Owner{}));
   EXPECT_FALSE(make_folder(root, "", Owner{}));
+}
+
+}  // namespace
+}  // namespace postern::store::maildir
+
+namespace postern::store::maildir {
+namespace {
+
+TEST(Maildir, ConcurrentCommitsIntoOneMailboxAllLand) {
+  std::string root = temp_dir() + "/busy";
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 25; ++i) {
+        StoreError err;
+        auto p = write_tmp(root, {"Subject: x\n\nbody\n"}, Owner{}, 0, err);
+        if (p && commit(*p, err)) ++ok;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 200);
+  EXPECT_EQ(list(root + "/new").size(), 200u);
+  EXPECT_TRUE(list(root + "/tmp").empty());
 }
 
 }  // namespace
