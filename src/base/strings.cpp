@@ -40,17 +40,22 @@ std::vector<std::string> split_list(std::string_view s, std::string_view seps) {
   return out;
 }
 
-std::vector<std::string_view> split_lines(std::string_view text) {
-  std::vector<std::string_view> lines;
+std::vector<std::string_view> split(std::string_view text, char sep) {
+  std::vector<std::string_view> out;
   size_t i = 0;
   while (i < text.size()) {
-    size_t j = text.find('\n', i);
+    size_t j = text.find(sep, i);
     if (j == std::string_view::npos) j = text.size();
-    std::string_view line = text.substr(i, j - i);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    lines.push_back(line);
+    out.push_back(text.substr(i, j - i));
     i = j + 1;
   }
+  return out;
+}
+
+std::vector<std::string_view> split_lines(std::string_view text) {
+  auto lines = split(text, '\n');
+  for (auto& line : lines)
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   return lines;
 }
 

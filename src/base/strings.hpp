@@ -16,6 +16,8 @@ bool istarts_with(std::string_view s, std::string_view prefix);
 std::string_view trim(std::string_view s);
 // Splits on any of `seps`, dropping empty pieces (Postfix list syntax: commas and white space).
 std::vector<std::string> split_list(std::string_view s, std::string_view seps = ", \t\r\n");
+// Splits at every `sep`, keeping empty pieces; a `sep` at the very end adds no empty last piece.
+std::vector<std::string_view> split(std::string_view text, char sep);
 // Splits text into lines at LF, removing a CR before it; an empty last line is not returned.
 std::vector<std::string_view> split_lines(std::string_view text);
 // Parses a decimal unsigned number that fits in uint64; false on anything else.

@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 
 #include "base/log.hpp"
+#include "base/strings.hpp"
 #include "store/maildir/maildir.hpp"
 
 namespace postern::delivery {
@@ -39,13 +40,7 @@ std::string encode(const std::vector<std::string>& fields) {
 
 std::vector<std::string> decode(std::string_view packet) {
   std::vector<std::string> out;
-  size_t i = 0;
-  while (i < packet.size()) {
-    size_t z = packet.find('\0', i);
-    if (z == std::string_view::npos) z = packet.size();
-    out.emplace_back(packet.substr(i, z - i));
-    i = z + 1;
-  }
+  for (auto field : split(packet, '\0')) out.emplace_back(field);
   return out;
 }
 
