@@ -12,3 +12,4 @@ int postern_fuzz_smtp_data(const uint8_t* data, size_t size);
 int postern_fuzz_smtp_address(const uint8_t* data, size_t size);
 int postern_fuzz_main_cf(const uint8_t* data, size_t size);
 int postern_fuzz_mime_headers(const uint8_t* data, size_t size);
+int postern_fuzz_passwd_file(const uint8_t* data, size_t size);

@@ -78,5 +78,8 @@ TEST(FuzzReplay, MainCf) {
 TEST(FuzzReplay, MimeHeaders) {
   replay("mime_headers", postern_fuzz_mime_headers);
 }
+TEST(FuzzReplay, PasswdFile) {
+  replay("passwd_file", postern_fuzz_passwd_file);
+}
 
 }  // namespace

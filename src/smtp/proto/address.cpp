@@ -215,7 +215,7 @@ ParsedPath parse_path(std::string_view s, bool allow_null, bool utf8) {
     }
     if (!closed) return fail(AddressError::kSyntax);
   } else {
-    size_t at = path.rfind('@');
+    size_t at = path.find('@');  // atext has no '@': the first one ends the local part
     std::string_view dot_string = path.substr(0, at == std::string_view::npos ? path.size() : at);
     if (!valid_dot_string(dot_string, true)) return fail(AddressError::kSyntax);
     if (!utf8 && !valid_dot_string(dot_string, false)) return fail(AddressError::kNeedsUtf8);
