@@ -5,13 +5,16 @@
 
 namespace postern::delivery {
 
-std::map<std::string, std::vector<std::string>> parse_aliases(std::string_view text) {
+std::map<std::string, std::vector<std::string>> parse_aliases(std::string_view text, TableFormat format) {
+  // aliases(5) targets are comma-separated (a target may hold spaces in quotes); virtual(5) also splits on
+  // white space.
+  std::string_view separators = format == TableFormat::kAliases ? "," : ", \t";
   std::map<std::string, std::vector<std::string>> table;
   std::string name, value;
   auto flush = [&] {
     if (!name.empty()) {
       std::vector<std::string> targets;
-      for (auto& t : split_list(value, ",")) {
+      for (auto& t : split_list(value, separators)) {
         std::string_view v = trim(t);
         if (v.size() >= 2 && v.front() == '"' && v.back() == '"') v = v.substr(1, v.size() - 2);
         if (!v.empty()) targets.emplace_back(v);
@@ -29,12 +32,12 @@ std::map<std::string, std::vector<std::string>> parse_aliases(std::string_view t
       continue;
     }
     flush();
-    size_t colon = t.find(':');
-    if (colon == std::string_view::npos) continue;
-    std::string_view n = trim(t.substr(0, colon));
+    size_t end = format == TableFormat::kAliases ? t.find(':') : t.find_first_of(" \t");
+    if (end == std::string_view::npos) continue;
+    std::string_view n = trim(t.substr(0, end));
     if (n.size() >= 2 && n.front() == '"' && n.back() == '"') n = n.substr(1, n.size() - 2);
     name = n;
-    value = trim(t.substr(colon + 1));
+    value = trim(t.substr(end + 1));
   }
   flush();
   return table;
@@ -45,7 +48,7 @@ std::optional<std::vector<std::string>> AliasTable::find(std::string_view name) 
   bool exists = false;
   if (version_.changed(path_, exists)) {
     auto text = read_file(path_);
-    table_ = text ? parse_aliases(*text) : std::map<std::string, std::vector<std::string>>{};
+    table_ = text ? parse_aliases(*text, format_) : std::map<std::string, std::vector<std::string>>{};
   }
   if (!exists) table_.clear();
   auto it = table_.find(to_lower(name));

@@ -1,5 +1,7 @@
-// delivery/aliases.hpp: alias tables in /etc/aliases format ("name: target, target", continuation lines
-// start with white space, '#' comments), read as text and reloaded when the file changes. Thread-safe.
+// delivery/aliases.hpp: alias tables, read as text and reloaded when the file changes. Thread-safe.
+// Two formats: /etc/aliases ("name: target, target") for alias_maps, and Postfix's virtual(5)
+// ("user@domain target, target", "@domain target") for virtual_alias_maps. In both, continuation lines start
+// with white space and '#' starts a comment line.
 #pragma once
 
 #include <map>
@@ -13,16 +15,20 @@
 
 namespace postern::delivery {
 
-// Parses aliases text into lower-case name -> targets.
-std::map<std::string, std::vector<std::string>> parse_aliases(std::string_view text);
+enum class TableFormat { kAliases, kVirtual };
+
+// Parses table text into lower-case key -> targets.
+std::map<std::string, std::vector<std::string>> parse_aliases(std::string_view text,
+                                                              TableFormat format = TableFormat::kAliases);
 
 class AliasTable {
  public:
-  explicit AliasTable(std::string path) : path_(std::move(path)) {}
+  AliasTable(std::string path, TableFormat format) : path_(std::move(path)), format_(format) {}
   std::optional<std::vector<std::string>> find(std::string_view name);
 
  private:
   std::string path_;
+  TableFormat format_;
   std::mutex mutex_;
   FileVersion version_;
   std::map<std::string, std::vector<std::string>> table_;

@@ -34,6 +34,19 @@ void split_address(std::string_view addr, std::string& local, std::string& domai
   }
 }
 
+void open_tables(const config::Config& config, std::string_view key, TableFormat format,
+                 std::vector<std::unique_ptr<AliasTable>>& out) {
+  for (const auto& m : config.get_list(key)) {
+    std::string path = alias_path(m);
+    if (path.empty()) {
+      log::warning("local", "{}: unsupported table type in \"{}\", ignored", key, m);
+      continue;
+    }
+    if (path[0] != '/') path = config.dir() + "/" + path;
+    out.push_back(std::make_unique<AliasTable>(path, format));
+  }
+}
+
 }  // namespace
 
 LocalDelivery::LocalDelivery(const config::Config& config)
@@ -46,15 +59,9 @@ LocalDelivery::LocalDelivery(const config::Config& config)
       passwd_(config.get_path("passwd_file")) {
   for (const auto& d : config.get_list("mydestination")) mydestination_.insert(to_lower(d));
   for (const auto& d : config.get_list("virtual_mailbox_domains")) virtual_domains_.insert(to_lower(d));
-  for (const auto& m : config.get_list("alias_maps")) {
-    std::string path = alias_path(m);
-    if (path.empty()) {
-      log::warning("local", "alias_maps: unsupported table type in \"{}\", ignored", m);
-      continue;
-    }
-    if (path[0] != '/') path = config.dir() + "/" + path;
-    aliases_.push_back(std::make_unique<AliasTable>(path));
-  }
+  open_tables(config, "alias_maps", TableFormat::kAliases, aliases_);
+  open_tables(config, "virtual_alias_maps", TableFormat::kVirtual, virtual_aliases_);
+  for (const auto& d : config.get_list("virtual_alias_domains")) virtual_alias_domains_.insert(to_lower(d));
 }
 
 bool LocalDelivery::is_local_domain(std::string_view domain) const {
@@ -65,7 +72,7 @@ bool LocalDelivery::is_virtual_domain(std::string_view domain) const {
 }
 
 Resolution LocalDelivery::resolve(std::string_view local, std::string_view domain) {
-  Resolution r = resolve_depth(local, domain, 0);
+  Resolution r = resolve_depth(local, domain, 0, false);
   // A mailbox already at mailbox_size_limit is refused at RCPT (552 5.2.2), before the client sends the
   // message. A Maildir this process may not read (a system user's, behind the privileged helper) counts as
   // empty here; its limit is still enforced at delivery.
@@ -110,7 +117,42 @@ Resolution LocalDelivery::resolve_system(const std::string& user, const std::str
   return r;
 }
 
-Resolution LocalDelivery::resolve_depth(std::string_view local_in, std::string_view domain_in, int depth) {
+Resolution LocalDelivery::expand(const std::string& key, const std::vector<std::string>& targets, int depth) {
+  Resolution r;
+  r.status = RcptStatus::kLocal;
+  for (const auto& t : targets) {
+    if (t.empty() || t[0] == '|' || t[0] == '/' || istarts_with(t, ":include:")) {
+      r.status = RcptStatus::kUnsupported;
+      r.detail = "alias " + key + " expands to \"" + printable(t) +
+                 "\": commands, files and includes are not supported";
+      return r;
+    }
+    std::string tl, td;
+    split_address(t, tl, td);
+    if (td.empty()) td = myorigin_;
+    // A target that names the alias itself is the mailbox behind it ("alice: alice, archive").
+    std::string target = to_lower(tl) + "@" + to_lower(td);
+    bool self = target == key || to_lower(tl) == key;
+    Resolution sub = resolve_depth(tl, td, depth + 1, self);
+    if (sub.status != RcptStatus::kLocal) {
+      if (sub.status == RcptStatus::kNotOurDomain) {
+        sub.status = RcptStatus::kUnsupported;
+        sub.detail = "alias " + key + " expands to the remote address " + printable(t) +
+                     ": outbound delivery is not available yet";
+      }
+      return sub;
+    }
+    for (auto& mb : sub.mailboxes) {
+      bool dup = false;
+      for (const auto& have : r.mailboxes) dup |= have.maildir == mb.maildir;
+      if (!dup) r.mailboxes.push_back(std::move(mb));
+    }
+  }
+  return r;
+}
+
+Resolution LocalDelivery::resolve_depth(std::string_view local_in, std::string_view domain_in, int depth,
+                                        bool no_alias) {
   Resolution r;
   std::string domain = to_lower(domain_in);
   if (domain.empty()) domain = myorigin_;
@@ -126,8 +168,30 @@ Resolution LocalDelivery::resolve_depth(std::string_view local_in, std::string_v
     size_t d = local.find_first_of(delimiter_);
     if (d != std::string::npos && d > 0) base = local.substr(0, d);
   }
+  bool local_domain = is_local_domain(domain);
+  bool virtual_domain = is_virtual_domain(domain);
+  bool alias_domain = virtual_alias_domains_.count(domain) > 0;
+  if (!local_domain && !virtual_domain && !alias_domain) {
+    r.status = RcptStatus::kNotOurDomain;
+    return r;
+  }
 
-  if (is_virtual_domain(domain)) {
+  // virtual_alias_maps, for every domain of ours, in virtual(5)'s order: user@domain, without the extension,
+  // the bare user (local domains only), then the catch-all @domain.
+  if (!no_alias && !virtual_aliases_.empty()) {
+    std::vector<std::string> keys = {local + "@" + domain};
+    if (base != local) keys.push_back(base + "@" + domain);
+    if (local_domain) {
+      keys.push_back(local);
+      if (base != local) keys.push_back(base);
+    }
+    keys.push_back("@" + domain);
+    for (const auto& key : keys)
+      for (auto& table : virtual_aliases_)
+        if (auto targets = table->find(key))
+          return expand(key == "@" + domain ? local + "@" + domain : key, *targets, depth);
+  }
+  if (virtual_domain) {
     for (const std::string& name : {local, base}) {
       if (auto e = passwd_.find(name + "@" + domain)) {
         std::string user = to_lower(e->user.substr(0, e->user.rfind('@')));
@@ -142,46 +206,15 @@ Resolution LocalDelivery::resolve_depth(std::string_view local_in, std::string_v
     r.status = RcptStatus::kUnknownUser;
     return r;
   }
-  if (!is_local_domain(domain)) {
-    r.status = RcptStatus::kNotOurDomain;
+  if (!local_domain) {
+    r.status = RcptStatus::kUnknownUser;  // a virtual alias domain without an alias for this address
     return r;
   }
-
-  // Aliases: the full local part first, then without its extension (Postfix's order).
-  for (const std::string& name : {local, base}) {
-    for (auto& table : aliases_) {
-      auto targets = table->find(name);
-      if (!targets) continue;
-      r.status = RcptStatus::kLocal;
-      for (const auto& t : *targets) {
-        if (t.empty() || t[0] == '|' || t[0] == '/' || istarts_with(t, ":include:")) {
-          r.status = RcptStatus::kUnsupported;
-          r.detail = "alias " + name + " expands to \"" + printable(t) +
-                     "\": commands, files and includes are not supported";
-          return r;
-        }
-        std::string tl, td;
-        split_address(t, tl, td);
-        // A target naming the alias itself is the user's own mailbox (the "user: user, other" idiom).
-        Resolution sub = (to_lower(tl) == name && (td.empty() || is_local_domain(td)))
-                             ? resolve_system(name, name + "@" + myhostname_)
-                             : resolve_depth(tl, td, depth + 1);
-        if (sub.status != RcptStatus::kLocal) {
-          if (sub.status == RcptStatus::kNotOurDomain) {
-            sub.status = RcptStatus::kUnsupported;
-            sub.detail = "alias " + name + " expands to the remote address " + printable(t) +
-                         ": outbound delivery is not available yet";
-          }
-          return sub;
-        }
-        for (auto& mb : sub.mailboxes) {
-          bool dup = false;
-          for (const auto& have : r.mailboxes) dup |= have.maildir == mb.maildir;
-          if (!dup) r.mailboxes.push_back(std::move(mb));
-        }
-      }
-      return r;
-    }
+  // alias_maps: the full local part first, then without its extension (Postfix's order).
+  if (!no_alias) {
+    for (const std::string& name : {local, base})
+      for (auto& table : aliases_)
+        if (auto targets = table->find(name)) return expand(name, *targets, depth);
   }
   r = resolve_system(base, base + "@" + myhostname_);
   if (r.status == RcptStatus::kUnknownUser && base == "postmaster")

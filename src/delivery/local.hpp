@@ -64,7 +64,10 @@ class LocalDelivery {
   const std::string& myorigin() const { return myorigin_; }
 
  private:
-  Resolution resolve_depth(std::string_view local, std::string_view domain, int depth);
+  // `no_alias`: the address is an alias's own target ("alice: alice, archive"): no alias lookup again.
+  Resolution resolve_depth(std::string_view local, std::string_view domain, int depth, bool no_alias);
+  // Resolves an alias's targets (for `key`) into mailboxes, without duplicates.
+  Resolution expand(const std::string& key, const std::vector<std::string>& targets, int depth);
   Resolution resolve_system(const std::string& user, const std::string& address);
 
   std::set<std::string> mydestination_;
@@ -76,6 +79,8 @@ class LocalDelivery {
   std::string delimiter_;
   uint64_t mailbox_size_limit_;
   std::vector<std::unique_ptr<AliasTable>> aliases_;
+  std::vector<std::unique_ptr<AliasTable>> virtual_aliases_;
+  std::set<std::string> virtual_alias_domains_;
   auth::PasswdFile passwd_;
   PrivilegedHelper* helper_ = nullptr;
 };

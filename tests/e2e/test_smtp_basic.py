@@ -90,3 +90,34 @@ def test_vrfy_can_be_disabled(make_postern):
     code, lines = c.cmd("EHLO x")
     assert "250-VRFY" not in lines
     assert c.cmd("VRFY alice") == (502, ["502 5.5.1 VRFY command is disabled"])
+
+
+def test_virtual_alias_maps(make_postern):
+    # Postfix's virtual(5) table: exact address, extension stripped, catch-all, an address that keeps its own
+    # mailbox and copies another, a domain with aliases only; unknown addresses are still refused.
+    p = make_postern(start=False)
+    with open(os.path.join(p.dir, "virtual"), "w") as f:
+        f.write(
+            f"postmaster@{DOMAIN}  alice@{DOMAIN}\n"
+            f"sales@{DOMAIN}       alice@{DOMAIN}, bob@{DOMAIN}\n"
+            f"bob@{DOMAIN}         bob@{DOMAIN}, alice@{DOMAIN}\n"
+            f"@aliases.test        bob@{DOMAIN}\n"
+        )
+    with open(os.path.join(p.dir, "main.cf"), "a") as f:
+        f.write("virtual_alias_maps = hash:virtual\nvirtual_alias_domains = aliases.test\n")
+    p.start()
+    with smtplib.SMTP("127.0.0.1", p.port) as s:
+        s.ehlo("x")
+        for rcpt in (f"postmaster@{DOMAIN}", f"sales+q3@{DOMAIN}", "anyone@aliases.test"):
+            s.sendmail("a@b.example", [rcpt], f"Subject: to {rcpt}\r\n\r\nx\r\n".encode())
+        s.sendmail("a@b.example", [f"bob@{DOMAIN}"], b"Subject: to bob\r\n\r\nx\r\n")
+        s.mail("a@b.example")
+        assert s.rcpt(f"nobody@{DOMAIN}")[0] == 550
+    alice = b"".join(p.messages("alice"))
+    bob = b"".join(p.messages("bob"))
+    # postmaster, sales, and bob's copy of both mail to bob and mail to the catch-all (expansion is recursive)
+    assert alice.count(b"Subject: to ") == 4
+    assert b"Subject: to postmaster@" in alice and b"Subject: to sales+q3@" in alice and b"Subject: to bob" in alice
+    assert bob.count(b"Subject: to ") == 3  # sales, the catch-all, bob himself
+    assert b"Subject: to anyone@aliases.test" in bob
+    p.wait_log(f"to=<alice@{DOMAIN}>, orig_to=<postmaster@{DOMAIN}>")
