@@ -119,7 +119,7 @@ ParseResult parse_command(std::string_view line, const ParseOptions& options) {
 
   switch (c.verb) {
     case Verb::kUnknown:
-      r.error = Reply(502, "5.5.2", "Error: command not recognized");
+      r.error = Reply(500, "5.5.2", "Error: command not recognized");  // RFC 5321 4.2.4
       break;
     case Verb::kHelo:
     case Verb::kEhlo:

@@ -45,7 +45,7 @@ TEST(Command, Utf8SenderOnlyWithSmtputf8) {
 }
 
 TEST(Command, Errors) {
-  EXPECT_EQ(parse("FOO").error->code, 502);
+  EXPECT_EQ(parse("FOO").error->code, 500);
   EXPECT_EQ(parse("MAIL TO:<a@b>").error->code, 501);
   EXPECT_EQ(parse("RCPT TO:<>").error->code, 501);
   EXPECT_EQ(parse("RCPT TO:<a@b.c> NOTIFY=NEVER").error->code, 555);

@@ -189,9 +189,11 @@ Step Session::command(std::string_view line, bool more_pending) {
     case Verb::kAuth:
       s = error(Reply(503, "5.5.1", "Error: authentication not enabled"));
       break;
-    case Verb::kExpn:
+    case Verb::kExpn:  // known, deliberately not implemented (it would list alias members): 502
+      s = error(Reply(502, "5.5.1", "Error: command not implemented"));
+      break;
     case Verb::kUnknown:
-      s = error(Reply(502, "5.5.2", "Error: command not recognized"));
+      s = error(Reply(500, "5.5.2", "Error: command not recognized"));
       break;
   }
   bool ok = !s.replies.empty() && s.replies.front().code < 400;

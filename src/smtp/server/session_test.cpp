@@ -138,7 +138,7 @@ TEST(Session, OrderErrors) {
 TEST(Session, HardErrorLimitCloses) {
   Dialogue d;
   for (int i = 0; i < 4; ++i) {
-    Step e = d.cmd("BOGUS", "502 5.5.2 Error: command not recognized");
+    Step e = d.cmd("BOGUS", "500 5.5.2 Error: command not recognized");
     EXPECT_EQ(e.delay, i >= 2) << "the soft limit (3) delays from the third error on";
   }
   Step s = d.session_.command("BOGUS", false);
