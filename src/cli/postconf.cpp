@@ -1,5 +1,6 @@
 // cli/postconf.cpp: `postern postconf` and `postern check`, like Postfix's postconf(1) and `postfix check`.
 #include <fcntl.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -153,9 +154,19 @@ int cmd_check(const std::string& dir, const Args& args) {
     if (parent.empty() || ::access(parent.c_str(), W_OK) != 0)
       problem("queue_directory " + q + " does not exist and cannot be created");
   }
-  std::string passwd = cfg->get_path("passwd_file");
-  if (!cfg->get_list("virtual_mailbox_domains").empty() && ::access(passwd.c_str(), R_OK) != 0)
-    problem("passwd_file " + passwd + " is not readable: " + std::strerror(errno));
+  std::string passwd_path = cfg->get_path("passwd_file");
+  if (!cfg->get_list("virtual_mailbox_domains").empty() && ::access(passwd_path.c_str(), R_OK) != 0)
+    problem("passwd_file " + passwd_path + " is not readable: " + std::strerror(errno));
+  // Started as root, the server writes virtual mail as mail_owner: the base must belong to it.
+  std::string owner = cfg->get("mail_owner");
+  passwd* pw = ::geteuid() == 0 ? ::getpwnam(owner.c_str()) : nullptr;
+  std::string base = cfg->get_path("virtual_mailbox_base");
+  if (::geteuid() == 0 && !pw)
+    problem("mail_owner " + owner + " does not exist (scripts/install-deps.sh creates it)");
+  if (pw && !cfg->get_list("virtual_mailbox_domains").empty() && ::stat(base.c_str(), &st) == 0 &&
+      st.st_uid != pw->pw_uid)
+    problem(fmt::format("virtual_mailbox_base {} belongs to uid {}, not to mail_owner {}: chown -R {}: {}",
+                        base, st.st_uid, owner, owner, base));
   for (const auto& p : config::parameters())
     if (!p.implemented && cfg->is_set(std::string(p.name)))
       fmt::print(stderr, "postern: warning: {}: accepted, but has no effect yet in this version\n", p.name);

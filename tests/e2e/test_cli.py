@@ -811,3 +811,17 @@ def test_network_process_runs_as_mail_owner_and_helper_keeps_root(make_postern):
         s.sendmail("a@b.example", ["alice@example.test"], b"Subject: x\r\n\r\ny\r\n")
     md = p.maildir("alice")
     assert os.stat(md).st_uid == owner.pw_uid
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mail_owner matters only when started as root")
+def test_check_names_a_virtual_mailbox_base_mail_owner_cannot_write(make_postern):
+    p = make_postern(start=False)
+    os.makedirs(p.mail, exist_ok=True)
+    os.chown(p.mail, 0, 0)
+    r = p.run("check", check=False)
+    assert r.returncode != 0
+    assert f"virtual_mailbox_base {p.mail} belongs to uid 0, not to mail_owner postern" in r.stderr
+    import pwd
+    pw = pwd.getpwnam("postern")
+    os.chown(p.mail, pw.pw_uid, pw.pw_gid)
+    assert p.run("check", check=False).returncode == 0
