@@ -405,6 +405,17 @@ Result<std::unique_ptr<delivery::PrivilegedHelper>> separate_privileges(const co
       cfg, static_cast<int>(std::max(1LL, cfg.get_int("delivery_threads"))));
   if (!helper) return helper.error();
   if (auto st = delivery::drop_privileges(uid, gid); !st) return st.error();
+  // Fail now, not with a 451 per message, when mail_owner cannot reach what it must write (e.g. the
+  // configuration lives under a home directory that others may not enter).
+  std::vector<std::string> writable = {queue};
+  if (!cfg.get_list("virtual_mailbox_domains").empty())
+    writable.push_back(cfg.get_path("virtual_mailbox_base"));
+  for (const auto& dir : writable)
+    if (::access(dir.c_str(), W_OK | X_OK) != 0)
+      return Error{
+          fmt::format("mail_owner {} cannot write {}: {} (every parent directory must be searchable "
+                      "by {}, and the directory writable)",
+                      owner, dir, std::strerror(errno), owner)};
   log::info("master", "running as {} (uid {}); privileged delivery helper pid {}", owner, uid,
             (*helper)->pid());
   return helper;
