@@ -12,12 +12,16 @@ import pwd
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
 import pytest
 
 from conftest import DOMAIN, Postern, Raw, free_port
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
+from postfix_private import master_cf  # noqa: E402
 
 POSTFIX = shutil.which("postfix") or ("/usr/sbin/postfix" if os.path.exists("/usr/sbin/postfix") else None)
 POSTCONF = shutil.which("postconf") or ("/usr/sbin/postconf" if os.path.exists("/usr/sbin/postconf") else None)
@@ -33,36 +37,6 @@ except KeyError:
 
 NOBODY_UID = 65534  # virtual(8) delivers as this uid (virtual_uid_maps = static:65534)
 SIZE_LIMIT = 10240000
-
-# The services of Debian's master.cf, chroot off, smtpd on loopback only (as in bench/smtp_vs_postfix.py).
-MASTER_CF = """\
-127.0.0.1:{port} inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-proxywrite unix -       -       n       -       1       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-local     unix  -       n       n       -       -       local
-virtual   unix  -       n       n       -       -       virtual
-lmtp      unix  -       -       n       -       -       lmtp
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
-"""
-
 
 def postfix_defaults():
     p = subprocess.run([POSTCONF, "-d"], capture_output=True, text=True, timeout=30)
@@ -132,7 +106,7 @@ maillog_file = {self.maillog}
 maillog_file_prefixes = {root}
 """ + extra)
         with open(os.path.join(self.etc, "master.cf"), "w") as f:
-            f.write(MASTER_CF.format(port=self.port))
+            f.write(master_cf(self.port))
 
     def _postfix(self, *args):
         env = dict(os.environ, MAIL_CONFIG=self.etc)
