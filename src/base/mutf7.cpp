@@ -1,0 +1,1 @@
+#include "base/mutf7.hpp"

@@ -1,0 +1,1 @@
+#include "imap/proto/message_view.hpp"

@@ -1,0 +1,28 @@
+// imap/proto/message_view.hpp: what FETCH returns about a message, rendered in IMAP syntax: ENVELOPE,
+// BODY / BODYSTRUCTURE (RFC 9051 7.5.2, with extension data), BODY[section] bytes, BINARY[section] and
+// BINARY.SIZE (RFC 3516). Output matches Dovecot's byte for byte (tests/e2e compare the two).
+// Pure: no I/O. Security: untrusted message; bounded by mime::Limits.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "imap/proto/section.hpp"
+#include "mime/message.hpp"
+
+namespace postern::imap::proto {
+
+// "(date subject from sender reply-to to cc bcc in-reply-to message-id)" (sender and reply-to default to
+// from). `utf8`: 8-bit header bytes may be sent as quoted strings (UTF8=ACCEPT).
+std::string envelope(std::string_view message, bool utf8 = false);
+// BODYSTRUCTURE (`extended`) or BODY (non-extensible form) of the message.
+std::string body_structure(std::string_view message, bool extended, bool utf8 = false);
+// The bytes of BODY[section] (before <partial>); empty when the part does not exist (as Dovecot: "").
+std::string section_bytes(std::string_view message, const Section& section);
+// BINARY[path]: the part's body with its transfer encoding undone. Nothing for an unknown encoding (the
+// caller answers NO [UNKNOWN-CTE]) or a path that names no leaf part.
+std::optional<std::string> binary_bytes(std::string_view message, const std::vector<uint32_t>& path);
+
+}  // namespace postern::imap::proto

@@ -1,0 +1,53 @@
+// mime/message.hpp: the MIME structure of a message (RFC 2045, 2046, 2047, 2231, 5322) with exact byte
+// offsets and line counts, and the decoders IMAP needs (base64, quoted-printable, encoded words, charsets
+// to UTF-8). Pure: no I/O.
+// Security: untrusted input. Bounded time and memory whatever the message: nesting depth and part count
+// are limited (a deeper or further part is treated as an opaque leaf, as Dovecot does); no recursion
+// deeper than Limits::max_depth. Fuzzed by fuzz/mime_structure.cpp.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace postern::mime {
+
+struct Limits {
+  int max_depth = 100;        // nested multiparts / message/rfc822
+  size_t max_parts = 10000;   // parts in the whole tree
+};
+
+struct Part {
+  size_t header_begin = 0;  // offset of the part's header in the message
+  size_t body_begin = 0;    // first byte after the blank line ending the header (or end, if none)
+  size_t body_end = 0;      // end of the part's body (before the CRLF that precedes the next boundary)
+  uint64_t body_lines = 0;  // lines in the body, as IMAP counts them
+  std::string type = "text", subtype = "plain";              // lower-case
+  std::vector<std::pair<std::string, std::string>> params;   // Content-Type parameters, RFC 2231 decoded
+  std::string encoding = "7bit";                             // Content-Transfer-Encoding, lower-case
+  std::vector<Part> children;  // multipart: the parts; message/rfc822: one child, the embedded message
+                               // (its header_begin == this part's body_begin)
+};
+
+// Parses the whole structure. Always succeeds: malformed input gives the structure a lenient reader sees.
+Part parse(std::string_view message, const Limits& limits = {});
+
+// Decodes a body by its Content-Transfer-Encoding. Nothing for an unknown encoding.
+std::optional<std::string> decode_transfer(std::string_view body, std::string_view encoding);
+// Decodes RFC 2047 encoded words in a header value into UTF-8 (charsets converted; invalid bytes replaced).
+std::string decode_header_value(std::string_view value);
+// Converts `text` in `charset` to UTF-8; invalid sequences and unknown charsets give U+FFFD / best effort.
+std::string to_utf8(std::string_view text, std::string_view charset);
+// Case-folds UTF-8 text for case-insensitive substring search (SEARCH, RFC 9051 6.4.4).
+std::string fold_case(std::string_view utf8);
+
+// For SEARCH: the message's header fields decoded to UTF-8 ("Name: value" lines), and the text of its
+// text/* parts decoded (transfer encoding and charset) to UTF-8, both case-folded.
+std::string searchable_headers(std::string_view message);
+std::string searchable_body(std::string_view message, const Limits& limits = {});
+
+}  // namespace postern::mime

@@ -1,0 +1,125 @@
+// store/maildir/mailbox.hpp: one Maildir++ mailbox (INBOX or a folder) as IMAP and POP3 see it: messages
+// with UIDs, flags and keywords, in Dovecot's own layout so that Dovecot and Postern serve the same Maildir
+// in turn without a UID changing:
+//   - UIDs and UIDVALIDITY in dovecot-uidlist (version 3), rewritten under dovecot-uidlist.lock (Dovecot's
+//     dotlock) by write-to-lock-file + fsync + rename;
+//   - flags in the ":2,<flags>" suffix of the file name (D F P R S T, keywords as a..z);
+//   - keyword names in dovecot-keywords ("<index> <name>" lines);
+//   - new/ moved to cur/ when a mailbox is synced (as Dovecot does when not read-only).
+// Beside them, Postern's own cache file (postern-index): sizes, internal date, modseq, cached FETCH items
+// (envelope, bodystructure). It is only a cache: deleting it loses nothing (modseqs restart higher than any
+// value handed out before, so CONDSTORE clients resync rather than miss changes).
+// Crash safety: a message is never lost and a UID is never reused, whatever instant the process dies.
+// Thread-safety: one Mailbox object per directory per process (Mailbox::open returns the shared instance);
+// every method may be called from any thread (an internal mutex). Sessions read immutable snapshots.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.hpp"
+#include "store/error.hpp"
+#include "store/maildir/maildir.hpp"
+
+namespace postern::store::maildir {
+
+// System flags, as bits.
+enum Flag : uint8_t {
+  kSeen = 1,
+  kAnswered = 2,
+  kFlagged = 4,
+  kDeleted = 8,
+  kDraft = 16,
+};
+
+struct MessageMeta {
+  uint32_t uid = 0;
+  uint8_t flags = 0;         // Flag bits
+  uint32_t keywords = 0;     // bit i: keyword i of Mailbox::keywords() (at most 26, Maildir's a..z)
+  uint64_t size = 0;         // bytes on disk
+  uint64_t vsize = 0;        // bytes with CRLF line ends: RFC822.SIZE
+  int64_t internal_date = 0; // seconds since the epoch (the file's mtime, as Dovecot)
+  int64_t save_date = 0;     // when it was added to this mailbox (SAVEDATE, RFC 8514)
+  uint64_t modseq = 1;       // CONDSTORE: last change of this message's flags (or its arrival)
+  std::string name;          // file name without the ":2," suffix (the dovecot-uidlist key)
+  std::string path;          // full path of the file now
+};
+
+// The mailbox at one instant; never changes once published (a change publishes a new one).
+struct Snapshot {
+  uint32_t uidvalidity = 0;
+  uint32_t uidnext = 1;
+  uint64_t highest_modseq = 1;
+  std::vector<std::string> keywords;  // index = keyword bit
+  std::vector<MessageMeta> messages;  // sorted by uid
+  // Expunges as (uid, modseq of the expunge), for QRESYNC VANISHED (EARLIER); may be trimmed, oldest first.
+  std::vector<std::pair<uint32_t, uint64_t>> expunged;
+  const MessageMeta* find(uint32_t uid) const;  // binary search; null when absent
+};
+
+enum class FlagOp { kSet, kAdd, kRemove };
+
+enum class CacheField { kEnvelope, kBodyStructure, kBody, kBinarySize };
+
+class Mailbox {
+ public:
+  // The shared instance for `maildir` (created, with cur/ new/ tmp/, when `create` and missing).
+  // Files written are owned by `owner`.
+  static Result<std::shared_ptr<Mailbox>> open(const std::string& maildir, const Owner& owner,
+                                               bool create = false);
+  // After a delivery into `maildir` by someone else (delivery/local): syncs the open instance, if any, so
+  // that watchers hear of the new message. Cheap when nobody has the mailbox open.
+  static void notify_changed(const std::string& maildir);
+
+  ~Mailbox();
+  const std::string& path() const;
+
+  // Brings the snapshot up to date with the directory (new files get UIDs; files gone are expunged; flags
+  // changed by other programs get a new modseq). Cheap when nothing changed (directory mtimes).
+  StoreError sync();
+  std::shared_ptr<const Snapshot> snapshot() const;
+
+  // Adds a message (tmp -> fsync -> rename into cur/ -> fsync) with flags, keywords and internal date
+  // (0: now). `uid` gets the new UID. `size_limit` as mailbox_size_limit (0: none).
+  StoreError append(std::string_view content, uint8_t flags, const std::vector<std::string>& keywords,
+                    int64_t internal_date, uint64_t size_limit, uint32_t& uid);
+  // Changes flags of `uids` (absent ones are skipped). `unchanged_since` (CONDSTORE; 0: none): messages
+  // whose modseq is higher are left alone and listed in `failed`. A keyword not yet known is added to
+  // dovecot-keywords (NO when that would be the 27th).
+  StoreError store(const std::vector<uint32_t>& uids, FlagOp op, uint8_t flags,
+                   const std::vector<std::string>& keywords, uint64_t unchanged_since,
+                   std::vector<uint32_t>* failed = nullptr);
+  // Removes the messages (unlink; the UIDs are never used again).
+  StoreError expunge(const std::vector<uint32_t>& uids);
+  // Copies the messages into `dest` (hard link when possible, else copy + fsync), keeping flags, keywords
+  // and internal date; `new_uids[i]` is the UID in `dest` of `uids[i]` (for COPYUID). Absent UIDs skipped.
+  StoreError copy_to(const std::vector<uint32_t>& uids, Mailbox& dest, std::vector<uint32_t>& copied,
+                     std::vector<uint32_t>& new_uids);
+  // The message's bytes as stored. kPermanent-free: a file gone meanwhile gives kTemporary ("expunged").
+  Result<std::string> read(uint32_t uid) const;
+
+  // Postern's cache of computed FETCH items, kept in postern-index.
+  std::optional<std::string> cached(uint32_t uid, CacheField field) const;
+  void put_cache(uint32_t uid, CacheField field, std::string value);
+
+  // \Recent (IMAP4rev1): the first caller to ask about a UID at or above the mark gets it. Returns the old
+  // mark and moves it to `uidnext`.
+  uint32_t take_recent(uint32_t uidnext);
+
+  // `on_change` is called (from any thread, without locks held) after every change published by anyone.
+  // Returns an id for unwatch().
+  int watch(std::function<void()> on_change);
+  void unwatch(int id);
+
+ private:
+  struct Impl;
+  explicit Mailbox(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace postern::store::maildir
