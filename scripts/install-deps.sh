@@ -6,7 +6,8 @@ pkgs=(
   build-essential cmake g++ clang libclang-rt-14-dev clang-format
   libasio-dev libfmt-dev libssl-dev libcrypt-dev libgtest-dev libgmock-dev
   python3 python3-pytest python3-aiosmtpd
-  swaks postfix telnet
+  swaks postfix telnet curl
+  dovecot-imapd dovecot-pop3d isync offlineimap3 fetchmail mutt
 )
 missing=()
 for p in "${pkgs[@]}"; do
