@@ -81,5 +81,8 @@ TEST(FuzzReplay, MimeHeaders) {
 TEST(FuzzReplay, PasswdFile) {
   replay("passwd_file", postern_fuzz_passwd_file);
 }
+TEST(FuzzReplay, Mutf7) {
+  replay("mutf7", postern_fuzz_mutf7);
+}
 
 }  // namespace
