@@ -205,6 +205,9 @@ int cmd_demo(const std::string& dir, const Args& args) {
     std::ofstream(main_cf) << "# Postern demo configuration, written by `make run` (postern demo).\n"
                               "# Unprivileged ports, everything under this directory.\n"
                               "smtp_listen = 127.0.0.1:2525, [::1]:2525\n"
+                              "imap_listen = 127.0.0.1:1143, [::1]:1143\n"
+                              "# No TLS in this demo: allow logins in plaintext, on loopback only.\n"
+                              "disable_plaintext_auth = no\n"
                               "queue_directory = queue\n"
                               "alias_maps = hash:aliases\n"
                               "virtual_mailbox_domains = example.test\n"
@@ -236,7 +239,8 @@ int cmd_demo(const std::string& dir, const Args& args) {
   }
   fmt::print(
       "\nPostern demo, configuration {}/main.cf\n"
-      "  SMTP:        127.0.0.1 port 2525 (IMAP and POP3 are not implemented yet)\n"
+      "  SMTP:        127.0.0.1 port 2525\n"
+      "  IMAP:        127.0.0.1 port 1143 (plaintext login; POP3 is not implemented yet)\n"
       "  demo user:   demo@example.test, password {}\n"
       "  its mail:    {}/mail/example.test/demo/new/\n\n"
       "Try it (the guide's telnet session):\n"
@@ -250,7 +254,8 @@ int cmd_demo(const std::string& dir, const Args& args) {
       "  .\n"
       "  quit\n\n"
       "or: swaks --server 127.0.0.1:2525 --to demo@example.test\n"
-      "Then read it: build/postern -c {} mail -u demo@example.test\n\n",
+      "Then read it: build/postern -c {} mail -u demo@example.test\n"
+      "or with an IMAP client, e.g. mutt -f imap://demo@example.test@127.0.0.1:1143/INBOX\n\n",
       abs,
       password.empty()
           ? "(set earlier; change it with: build/postern -c " + dir + " user passwd demo@example.test)"

@@ -7,6 +7,7 @@
 
 #include "base/log.hpp"
 #include "base/strings.hpp"
+#include "store/maildir/mailbox.hpp"
 
 namespace postern::delivery {
 namespace {
@@ -303,6 +304,8 @@ DeliveryOutcome LocalDelivery::deliver(const queue::Envelope& env, std::string_v
     log::info("local",
               "{}: to=<{}>{}, relay=local, delay={:.2f}, dsn=2.0.0, status=sent (delivered to maildir)",
               env.queue_id, t.mailbox.address, orig, delay);
+    // IMAP sessions that have this mailbox selected (IDLE) hear of the message now.
+    store::maildir::Mailbox::notify_changed(t.mailbox.maildir);
   }
   return out;
 }

@@ -6,6 +6,7 @@
 
 #include <asio.hpp>
 #include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 
 #include <chrono>
 #include <list>
@@ -17,6 +18,8 @@
 #include "config/parameters.hpp"
 #include "delivery/local.hpp"
 #include "delivery/privileged.hpp"
+#include "imap/proto/reader.hpp"
+#include "imap/server/session.hpp"
 #include "net/listen.hpp"
 #include "smtp/proto/line_buffer.hpp"
 #include "smtp/server/session.hpp"
@@ -36,7 +39,19 @@ constexpr auto kFinalWriteTime = std::chrono::seconds(10);
 struct Runtime {
   std::shared_ptr<const config::Config> config;
   std::shared_ptr<delivery::LocalDelivery> delivery;
+  std::shared_ptr<auth::Passdb> passdb;
 };
+
+std::shared_ptr<Runtime> make_runtime(std::shared_ptr<const config::Config> cfg) {
+  auto rt = std::make_shared<Runtime>();
+  rt->config = cfg;
+  rt->delivery = std::make_shared<delivery::LocalDelivery>(*cfg);
+  rt->passdb = std::make_shared<auth::Passdb>(*cfg);
+  return rt;
+}
+
+// The protocols a listener speaks.
+enum class Service { kSmtp, kImap };
 
 class Server;
 struct Connection;
@@ -44,9 +59,12 @@ void set_deadline(Connection& c, Clock::time_point t);
 
 // One connection's state, shared by its session coroutine and its watchdog.
 struct Connection {
-  Connection(tcp::socket s, Server& srv) : socket(std::move(s)), timer(socket.get_executor()), server(srv) {}
+  Connection(tcp::socket s, Server& srv)
+      : socket(std::move(s)), timer(socket.get_executor()), wake(socket.get_executor()), server(srv) {}
   tcp::socket socket;
   asio::steady_timer timer;
+  asio::steady_timer wake;  // IMAP IDLE: cancelled when the selected mailbox changes
+  bool woken = false;
   Server& server;
   Clock::time_point deadline = Clock::time_point::max();  // of the current read or write
   Clock::time_point session_end = Clock::time_point::max();
@@ -67,12 +85,19 @@ class Server {
   Server(asio::io_context& io, std::shared_ptr<Runtime> rt) : io_(io), runtime_(std::move(rt)) {}
 
   Status listen() {
-    auto addrs = listen_addresses(*runtime_->config, "smtp_listen");
+    if (auto st = listen_service("smtp_listen", Service::kSmtp); !st) return st;
+    if (auto st = listen_service("imap_listen", Service::kImap); !st) return st;
+    if (acceptors_.empty()) return Error{"smtp_listen, imap_listen: no address to listen on"};
+    return Ok{};
+  }
+
+  Status listen_service(std::string_view key, Service service) {
+    auto addrs = listen_addresses(*runtime_->config, key);
     if (!addrs) return addrs.error();
     for (const auto& a : *addrs) {
       asio::error_code ec;
       auto addr = asio::ip::make_address(a.host, ec);
-      if (ec) return Error{fmt::format("smtp_listen: {}: {}", a.host, ec.message())};
+      if (ec) return Error{fmt::format("{}: {}: {}", key, a.host, ec.message())};
       tcp::endpoint ep(addr, a.port);
       tcp::acceptor acc(io_);
       acc.open(ep.protocol(), ec);
@@ -81,11 +106,11 @@ class Server {
       if (!ec) acc.bind(ep, ec);
       if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
       if (ec)
-        return Error{fmt::format("smtp_listen: cannot listen on {}: {}", format_endpoint(ep), ec.message())};
-      log::info("master", "smtpd listening on {}", format_endpoint(ep));
-      acceptors_.push_back(std::make_unique<tcp::acceptor>(std::move(acc)));
+        return Error{fmt::format("{}: cannot listen on {}: {}", key, format_endpoint(ep), ec.message())};
+      log::info("master", "{} listening on {}", service == Service::kSmtp ? "smtpd" : "imap",
+                format_endpoint(ep));
+      acceptors_.push_back({std::make_unique<tcp::acceptor>(std::move(acc)), service});
     }
-    if (acceptors_.empty()) return Error{"smtp_listen: no address to listen on"};
     return Ok{};
   }
 
@@ -95,7 +120,7 @@ class Server {
     runtime_->delivery->set_privileged_helper(helper_);
     pool_ = std::make_unique<asio::thread_pool>(
         static_cast<size_t>(std::max(1LL, runtime_->config->get_int("delivery_threads"))));
-    for (auto& acc : acceptors_) asio::co_spawn(io_, accept_loop(*acc), asio::detached);
+    for (auto& acc : acceptors_) asio::co_spawn(io_, accept_loop(*acc.acceptor, acc.service), asio::detached);
   }
 
   void stop() {
@@ -104,7 +129,7 @@ class Server {
     log::info("master", "terminating on signal, {} session(s) open", connections_.size());
     for (auto& acc : acceptors_) {
       asio::error_code ec;
-      acc->close(ec);
+      acc.acceptor->close(ec);
     }
     // Idle sessions are told and closed now; a session delivering a message finishes it first.
     for (Connection* c : connections_)
@@ -121,9 +146,7 @@ class Server {
       return;
     }
     auto cfg = std::make_shared<const config::Config>(std::move(*fresh));
-    auto rt = std::make_shared<Runtime>();
-    rt->config = cfg;
-    rt->delivery = std::make_shared<delivery::LocalDelivery>(*cfg);
+    auto rt = make_runtime(cfg);
     rt->delivery->set_privileged_helper(helper_);
     runtime_ = rt;
     log::info("master", "reload -- configuration {}", cfg->dir());
@@ -140,7 +163,13 @@ class Server {
                                 : fmt::format("{}:{}", ep.address().to_string(), ep.port());
   }
 
-  awaitable<void> accept_loop(tcp::acceptor& acc) {
+  static std::string client_ip(const tcp::endpoint& remote) {
+    return remote.address().is_v6() && remote.address().to_v6().is_v4_mapped()
+               ? asio::ip::make_address_v4(asio::ip::v4_mapped, remote.address().to_v6()).to_string()
+               : remote.address().to_string();
+  }
+
+  awaitable<void> accept_loop(tcp::acceptor& acc, Service service) {
     while (!stopping_) {
       auto [ec, sock] = co_await acc.async_accept(kAsTuple);
       if (ec) {
@@ -148,7 +177,11 @@ class Server {
         log::warning("master", "accept: {}", ec.message());
         continue;
       }
-      asio::co_spawn(io_, connection(std::move(sock)), asio::detached);
+      if (service == Service::kImap) {
+        asio::co_spawn(io_, imap_connection(std::move(sock)), asio::detached);
+      } else {
+        asio::co_spawn(io_, connection(std::move(sock)), asio::detached);
+      }
     }
   }
 
@@ -199,9 +232,7 @@ class Server {
     asio::error_code ec;
     auto remote = c->socket.remote_endpoint(ec);
     if (ec) co_return;
-    c->ip = remote.address().is_v6() && remote.address().to_v6().is_v4_mapped()
-                ? asio::ip::make_address_v4(asio::ip::v4_mapped, remote.address().to_v6()).to_string()
-                : remote.address().to_string();
+    c->ip = client_ip(remote);
     const config::Config& cfg = *rt->config;
     auto settings = smtp::server::Settings::from_config(cfg, "smtp");
     std::string out;
@@ -348,6 +379,165 @@ class Server {
     }
   }
 
+  // Runs `work` on a worker thread (it may block on Maildir I/O or crypt); resumes on the I/O thread.
+  template <class F>
+  awaitable<imap::server::Next> on_pool(Connection& c, F work) {
+    c.delivering = true;
+    auto task = [&]() -> awaitable<imap::server::Next> { co_return work(); };
+    auto [ep, next] = co_await asio::co_spawn(pool_->get_executor(), std::move(task), kAsTuple);
+    c.delivering = false;
+    if (ep) co_return imap::server::Next::kClose;
+    co_return next;
+  }
+
+  awaitable<void> imap_connection(tcp::socket sock) {
+    auto rt = runtime_;
+    const config::Config& cfg = *rt->config;
+    auto c = std::make_shared<Connection>(std::move(sock), *this);
+    asio::error_code ec;
+    auto remote = c->socket.remote_endpoint(ec);
+    if (ec) co_return;
+    c->ip = client_ip(remote);
+    long long total_limit = cfg.get_int("imap_connection_limit");
+    if (total_limit > 0 && static_cast<long long>(connections_.size()) >= total_limit) {
+      log::warning("imap", "too many connections ({} open), refusing {}", connections_.size(), c->ip);
+      std::string bye = "* BYE Server is busy, try again later.\r\n";
+      c->deadline = Clock::now() + kFinalWriteTime;
+      co_await asio::async_write(c->socket, asio::buffer(bye), kAsTuple);
+      co_return;
+    }
+    connections_.insert(c.get());
+    asio::co_spawn(io_, watchdog(c), asio::detached);
+    log::info("imap-login", "connect from {}", c->ip);
+    auto passdb = rt->passdb;
+    imap::server::Session session(
+        imap::server::Settings::from_config(cfg, false), c->ip,
+        [passdb](std::string_view u, std::string_view p) { return passdb->authenticate(u, p); });
+    // Woken from any thread when the selected mailbox changes: hop to the I/O thread, flag, cancel the wait.
+    std::weak_ptr<Connection> weak = c;
+    session.set_wake([weak, &io = io_] {
+      asio::post(io, [weak] {
+        if (auto conn = weak.lock()) {
+          conn->woken = true;
+          conn->wake.cancel();
+        }
+      });
+    });
+    co_await run_imap(*c, session, cfg);
+    log::info("imap", "Disconnected{}: user=<{}>, rip={}, {}", stopping_ ? " for shutdown" : "",
+              session.user(), c->ip, session.summary());
+    c->finished = true;
+    c->timer.cancel();
+    c->wake.cancel();
+    c->socket.close(ec);
+    connections_.erase(c.get());
+  }
+
+  awaitable<void> run_imap(Connection& c, imap::server::Session& session, const config::Config& cfg) {
+    using imap::proto::CommandReader;
+    using imap::server::Next;
+    // RFC 9051 5.4: at least 30 minutes of inactivity before an autologout; IDLE included.
+    auto idle_timeout = std::chrono::seconds(cfg.get_int("imap_idle_timeout"));
+    auto login_timeout = std::chrono::seconds(cfg.get_int("imap_login_timeout"));
+    imap::proto::ReaderLimits limits;
+    limits.max_line = static_cast<size_t>(cfg.get_int("imap_max_line_length"));
+    limits.max_append_literal = static_cast<uint64_t>(cfg.get_int("message_size_limit"));
+    CommandReader reader(limits);
+    std::string out = session.greeting(), buf;
+    auto timeout = [&] { return session.authenticated() ? idle_timeout : login_timeout; };
+    auto read_more = [&]() -> awaitable<bool> {
+      set_deadline(c, Clock::now() + timeout());
+      buf.resize(kReadChunk);
+      auto [rec, n] = co_await c.socket.async_read_some(asio::buffer(buf), kAsTuple);
+      if (rec) co_return false;
+      reader.append(std::string_view(buf.data(), n));
+      co_return true;
+    };
+    auto lost = [&]() -> awaitable<void> {
+      if (c.expired) {
+        session.bye("Disconnected for inactivity.", out);
+      } else if (stopping_) {
+        session.bye("Server shutting down.", out);
+      } else {
+        co_return;
+      }
+      co_await flush(c, out, std::chrono::duration_cast<std::chrono::seconds>(kFinalWriteTime));
+    };
+    auto write_timeout = std::chrono::seconds(60);
+    while (true) {
+      auto status = reader.next();
+      Next next = Next::kCommand;
+      switch (status) {
+        case CommandReader::Status::kNeedMore:
+          if (!co_await flush(c, out, write_timeout)) co_return;
+          if (stopping_ || !co_await read_more()) co_return co_await lost();
+          continue;
+        case CommandReader::Status::kContinue:
+          out += "+ OK\r\n";
+          continue;
+        case CommandReader::Status::kLineTooLong:
+          next = session.refuse(reader.tag(), "[TOOBIG] Command line too long.", out);
+          break;
+        case CommandReader::Status::kLiteralTooBig:
+          if (reader.name() == "APPEND") {
+            out += fmt::format("{} NO [TOOBIG] Message too large ({} bytes, the limit is {}).\r\n",
+                               reader.tag().empty() ? "*" : reader.tag(), reader.literal_size(),
+                               session.append_limit());
+          } else {
+            next = session.refuse(reader.tag(), "[TOOBIG] Literal too large.", out);
+          }
+          break;
+        case CommandReader::Status::kCommand: {
+          std::string command(reader.command());
+          next = co_await on_pool(c, [&] { return session.execute(command, out); });
+          break;
+        }
+      }
+      while (next == Next::kAuthenticate) {
+        if (!co_await flush(c, out, write_timeout)) co_return;
+        std::string line;
+        while (!reader.next_line(line))
+          if (stopping_ || !co_await read_more()) co_return co_await lost();
+        next = co_await on_pool(c, [&] { return session.auth_line(line, out); });
+      }
+      if (next == Next::kIdle) {
+        using namespace asio::experimental::awaitable_operators;
+        c.woken = false;
+        while (true) {
+          if (!co_await flush(c, out, write_timeout)) co_return;
+          std::string line;
+          if (reader.next_line(line)) {
+            next = co_await on_pool(c, [&] { return session.idle_line(line, out); });
+            break;
+          }
+          if (stopping_) co_return co_await lost();
+          if (c.woken) {
+            c.woken = false;
+            co_await on_pool(c, [&] {
+              session.idle_poll(out);
+              return Next::kIdle;
+            });
+            continue;
+          }
+          set_deadline(c, Clock::now() + idle_timeout);
+          c.wake.expires_at(Clock::time_point::max());
+          buf.resize(kReadChunk);
+          auto result =
+              co_await (c.socket.async_read_some(asio::buffer(buf), kAsTuple) || c.wake.async_wait(kAsTuple));
+          if (result.index() == 0) {
+            auto [rec, n] = std::get<0>(result);
+            if (rec) co_return co_await lost();
+            reader.append(std::string_view(buf.data(), n));
+          }
+        }
+      }
+      if (next == Next::kClose) {
+        co_await flush(c, out, write_timeout);
+        co_return;
+      }
+    }
+  }
+
   // Runs the delivery on a worker thread; the session coroutine resumes on the I/O thread.
   awaitable<store::StoreError> deliver(Connection& c, smtp::server::Session& session, const Runtime& rt) {
     c.delivering = true;
@@ -366,7 +556,11 @@ class Server {
   std::unique_ptr<asio::thread_pool> pool_;
   delivery::PrivilegedHelper* helper_ = nullptr;
   std::shared_ptr<Runtime> runtime_;
-  std::vector<std::unique_ptr<tcp::acceptor>> acceptors_;
+  struct Listener {
+    std::unique_ptr<tcp::acceptor> acceptor;
+    Service service;
+  };
+  std::vector<Listener> acceptors_;
   std::set<Connection*> connections_;
   std::map<std::string, long long> per_ip_;
   bool stopping_ = false;
@@ -431,9 +625,7 @@ void warn_unimplemented(const config::Config& cfg) {
 
 Status serve(std::shared_ptr<const config::Config> config, const std::function<void()>& ready) {
   asio::io_context io(1);
-  auto rt = std::make_shared<Runtime>();
-  rt->config = config;
-  rt->delivery = std::make_shared<delivery::LocalDelivery>(*config);
+  auto rt = make_runtime(config);
   warn_unimplemented(*config);
   Server server(io, rt);
   if (auto st = server.listen(); !st) return st;

@@ -16,9 +16,9 @@ struct Section {
     kText,             // BODY[TEXT], BODY[1.TEXT]
     kMime,             // BODY[1.MIME]: the part's own MIME header
   };
-  std::vector<uint32_t> path;        // part numbers; empty: the message itself
+  std::vector<uint32_t> path;  // part numbers; empty: the message itself
   Kind kind = Kind::kAll;
-  std::vector<std::string> fields;   // for kHeaderFields(Not), as the client wrote them
+  std::vector<std::string> fields;  // for kHeaderFields(Not), as the client wrote them
 };
 
 }  // namespace postern::imap::proto

@@ -1,0 +1,541 @@
+// imap/server/messages.cpp: the commands on messages of the selected mailbox: FETCH (with BODY[]/BINARY
+// sections, partial fetches, CONDSTORE CHANGEDSINCE), STORE (UNCHANGEDSINCE), COPY/MOVE (COPYUID), EXPUNGE
+// and UID EXPUNGE. ENVELOPE and BODYSTRUCTURE come from the mailbox's cache when computed before.
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "base/log.hpp"
+#include "base/strings.hpp"
+#include "imap/proto/message_view.hpp"
+#include "imap/proto/writer.hpp"
+#include "imap/server/selected.hpp"
+#include "imap/server/session.hpp"
+#include "store/maildir/maildir.hpp"
+
+namespace postern::imap::server {
+
+using proto::Command;
+using proto::Token;
+namespace md = store::maildir;
+
+namespace {
+
+struct FetchItem {
+  enum class Kind {
+    kUid,
+    kFlags,
+    kInternalDate,
+    kSize,
+    kEnvelope,
+    kBody,
+    kBodyStructure,
+    kSection,
+    kBinary,
+    kBinarySize,
+    kRfc822,
+    kRfc822Header,
+    kRfc822Text,
+    kModseq,
+    kSaveDate,
+  };
+  Kind kind;
+  std::string name;  // as echoed in the response, e.g. BODY[HEADER.FIELDS (SUBJECT)]<0>
+  proto::Section section;
+  bool peek = false;
+  bool partial = false;
+  uint64_t offset = 0, length = 0;
+};
+
+// Parses one fetch attribute; `error` says why not.
+std::optional<FetchItem> parse_fetch_item(std::string_view att, std::string& error) {
+  using K = FetchItem::Kind;
+  std::string up;
+  size_t bracket = att.find('[');
+  for (char c : att.substr(0, bracket)) up += static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
+  static const std::map<std::string, K, std::less<>> simple = {{"UID", K::kUid},
+                                                               {"FLAGS", K::kFlags},
+                                                               {"INTERNALDATE", K::kInternalDate},
+                                                               {"RFC822.SIZE", K::kSize},
+                                                               {"ENVELOPE", K::kEnvelope},
+                                                               {"BODY", K::kBody},
+                                                               {"BODYSTRUCTURE", K::kBodyStructure},
+                                                               {"RFC822", K::kRfc822},
+                                                               {"RFC822.HEADER", K::kRfc822Header},
+                                                               {"RFC822.TEXT", K::kRfc822Text},
+                                                               {"MODSEQ", K::kModseq},
+                                                               {"SAVEDATE", K::kSaveDate}};
+  if (bracket == std::string_view::npos) {
+    auto it = simple.find(up);
+    if (it == simple.end()) {
+      error = "Unknown FETCH attribute " + printable(att, 40);
+      return std::nullopt;
+    }
+    return FetchItem{it->second, up, {}, false, false, 0, 0};
+  }
+  FetchItem item{K::kSection, "", {}, false, false, 0, 0};
+  std::string base = up;
+  if (base == "BODY.PEEK") {
+    item.peek = true;
+    base = "BODY";
+  } else if (base == "BINARY.PEEK") {
+    item.peek = true;
+    base = "BINARY";
+  }
+  if (base == "BINARY")
+    item.kind = K::kBinary;
+  else if (base == "BINARY.SIZE")
+    item.kind = K::kBinarySize;
+  else if (base != "BODY") {
+    error = "Unknown FETCH attribute " + printable(att, 40);
+    return std::nullopt;
+  }
+  size_t close = att.rfind(']');
+  std::string_view spec = att.substr(bracket + 1, close - bracket - 1);
+  auto sec = proto::parse_section(spec);
+  if (!sec || (item.kind != K::kSection && sec->kind != proto::Section::Kind::kAll)) {
+    error = "Invalid section";
+    return std::nullopt;
+  }
+  item.section = *sec;
+  std::string_view rest = att.substr(close + 1);
+  if (!rest.empty()) {
+    // <offset.length>
+    if (item.kind == K::kBinarySize || rest.size() < 5 || rest.front() != '<' || rest.back() != '>') {
+      error = "Invalid partial";
+      return std::nullopt;
+    }
+    auto nums = split(rest.substr(1, rest.size() - 2), '.');
+    unsigned long long o = 0, l = 0;
+    if (nums.size() != 2 || !parse_u64(nums[0], o) || !parse_u64(nums[1], l) || l == 0) {
+      error = "Invalid partial";
+      return std::nullopt;
+    }
+    item.partial = true;
+    item.offset = o;
+    item.length = l;
+  }
+  // The response names the section as requested, upper-cased, without PEEK and with only the offset.
+  std::string spec_up;
+  for (char c : spec) spec_up += static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
+  if (item.section.kind == proto::Section::Kind::kHeaderFields ||
+      item.section.kind == proto::Section::Kind::kHeaderFieldsNot)
+    spec_up = std::string(spec.substr(0, spec.find('('))) + "(" + [&] {
+      std::string f;
+      for (size_t i = 0; i < item.section.fields.size(); ++i)
+        f += (i ? " " : "") + to_lower(item.section.fields[i]);
+      std::string u;
+      for (char c : f) u += static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
+      return u;
+    }() + ")";
+  for (auto& ch : spec_up) ch = static_cast<char>(ch >= 'a' && ch <= 'z' ? ch - 32 : ch);
+  item.name = base + "[" + spec_up + "]";
+  if (item.partial) item.name += fmt::format("<{}>", item.offset);
+  return item;
+}
+
+std::string_view partial(std::string_view data, const FetchItem& i) {
+  if (!i.partial) return data;
+  if (i.offset >= data.size()) return {};
+  return data.substr(i.offset, std::min<uint64_t>(i.length, data.size() - i.offset));
+}
+
+}  // namespace
+
+std::optional<std::vector<uint32_t>> Session::resolve(const Token& t, bool uid) {
+  if (!t.is_atom()) return std::nullopt;
+  auto set = proto::parse_seqset(t.value);
+  if (!set) return std::nullopt;
+  const auto& uids = selected_->uids;
+  std::vector<uint32_t> out;
+  if (set->saved) {
+    for (uint32_t u : selected_->saved)
+      if (seq_of(u)) out.push_back(u);
+    return out;
+  }
+  if (uid) {
+    uint32_t star = uids.empty() ? 0 : uids.back();
+    for (auto [lo, hi] : set->ranges) {
+      uint32_t a = lo == proto::kStar ? star : lo, b = hi == proto::kStar ? star : hi;
+      if (a > b) std::swap(a, b);
+      // "*" in an empty mailbox, or a range above every UID, still means the last message (RFC 9051 6.4.8).
+      if (uids.empty()) continue;
+      auto from = std::lower_bound(uids.begin(), uids.end(), a);
+      auto to = std::upper_bound(uids.begin(), uids.end(), b);
+      out.insert(out.end(), from, to);
+      if (from == to && hi == proto::kStar && b < star) out.push_back(star);
+      if (from == to && (lo == proto::kStar || hi == proto::kStar) && a > star) out.push_back(star);
+    }
+  } else {
+    uint32_t star = static_cast<uint32_t>(uids.size());
+    for (auto [lo, hi] : set->ranges) {
+      uint32_t a = lo == proto::kStar ? star : lo, b = hi == proto::kStar ? star : hi;
+      if (a > b) std::swap(a, b);
+      if (a == 0 || b > star) return std::nullopt;  // BAD: a message sequence number that doesn't exist
+      for (uint32_t s = a; s <= b; ++s) out.push_back(uids[s - 1]);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+Next Session::cmd_fetch(const Command& c, std::string& out) {
+  using K = FetchItem::Kind;
+  if (c.args.size() < 2) return bad(c.tag, "Invalid FETCH arguments.", out);
+  auto uids = resolve(c.args[0], c.uid);
+  if (!uids) return bad(c.tag, "Invalid messageset", out);
+  std::vector<FetchItem> items;
+  std::string error;
+  auto add = [&](std::string_view att) {
+    auto it = parse_fetch_item(att, error);
+    if (it) items.push_back(std::move(*it));
+    return it.has_value();
+  };
+  const Token& spec = c.args[1];
+  if (spec.is_atom() &&
+      (iequals(spec.value, "ALL") || iequals(spec.value, "FAST") || iequals(spec.value, "FULL"))) {
+    add("FLAGS");
+    add("INTERNALDATE");
+    add("RFC822.SIZE");
+    if (!iequals(spec.value, "FAST")) add("ENVELOPE");
+    if (iequals(spec.value, "FULL")) add("BODY");
+  } else if (spec.is_list()) {
+    for (const auto& t : spec.items)
+      if (!t.is_atom() || !add(t.value))
+        return bad(c.tag, error.empty() ? "Invalid FETCH attribute" : error, out);
+  } else if (!spec.is_atom() || !add(spec.value)) {
+    return bad(c.tag, error.empty() ? "Invalid FETCH attribute" : error, out);
+  }
+  uint64_t changed_since = 0;
+  if (c.args.size() > 2) {
+    const Token& mods = c.args[2];
+    if (c.args.size() != 3 || !mods.is_list() || mods.items.size() != 2 ||
+        !iequals(mods.items[0].text(), "CHANGEDSINCE"))
+      return bad(c.tag, "Invalid FETCH modifiers.", out);
+    unsigned long long v = 0;
+    if (!parse_u64(mods.items[1].text(), v)) return bad(c.tag, "Invalid CHANGEDSINCE.", out);
+    changed_since = v;
+    condstore_ = true;
+  }
+  bool want_uid = c.uid;
+  bool want_modseq = changed_since > 0;
+  bool sets_seen = false;
+  for (const auto& i : items) {
+    if (i.kind == K::kUid) want_uid = false;  // asked for explicitly: printed in its place
+    if (i.kind == K::kModseq) want_modseq = false;
+    if (!i.peek &&
+        (i.kind == K::kSection || i.kind == K::kBinary || i.kind == K::kRfc822 || i.kind == K::kRfc822Text))
+      sets_seen = true;
+  }
+  Selected& sel = *selected_;
+  // Messages read for the first time get \Seen (not in EXAMINE); the FETCH then includes the new FLAGS.
+  std::set<uint32_t> newly_seen;
+  if (sets_seen && !sel.read_only) {
+    auto snap = sel.mailbox->snapshot();
+    std::vector<uint32_t> unseen;
+    for (uint32_t u : *uids)
+      if (const auto* m = snap->find(u); m && !(m->flags & md::kSeen)) unseen.push_back(u);
+    if (!unseen.empty()) {
+      if (auto st = sel.mailbox->store(unseen, md::FlagOp::kAdd, md::kSeen, {}, 0); st.ok())
+        newly_seen.insert(unseen.begin(), unseen.end());
+      for (uint32_t u : unseen) sel.silent.insert(u);
+    }
+  }
+  auto snap = sel.mailbox->snapshot();
+  bool ghost_seen = false;
+  for (uint32_t uid : *uids) {
+    const md::MessageMeta* m = snap->find(uid);
+    if (!m) {
+      ghost_seen = true;  // expunged by someone else, not yet reported
+      continue;
+    }
+    if (changed_since && m->modseq <= changed_since) continue;
+    std::optional<std::string> content;
+    auto load = [&]() -> const std::string* {
+      if (!content) {
+        auto r = sel.mailbox->read(uid);
+        if (!r) return nullptr;
+        content = std::move(*r);
+      }
+      return &*content;
+    };
+    std::string line = fmt::format("* {} FETCH (", seq_of(uid));
+    bool first = true;
+    auto sep = [&] {
+      if (!first) line += ' ';
+      first = false;
+    };
+    if (want_uid) {
+      sep();
+      line += fmt::format("UID {}", uid);
+    }
+    bool failed = false;
+    for (const auto& i : items) {
+      sep();
+      switch (i.kind) {
+        case K::kUid:
+          line += fmt::format("UID {}", uid);
+          break;
+        case K::kFlags:
+          line += "FLAGS " + flags_list(*m, *snap, sel.recent.count(uid) > 0);
+          break;
+        case K::kInternalDate:
+          line += "INTERNALDATE \"" + proto::format_date_time(m->internal_date) + "\"";
+          break;
+        case K::kSize:
+          line += fmt::format("RFC822.SIZE {}", m->vsize);
+          break;
+        case K::kModseq:
+          line += fmt::format("MODSEQ ({})", m->modseq);
+          break;
+        case K::kSaveDate:
+          line +=
+              m->save_date ? "SAVEDATE \"" + proto::format_date_time(m->save_date) + "\"" : "SAVEDATE NIL";
+          break;
+        case K::kEnvelope:
+        case K::kBody:
+        case K::kBodyStructure: {
+          md::CacheField field = i.kind == K::kEnvelope ? md::CacheField::kEnvelope
+                                 : i.kind == K::kBody   ? md::CacheField::kBody
+                                                        : md::CacheField::kBodyStructure;
+          auto cached = utf8_ ? std::nullopt : sel.mailbox->cached(uid, field);
+          if (!cached) {
+            const std::string* msg = load();
+            if (!msg) {
+              failed = true;
+              break;
+            }
+            cached = i.kind == K::kEnvelope ? proto::envelope(*msg, utf8_)
+                                            : proto::body_structure(*msg, i.kind == K::kBodyStructure, utf8_);
+            if (!utf8_) sel.mailbox->put_cache(uid, field, *cached);
+          }
+          line += i.name + " " + *cached;
+          break;
+        }
+        case K::kRfc822:
+        case K::kRfc822Header:
+        case K::kRfc822Text:
+        case K::kSection: {
+          const std::string* msg = load();
+          if (!msg) {
+            failed = true;
+            break;
+          }
+          proto::Section s = i.section;
+          if (i.kind == K::kRfc822Header) s.kind = proto::Section::Kind::kHeader;
+          if (i.kind == K::kRfc822Text) s.kind = proto::Section::Kind::kText;
+          std::string data = proto::section_bytes(*msg, s);
+          line += i.kind == K::kSection ? i.name : i.name;
+          line += ' ';
+          // Stored with LF line ends; IMAP data has CRLF.
+          std::string crlf;
+          crlf.reserve(data.size() + data.size() / 32);
+          for (size_t k = 0; k < data.size(); ++k) {
+            if (data[k] == '\n' && (k == 0 || data[k - 1] != '\r')) crlf += '\r';
+            crlf += data[k];
+          }
+          if (i.partial && i.offset >= crlf.size()) {
+            line += "\"\"";
+          } else {
+            proto::append_literal(line, partial(crlf, i));
+          }
+          break;
+        }
+        case K::kBinary:
+        case K::kBinarySize: {
+          const std::string* msg = load();
+          if (!msg) {
+            failed = true;
+            break;
+          }
+          auto data = proto::binary_bytes(*msg, i.section.path);
+          if (!data) {
+            out += fmt::format("{} NO [UNKNOWN-CTE] Unknown Content-Transfer-Encoding.\r\n", c.tag);
+            return Next::kCommand;
+          }
+          if (i.kind == K::kBinarySize) {
+            line += fmt::format("{} {}", i.name, data->size());
+          } else {
+            line += i.name + " ";
+            std::string_view d = partial(*data, i);
+            if (d.find('\0') != std::string_view::npos)
+              proto::append_literal8(line, d);
+            else
+              proto::append_literal(line, d);
+          }
+          break;
+        }
+      }
+      if (failed) break;
+    }
+    if (failed) {
+      ghost_seen = true;
+      continue;
+    }
+    if (newly_seen.count(uid) &&
+        std::none_of(items.begin(), items.end(), [](const auto& i) { return i.kind == K::kFlags; }))
+      line += " FLAGS " + flags_list(*m, *snap, sel.recent.count(uid) > 0);
+    if (want_modseq) line += fmt::format(" MODSEQ ({})", m->modseq);
+    out += line + ")\r\n";
+  }
+  report_changes(out, c.uid, c.uid);
+  if (ghost_seen && !c.uid) return no(c.tag, "Some messages were expunged meanwhile.", out);
+  return ok(c.tag, "Fetch completed.", out);
+}
+
+Next Session::cmd_store(const Command& c, std::string& out) {
+  // STORE set [(UNCHANGEDSINCE n)] (+|-)FLAGS[.SILENT] flags
+  if (c.args.size() < 3) return bad(c.tag, "Invalid STORE arguments.", out);
+  auto uids = resolve(c.args[0], c.uid);
+  if (!uids) return bad(c.tag, "Invalid messageset", out);
+  size_t i = 1;
+  uint64_t unchanged_since = 0;
+  if (c.args[i].is_list()) {
+    const Token& mods = c.args[i];
+    unsigned long long v = 0;
+    if (mods.items.size() != 2 || !iequals(mods.items[0].text(), "UNCHANGEDSINCE") ||
+        !parse_u64(mods.items[1].text(), v))
+      return bad(c.tag, "Invalid STORE modifiers.", out);
+    unchanged_since = v == 0 ? 0 : v;
+    condstore_ = true;
+    ++i;
+    if (v == 0) unchanged_since = 1;  // UNCHANGEDSINCE 0: fails for every message (modseq >= 1)
+  }
+  if (i + 2 > c.args.size() + 0 || !c.args[i].is_atom()) return bad(c.tag, "Invalid STORE arguments.", out);
+  std::string what = to_lower(c.args[i].value);
+  bool silent = what.size() > 7 && what.substr(what.size() - 7) == ".silent";
+  if (silent) what.resize(what.size() - 7);
+  md::FlagOp op;
+  if (what == "flags")
+    op = md::FlagOp::kSet;
+  else if (what == "+flags")
+    op = md::FlagOp::kAdd;
+  else if (what == "-flags")
+    op = md::FlagOp::kRemove;
+  else
+    return bad(c.tag, "Invalid STORE item.", out);
+  std::vector<Token> flag_tokens;
+  if (i + 2 == c.args.size() && c.args[i + 1].is_list()) {
+    flag_tokens = c.args[i + 1].items;
+  } else {
+    flag_tokens.assign(c.args.begin() + static_cast<long>(i) + 1, c.args.end());
+  }
+  uint8_t flags = 0;
+  std::vector<std::string> keywords;
+  for (const auto& f : flag_tokens) {
+    if (!f.is_atom()) return bad(c.tag, "Invalid flag.", out);
+    std::string lf = to_lower(f.value);
+    if (lf == "\\seen")
+      flags |= md::kSeen;
+    else if (lf == "\\answered")
+      flags |= md::kAnswered;
+    else if (lf == "\\flagged")
+      flags |= md::kFlagged;
+    else if (lf == "\\deleted")
+      flags |= md::kDeleted;
+    else if (lf == "\\draft")
+      flags |= md::kDraft;
+    else if (lf == "\\recent")
+      continue;
+    else if (f.value[0] == '\\')
+      return bad(c.tag, "Invalid system flag " + printable(f.value, 40), out);
+    else
+      keywords.push_back(f.value);
+  }
+  Selected& sel = *selected_;
+  if (sel.read_only) return no(c.tag, "Mailbox is read-only.", out);
+  std::vector<uint32_t> failed;
+  // Unchanged since: compare against the modseq of the view, done by the store under its lock.
+  auto st = sel.mailbox->store(*uids, op, flags, keywords, unchanged_since, &failed);
+  if (!st.ok()) return no(c.tag, store_error_text(st), out);
+  if (silent)
+    for (uint32_t u : *uids)
+      if (std::find(failed.begin(), failed.end(), u) == failed.end()) sel.silent.insert(u);
+  // Non-silent: the changes are reported as FETCH FLAGS by report_changes below, like anyone else's.
+  // A STORE that changed nothing still answers with the current flags (RFC 9051 6.4.6).
+  auto before = sel.reported;
+  report_changes(out, c.uid, c.uid);
+  if (!silent) {
+    auto snap = sel.mailbox->snapshot();
+    for (uint32_t u : *uids) {
+      const auto* m = snap->find(u);
+      const auto* b = before->find(u);
+      if (!m || !b || m->modseq > before->highest_modseq) continue;
+      if (std::find(failed.begin(), failed.end(), u) != failed.end()) continue;
+      out += fmt::format("* {} FETCH (", seq_of(u));
+      if (c.uid) out += fmt::format("UID {} ", u);
+      out += "FLAGS " + flags_list(*m, *snap, sel.recent.count(u) > 0);
+      if (condstore_) out += fmt::format(" MODSEQ ({})", m->modseq);
+      out += ")\r\n";
+    }
+  }
+  if (!failed.empty()) {
+    std::vector<uint32_t> numbers;
+    for (uint32_t u : failed) numbers.push_back(c.uid ? u : seq_of(u));
+    std::sort(numbers.begin(), numbers.end());
+    return ok(c.tag, fmt::format("[MODIFIED {}] Conditional STORE failed", proto::format_seqset(numbers)),
+              out);
+  }
+  return ok(c.tag, "Store completed.", out);
+}
+
+Next Session::cmd_copy(const Command& c, std::string& out) {
+  if (c.args.size() != 2) return bad(c.tag, "Invalid arguments.", out);
+  auto uids = resolve(c.args[0], c.uid);
+  if (!uids) return bad(c.tag, "Invalid messageset", out);
+  auto name = mailbox_name(c.args[1]);
+  if (!name) return no(c.tag, "[CANNOT] Invalid mailbox name.", out);
+  bool move = c.name == "MOVE";
+  Selected& sel = *selected_;
+  if (move && sel.read_only) return no(c.tag, "Mailbox is read-only.", out);
+  if (*name != "INBOX" && !folders_->exists(*name))
+    return no(c.tag, "[TRYCREATE] Mailbox doesn't exist: " + *name, out);
+  auto dest = open_mailbox(*name, *name == "INBOX");
+  if (!dest) return no(c.tag, dest.error().message, out);
+  std::vector<uint32_t> copied, new_uids;
+  if (!uids->empty()) {
+    auto st = sel.mailbox->copy_to(*uids, **dest, copied, new_uids);
+    if (!st.ok()) return no(c.tag, store_error_text(st), out);
+  }
+  std::string code;
+  if (!copied.empty())
+    code = fmt::format("[COPYUID {} {} {}] ", (*dest)->snapshot()->uidvalidity, proto::format_seqset(copied),
+                       proto::format_seqset(new_uids));
+  if (!move) {
+    report_changes(out, c.uid, c.uid);
+    return ok(c.tag, code + "Copy completed.", out);
+  }
+  if (!copied.empty()) {
+    out += "* OK " + code + "Moved UIDs.\r\n";
+    if (auto st = sel.mailbox->expunge(copied); !st.ok()) return no(c.tag, store_error_text(st), out);
+  }
+  report_changes(out, true, c.uid);
+  return ok(c.tag, "Move completed.", out);
+}
+
+Next Session::cmd_expunge(const Command& c, std::string& out) {
+  Selected& sel = *selected_;
+  std::optional<std::vector<uint32_t>> limit;
+  if (c.uid) {
+    if (c.args.size() != 1) return bad(c.tag, "Invalid arguments.", out);
+    limit = resolve(c.args[0], true);
+    if (!limit) return bad(c.tag, "Invalid messageset", out);
+  } else if (!c.args.empty()) {
+    return bad(c.tag, "EXPUNGE takes no arguments.", out);
+  }
+  if (sel.read_only) return no(c.tag, "Mailbox is read-only.", out);
+  auto snap = sel.mailbox->snapshot();
+  std::vector<uint32_t> gone;
+  for (const auto& m : snap->messages) {
+    if (!(m.flags & md::kDeleted) || !seq_of(m.uid)) continue;
+    if (limit && !std::binary_search(limit->begin(), limit->end(), m.uid)) continue;
+    gone.push_back(m.uid);
+  }
+  if (!gone.empty())
+    if (auto st = sel.mailbox->expunge(gone); !st.ok()) return no(c.tag, store_error_text(st), out);
+  report_changes(out, true, c.uid);
+  return ok(c.tag, "Expunge completed.", out);
+}
+
+}  // namespace postern::imap::server

@@ -1,0 +1,373 @@
+#include "imap/server/session.hpp"
+
+#include <algorithm>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "base/log.hpp"
+#include "base/mutf7.hpp"
+#include "base/strings.hpp"
+#include "imap/proto/writer.hpp"
+#include "imap/server/selected.hpp"
+
+namespace postern::imap::server {
+
+using proto::Command;
+using proto::Token;
+namespace md = store::maildir;
+
+namespace {
+
+enum Allowed { kAny = 7, kAuth = 6, kSel = 4, kNoAuth = 1 };
+enum StateBit { kNotAuthBit = 1, kAuthBit = 2, kSelBit = 4 };
+
+std::string decode_base64(std::string_view in, bool& ok) {
+  static constexpr std::string_view kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t pad = 0;
+  ok = in.size() % 4 == 0;
+  for (char c : in) {
+    if (c == '=') {
+      ++pad;
+      continue;
+    }
+    size_t v = kAlphabet.find(c);
+    if (v == std::string_view::npos || pad) {
+      ok = false;
+      return out;
+    }
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  if (pad > 2) ok = false;
+  return out;
+}
+
+}  // namespace
+
+Settings Settings::from_config(const config::Config& config, bool tls) {
+  Settings s;
+  s.hostname = config.get("myhostname");
+  std::string sep = config.get("imap_hierarchy_separator");
+  s.separator = sep.empty() ? '/' : sep[0];
+  s.default_folders = config.get_list("imap_default_folders");
+  s.plaintext_auth = tls || !config.get_bool("disable_plaintext_auth");
+  s.message_size_limit = static_cast<uint64_t>(config.get_int("message_size_limit"));
+  s.mailbox_size_limit = static_cast<uint64_t>(config.get_int("mailbox_size_limit"));
+  return s;
+}
+
+std::string store_error_text(const store::StoreError& e) {
+  switch (e.kind) {
+    case store::ErrorKind::kNone:
+      return "OK";
+    case store::ErrorKind::kNoSpace:
+      return "[OVERQUOTA] Not enough disk space";
+    case store::ErrorKind::kQuotaExceeded:
+      return "[OVERQUOTA] Quota exceeded (mailbox_size_limit)";
+    case store::ErrorKind::kPermanent:
+      return "[SERVERBUG] Internal error: the mailbox cannot be used";
+    case store::ErrorKind::kTemporary:
+      break;
+  }
+  return "[UNAVAILABLE] Temporary failure, try again later";
+}
+
+Session::Session(Settings settings, std::string client_ip, Login login)
+    : settings_(std::move(settings)), ip_(std::move(client_ip)), login_(std::move(login)) {}
+
+Session::~Session() {
+  close_selected();
+}
+
+std::string Session::greeting() const {
+  return fmt::format("* OK [CAPABILITY {}] {} IMAP ready.\r\n", capabilities(), "Postern");
+}
+
+std::string Session::summary() const {
+  return fmt::format("commands={} bad={}", commands_, bad_count_);
+}
+
+std::string Session::capabilities() const {
+  std::string caps = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+";
+  if (!account_) {
+    caps += settings_.plaintext_auth ? " AUTH=PLAIN AUTH=LOGIN" : " LOGINDISABLED";
+    return caps;
+  }
+  caps +=
+      " NAMESPACE UNSELECT UIDPLUS CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE ESEARCH "
+      "SEARCHRES MOVE CONDSTORE BINARY STATUS=SIZE SAVEDATE MULTIAPPEND UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE";
+  return caps;
+}
+
+const std::map<std::string, std::pair<Session::Handler, int>, std::less<>>& Session::commands() {
+  static const std::map<std::string, std::pair<Handler, int>, std::less<>> table = {
+      {"APPEND", {&Session::cmd_append, kAuth}},
+      {"AUTHENTICATE", {&Session::cmd_authenticate, kNoAuth}},
+      {"CAPABILITY", {&Session::cmd_capability, kAny}},
+      {"CHECK", {&Session::cmd_check, kSel}},
+      {"CLOSE", {&Session::cmd_close, kSel}},
+      {"COPY", {&Session::cmd_copy, kSel}},
+      {"CREATE", {&Session::cmd_create, kAuth}},
+      {"DELETE", {&Session::cmd_delete, kAuth}},
+      {"ENABLE", {&Session::cmd_enable, kAuth}},
+      {"EXAMINE", {&Session::cmd_select, kAuth}},
+      {"EXPUNGE", {&Session::cmd_expunge, kSel}},
+      {"FETCH", {&Session::cmd_fetch, kSel}},
+      {"GETQUOTA", {&Session::cmd_getquota, kAuth}},
+      {"GETQUOTAROOT", {&Session::cmd_getquota, kAuth}},
+      {"ID", {&Session::cmd_id, kAny}},
+      {"IDLE", {&Session::cmd_idle, kAuth}},
+      {"LIST", {&Session::cmd_list, kAuth}},
+      {"LOGIN", {&Session::cmd_login, kNoAuth}},
+      {"LOGOUT", {&Session::cmd_logout, kAny}},
+      {"LSUB", {&Session::cmd_list, kAuth}},
+      {"MOVE", {&Session::cmd_copy, kSel}},
+      {"NAMESPACE", {&Session::cmd_namespace, kAuth}},
+      {"NOOP", {&Session::cmd_noop, kAny}},
+      {"RENAME", {&Session::cmd_rename, kAuth}},
+      {"SEARCH", {&Session::cmd_search, kSel}},
+      {"SELECT", {&Session::cmd_select, kAuth}},
+      {"STARTTLS", {&Session::cmd_starttls, kNoAuth}},
+      {"STATUS", {&Session::cmd_status, kAuth}},
+      {"STORE", {&Session::cmd_store, kSel}},
+      {"SUBSCRIBE", {&Session::cmd_subscribe, kAuth}},
+      {"UNSELECT", {&Session::cmd_close, kSel}},
+      {"UNSUBSCRIBE", {&Session::cmd_subscribe, kAuth}},
+  };
+  return table;
+}
+
+Next Session::ok(const std::string& tag, std::string_view text, std::string& out) {
+  out += fmt::format("{} OK {}\r\n", tag, text);
+  return Next::kCommand;
+}
+
+Next Session::no(const std::string& tag, std::string_view text, std::string& out) {
+  out += fmt::format("{} NO {}\r\n", tag, text);
+  return Next::kCommand;
+}
+
+Next Session::bad(const std::string& tag, std::string_view text, std::string& out) {
+  out += fmt::format("{} BAD {}\r\n", tag.empty() ? "*" : tag, text);
+  if (++bad_count_ >= settings_.max_bad_commands) {
+    out += "* BYE Too many invalid IMAP commands.\r\n";
+    return Next::kClose;
+  }
+  return Next::kCommand;
+}
+
+Next Session::refuse(const std::string& tag, std::string_view why, std::string& out) {
+  return bad(tag, why, out);
+}
+
+void Session::bye(std::string_view text, std::string& out) const {
+  out += fmt::format("* BYE {}\r\n", text);
+}
+
+Next Session::execute(std::string_view text, std::string& out) {
+  ++commands_;
+  auto parsed = proto::parse_command(text);
+  if (!parsed.ok) return bad(parsed.command.tag, parsed.error, out);
+  const Command& c = parsed.command;
+  auto it = commands().find(c.name);
+  if (it == commands().end() || (c.uid && c.name != "FETCH" && c.name != "STORE" && c.name != "SEARCH" &&
+                                 c.name != "COPY" && c.name != "MOVE" && c.name != "EXPUNGE"))
+    return bad(c.tag, "Unknown command.", out);
+  int state = selected_ ? kSelBit : account_ ? kAuthBit : kNotAuthBit;
+  if (!(it->second.second & state)) {
+    if (state == kNotAuthBit) return bad(c.tag, "Please log in first.", out);
+    if (state != kSelBit && (it->second.second & kSelBit)) return bad(c.tag, "No mailbox selected.", out);
+    return bad(c.tag, "Already logged in.", out);
+  }
+  return (this->*(it->second.first))(c, out);
+}
+
+// --- not authenticated, or any state ---------------------------------------------------------------------
+
+Next Session::cmd_capability(const Command& c, std::string& out) {
+  if (!c.args.empty()) return bad(c.tag, "CAPABILITY takes no arguments.", out);
+  out += "* CAPABILITY " + capabilities() + "\r\n";
+  return ok(c.tag, "Capability completed.", out);
+}
+
+Next Session::cmd_noop(const Command& c, std::string& out) {
+  if (!c.args.empty()) return bad(c.tag, "NOOP takes no arguments.", out);
+  if (selected_) {
+    if (auto st = selected_->mailbox->sync(); !st.ok())
+      log::warning("imap", "sync {}: {}", selected_->name, st.detail);
+    report_changes(out, true, false);
+  }
+  return ok(c.tag, c.name == "CHECK" ? "Check completed." : "NOOP completed.", out);
+}
+
+Next Session::cmd_check(const Command& c, std::string& out) {
+  return cmd_noop(c, out);
+}
+
+Next Session::cmd_logout(const Command& c, std::string& out) {
+  out += "* BYE Logging out\r\n";
+  ok(c.tag, "Logout completed.", out);
+  close_selected();
+  return Next::kClose;
+}
+
+Next Session::cmd_starttls(const Command& c, std::string& out) {
+  return bad(c.tag, "TLS support isn't enabled.", out);
+}
+
+Next Session::cmd_id(const Command& c, std::string& out) {
+  if (c.args.size() != 1 || !(c.args[0].is_list() || c.args[0].type == Token::Type::kNil))
+    return bad(c.tag, "Invalid ID arguments.", out);
+  out +=
+      "* ID (\"name\" \"Postern\" \"vendor\" \"Postern\" \"support-url\" \"https://postern.invalid/\")\r\n";
+  return ok(c.tag, "ID completed.", out);
+}
+
+Next Session::cmd_enable(const Command& c, std::string& out) {
+  if (c.args.empty()) return bad(c.tag, "ENABLE needs capabilities.", out);
+  std::string enabled;
+  for (const auto& a : c.args) {
+    if (!a.is_atom()) return bad(c.tag, "Invalid ENABLE argument.", out);
+    std::string cap = to_lower(a.value);
+    if (cap == "condstore" && !condstore_) {
+      condstore_ = true;
+      enabled += " CONDSTORE";
+    } else if (cap == "utf8=accept" && !utf8_) {
+      utf8_ = true;
+      enabled += " UTF8=ACCEPT";
+    }
+  }
+  out += "* ENABLED" + enabled + "\r\n";
+  return ok(c.tag, "Enabled.", out);
+}
+
+Next Session::cmd_login(const Command& c, std::string& out) {
+  if (c.args.size() != 2 || !c.args[0].is_astring() || !c.args[1].is_astring())
+    return bad(c.tag, "Invalid LOGIN arguments.", out);
+  if (!settings_.plaintext_auth)
+    return no(c.tag,
+              "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.",
+              out);
+  return finish_login(c.tag, login_(c.args[0].text(), c.args[1].text()), out);
+}
+
+Next Session::cmd_authenticate(const Command& c, std::string& out) {
+  if (c.args.empty() || c.args.size() > 2 || !c.args[0].is_atom())
+    return bad(c.tag, "Invalid AUTHENTICATE arguments.", out);
+  if (!iequals(c.args[0].value, "PLAIN")) return no(c.tag, "Unsupported authentication mechanism.", out);
+  if (!settings_.plaintext_auth)
+    return no(c.tag,
+              "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.",
+              out);
+  if (c.args.size() == 2) {
+    pending_auth_tag_ = c.tag;
+    return auth_line(c.args[1].text(), out);
+  }
+  pending_auth_tag_ = c.tag;
+  out += "+ \r\n";
+  return Next::kAuthenticate;
+}
+
+Next Session::auth_line(std::string_view line, std::string& out) {
+  std::string tag = std::move(pending_auth_tag_);
+  pending_auth_tag_.clear();
+  if (line == "*") return bad(tag, "Authentication aborted by client.", out);
+  bool valid = false;
+  std::string decoded = line == "=" ? std::string() : decode_base64(line, valid);
+  if (line != "=" && !valid) return bad(tag, "Invalid base64 data in continued response", out);
+  // PLAIN (RFC 4616): authzid NUL authcid NUL passwd.
+  if (decoded.empty() || std::count(decoded.begin(), decoded.end(), '\0') != 2) {
+    std::fill(decoded.begin(), decoded.end(), '\0');
+    return no(tag, "[AUTHENTICATIONFAILED] Authentication failed.", out);
+  }
+  size_t first = decoded.find('\0'), second = decoded.find('\0', first + 1);
+  std::string_view authz = std::string_view(decoded).substr(0, first);
+  std::string_view user = std::string_view(decoded).substr(first + 1, second - first - 1);
+  std::string_view pass = std::string_view(decoded).substr(second + 1);
+  Next next;
+  if (!authz.empty() && authz != user) {
+    next = no(tag, "[AUTHORIZATIONFAILED] Authorization identity differs from the login.", out);
+  } else {
+    next = finish_login(tag, login_(user, pass), out);
+  }
+  std::fill(decoded.begin(), decoded.end(), '\0');
+  return next;
+}
+
+Next Session::finish_login(const std::string& tag, std::optional<auth::Account> account, std::string& out) {
+  if (!account) {
+    log::info("imap-login", "authentication failed: rip={}", ip_);
+    return no(tag, "[AUTHENTICATIONFAILED] Authentication failed.", out);
+  }
+  account_ = std::move(account);
+  folders_ = std::make_unique<md::Folders>(account_->maildir, settings_.separator, account_->owner);
+  if (auto made = md::make_maildir(account_->maildir, account_->owner); !made) {
+    log::error("imap", "user={}: {}", account_->user, made.error().message);
+    account_.reset();
+    folders_.reset();
+    return no(tag, "[UNAVAILABLE] Mailbox is not available, try again later.", out);
+  }
+  folders_->ensure_defaults(settings_.default_folders);
+  log::info("imap-login", "Login: user=<{}>, rip={}", account_->user, ip_);
+  return ok(tag, fmt::format("[CAPABILITY {}] Logged in", capabilities()), out);
+}
+
+// --- mailbox names -----------------------------------------------------------------------------------------
+
+std::optional<std::string> Session::mailbox_name(const Token& t) const {
+  if (!t.is_astring()) return std::nullopt;
+  std::string_view raw = t.text();
+  std::optional<std::string> name;
+  if (utf8_) {
+    if (!valid_utf8(raw)) return std::nullopt;
+    name = std::string(raw);
+  } else {
+    name = mutf7_decode(raw);
+  }
+  if (name && iequals(*name, "INBOX")) name = "INBOX";
+  if (name && istarts_with(*name, "INBOX") && name->size() > 5 && (*name)[5] == settings_.separator)
+    name->replace(0, 5, "INBOX");
+  return name;
+}
+
+std::string Session::wire_name(const std::string& name) const {
+  std::string wire = name;
+  if (!utf8_)
+    if (auto enc = mutf7_encode(name)) wire = *enc;
+  std::string out;
+  proto::append_astring(out, wire, utf8_);
+  return out;
+}
+
+std::string Session::special_use(const std::string& name) const {
+  static const std::map<std::string, std::string, std::less<>> uses = {
+      {"Drafts", "\\Drafts"}, {"Sent", "\\Sent"},       {"Trash", "\\Trash"},
+      {"Junk", "\\Junk"},     {"Archive", "\\Archive"}, {"Flagged", "\\Flagged"}};
+  auto it = uses.find(name);
+  return it == uses.end() ? std::string() : it->second;
+}
+
+Result<std::shared_ptr<md::Mailbox>> Session::open_mailbox(const std::string& name, bool create) {
+  auto path = folders_->path_of(name);
+  if (!path) return path.error();
+  if (name != "INBOX" && !folders_->exists(name))
+    return Error{"[NONEXISTENT] Mailbox doesn't exist: " + name};
+  return md::Mailbox::open(*path, account_->owner, create);
+}
+
+void Session::close_selected() {
+  if (!selected_) return;
+  if (selected_->watch >= 0) selected_->mailbox->unwatch(selected_->watch);
+  selected_.reset();
+}
+
+}  // namespace postern::imap::server

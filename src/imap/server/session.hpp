@@ -1,0 +1,154 @@
+// imap/server/session.hpp: one IMAP server session (RFC 3501 IMAP4rev1, RFC 9051 IMAP4rev2 and the
+// extensions in capabilities()): whole commands in, responses out. No sockets: the net/ driver frames
+// commands (imap/proto/reader), runs execute() on a worker thread (it does blocking Maildir I/O) and writes
+// what it appended to `out`.
+// State: not authenticated -> authenticated -> selected -> logout. A selected mailbox is a shared
+// store::maildir::Mailbox; this session keeps its own view (sequence numbers -> UIDs, the last snapshot it
+// reported) and reports others' changes (EXISTS, EXPUNGE, FETCH FLAGS) where RFC 9051 7 allows.
+// Security: every argument is untrusted; mailbox names go through store::maildir::Folders, which refuses
+// any that would leave the user's Maildir; errors are counted and the session ends after too many.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "auth/passdb.hpp"
+#include "config/config.hpp"
+#include "imap/proto/parser.hpp"
+#include "store/maildir/folders.hpp"
+#include "store/maildir/mailbox.hpp"
+
+namespace postern::imap::server {
+
+struct Settings {
+  std::string hostname;
+  char separator = '/';
+  std::vector<std::string> default_folders;
+  bool plaintext_auth = false;  // LOGIN / AUTHENTICATE PLAIN allowed on this connection
+  uint64_t message_size_limit = 0;
+  uint64_t mailbox_size_limit = 0;
+  int max_bad_commands = 20;
+
+  // `tls`: the connection is encrypted (implicit TLS or after STARTTLS).
+  static Settings from_config(const config::Config& config, bool tls);
+};
+
+enum class Next {
+  kCommand,       // read the next command
+  kIdle,          // IDLE: wait for DONE (idle_done) or a change (idle_poll)
+  kAuthenticate,  // AUTHENTICATE: read one line for auth_continue
+  kClose,         // write the output, then close
+};
+
+class Session {
+ public:
+  using Login = std::function<std::optional<auth::Account>(std::string_view user, std::string_view password)>;
+
+  Session(Settings settings, std::string client_ip, Login login);
+  ~Session();
+
+  std::string greeting() const;
+  // Executes one whole command (as framed by CommandReader). Blocking.
+  Next execute(std::string_view command, std::string& out);
+  // The reader refused a command: line too long, literal too big.
+  Next refuse(const std::string& tag, std::string_view why, std::string& out);
+  // IDLE: reports changes (call when woken); a line from the client ends IDLE.
+  void idle_poll(std::string& out);
+  Next idle_line(std::string_view line, std::string& out);
+  Next auth_line(std::string_view line, std::string& out);
+  // The server is shutting down, or the client was idle too long.
+  void bye(std::string_view text, std::string& out) const;
+
+  // Called (from any thread) when the selected mailbox changes; the driver wakes IDLE with it.
+  void set_wake(std::function<void()> wake) { wake_ = std::move(wake); }
+  const std::string& user() const { return account_ ? account_->user : empty_; }
+  bool authenticated() const { return account_.has_value(); }
+  // Bytes of literal data APPEND may send (message_size_limit).
+  uint64_t append_limit() const { return settings_.message_size_limit; }
+  std::string summary() const;
+
+ private:
+  struct Selected;
+  using Handler = Next (Session::*)(const proto::Command&, std::string&);
+
+  static const std::map<std::string, std::pair<Handler, int>, std::less<>>& commands();
+  std::string capabilities() const;
+
+  // Not authenticated.
+  Next cmd_capability(const proto::Command& c, std::string& out);
+  Next cmd_noop(const proto::Command& c, std::string& out);
+  Next cmd_logout(const proto::Command& c, std::string& out);
+  Next cmd_login(const proto::Command& c, std::string& out);
+  Next cmd_authenticate(const proto::Command& c, std::string& out);
+  Next cmd_starttls(const proto::Command& c, std::string& out);
+  Next cmd_id(const proto::Command& c, std::string& out);
+  Next cmd_enable(const proto::Command& c, std::string& out);
+  // Authenticated.
+  Next cmd_select(const proto::Command& c, std::string& out);
+  Next cmd_create(const proto::Command& c, std::string& out);
+  Next cmd_delete(const proto::Command& c, std::string& out);
+  Next cmd_rename(const proto::Command& c, std::string& out);
+  Next cmd_subscribe(const proto::Command& c, std::string& out);
+  Next cmd_list(const proto::Command& c, std::string& out);
+  Next cmd_namespace(const proto::Command& c, std::string& out);
+  Next cmd_status(const proto::Command& c, std::string& out);
+  Next cmd_append(const proto::Command& c, std::string& out);
+  Next cmd_idle(const proto::Command& c, std::string& out);
+  Next cmd_getquota(const proto::Command& c, std::string& out);
+  // Selected.
+  Next cmd_check(const proto::Command& c, std::string& out);
+  Next cmd_close(const proto::Command& c, std::string& out);
+  Next cmd_expunge(const proto::Command& c, std::string& out);
+  Next cmd_search(const proto::Command& c, std::string& out);
+  Next cmd_fetch(const proto::Command& c, std::string& out);
+  Next cmd_store(const proto::Command& c, std::string& out);
+  Next cmd_copy(const proto::Command& c, std::string& out);
+
+  Next finish_login(const std::string& tag, std::optional<auth::Account> account, std::string& out);
+  Next bad(const std::string& tag, std::string_view text, std::string& out);
+  Next ok(const std::string& tag, std::string_view text, std::string& out);
+  Next no(const std::string& tag, std::string_view text, std::string& out);
+
+  // Mailbox names: wire form (mUTF-7, or UTF-8 after ENABLE UTF8=ACCEPT) <-> internal UTF-8.
+  std::optional<std::string> mailbox_name(const proto::Token& t) const;
+  std::string wire_name(const std::string& name) const;
+  std::string special_use(const std::string& name) const;
+  Result<std::shared_ptr<store::maildir::Mailbox>> open_mailbox(const std::string& name, bool create);
+  void close_selected();
+
+  // Reports what changed in the selected mailbox since the last report. Expunges only when allowed.
+  void report_changes(std::string& out, bool allow_expunge, bool with_uid);
+  // Message sequence numbers or UIDs of a set, as UIDs present in the view (sorted).
+  std::optional<std::vector<uint32_t>> resolve(const proto::Token& set, bool uid);
+  uint32_t seq_of(uint32_t uid) const;  // 0 when not in the view
+  std::string flags_list(const store::maildir::MessageMeta& m, const store::maildir::Snapshot& snap,
+                         bool recent) const;
+  std::string flags_response(const store::maildir::Snapshot& snap) const;
+
+  Settings settings_;
+  std::string ip_;
+  Login login_;
+  std::optional<auth::Account> account_;
+  std::unique_ptr<store::maildir::Folders> folders_;
+  std::unique_ptr<Selected> selected_;
+  std::function<void()> wake_;
+  std::string pending_auth_tag_;
+  bool utf8_ = false;
+  bool condstore_ = false;
+  int bad_count_ = 0;
+  int commands_ = 0;
+  std::string empty_;
+  std::string idle_tag_;
+};
+
+// Maps a storage error to the IMAP response code and text (RFC 5530): the one place for IMAP.
+std::string store_error_text(const store::StoreError& e);
+
+}  // namespace postern::imap::server
