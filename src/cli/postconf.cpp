@@ -138,7 +138,7 @@ int cmd_check(const std::string& dir, const Args& args) {
     fmt::print(stderr, "postern: error: {}\n", what);
     ++problems;
   };
-  for (const char* key : {"smtp_listen", "imap_listen"})
+  for (const char* key : {"smtp_listen", "imap_listen", "pop3_listen"})
     if (auto l = net::listen_addresses(*cfg, key); !l) problem(l.error().message);
   if (cfg->get_int("message_size_limit") && cfg->get_int("mailbox_size_limit") &&
       cfg->get_int("mailbox_size_limit") < cfg->get_int("message_size_limit"))

@@ -206,6 +206,7 @@ int cmd_demo(const std::string& dir, const Args& args) {
                               "# Unprivileged ports, everything under this directory.\n"
                               "smtp_listen = 127.0.0.1:2525, [::1]:2525\n"
                               "imap_listen = 127.0.0.1:1143, [::1]:1143\n"
+                              "pop3_listen = 127.0.0.1:1110, [::1]:1110\n"
                               "# No TLS in this demo: allow logins in plaintext, on loopback only.\n"
                               "disable_plaintext_auth = no\n"
                               "queue_directory = queue\n"
@@ -240,7 +241,7 @@ int cmd_demo(const std::string& dir, const Args& args) {
   fmt::print(
       "\nPostern demo, configuration {}/main.cf\n"
       "  SMTP:        127.0.0.1 port 2525\n"
-      "  IMAP:        127.0.0.1 port 1143 (plaintext login; POP3 is not implemented yet)\n"
+      "  IMAP:        127.0.0.1 port 1143, POP3: port 1110 (plaintext logins: no TLS yet)\n"
       "  demo user:   demo@example.test, password {}\n"
       "  its mail:    {}/mail/example.test/demo/new/\n\n"
       "Try it (the guide's telnet session):\n"

@@ -21,6 +21,7 @@
 #include "imap/proto/reader.hpp"
 #include "imap/server/session.hpp"
 #include "net/listen.hpp"
+#include "pop3/server/session.hpp"
 #include "smtp/proto/line_buffer.hpp"
 #include "smtp/server/session.hpp"
 #include "store/maildir/maildir.hpp"
@@ -33,6 +34,8 @@ using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 constexpr auto kAsTuple = asio::experimental::as_tuple(asio::use_awaitable);
 constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kImapReadChunk = 16 * 1024;
+constexpr size_t kIdleReadChunk = 256;
 constexpr auto kFinalWriteTime = std::chrono::seconds(10);
 
 // What every session of one configuration shares; replaced as a whole on reload.
@@ -51,7 +54,7 @@ std::shared_ptr<Runtime> make_runtime(std::shared_ptr<const config::Config> cfg)
 }
 
 // The protocols a listener speaks.
-enum class Service { kSmtp, kImap };
+enum class Service { kSmtp, kImap, kPop3 };
 
 class Server;
 struct Connection;
@@ -87,7 +90,8 @@ class Server {
   Status listen() {
     if (auto st = listen_service("smtp_listen", Service::kSmtp); !st) return st;
     if (auto st = listen_service("imap_listen", Service::kImap); !st) return st;
-    if (acceptors_.empty()) return Error{"smtp_listen, imap_listen: no address to listen on"};
+    if (auto st = listen_service("pop3_listen", Service::kPop3); !st) return st;
+    if (acceptors_.empty()) return Error{"smtp_listen, imap_listen, pop3_listen: no address to listen on"};
     return Ok{};
   }
 
@@ -179,6 +183,8 @@ class Server {
       }
       if (service == Service::kImap) {
         asio::co_spawn(io_, imap_connection(std::move(sock)), asio::detached);
+      } else if (service == Service::kPop3) {
+        asio::co_spawn(io_, pop3_connection(std::move(sock)), asio::detached);
       } else {
         asio::co_spawn(io_, connection(std::move(sock)), asio::detached);
       }
@@ -380,13 +386,13 @@ class Server {
   }
 
   // Runs `work` on a worker thread (it may block on Maildir I/O or crypt); resumes on the I/O thread.
-  template <class F>
-  awaitable<imap::server::Next> on_pool(Connection& c, F work) {
+  template <class F, class R = std::invoke_result_t<F>>
+  awaitable<R> on_pool(Connection& c, F work) {
     c.delivering = true;
-    auto task = [&]() -> awaitable<imap::server::Next> { co_return work(); };
+    auto task = [&]() -> awaitable<R> { co_return work(); };
     auto [ep, next] = co_await asio::co_spawn(pool_->get_executor(), std::move(task), kAsTuple);
     c.delivering = false;
-    if (ep) co_return imap::server::Next::kClose;
+    if (ep) co_return R::kClose;
     co_return next;
   }
 
@@ -447,7 +453,7 @@ class Server {
     auto timeout = [&] { return session.authenticated() ? idle_timeout : login_timeout; };
     auto read_more = [&]() -> awaitable<bool> {
       set_deadline(c, Clock::now() + timeout());
-      buf.resize(kReadChunk);
+      buf.resize(kImapReadChunk);
       auto [rec, n] = co_await c.socket.async_read_some(asio::buffer(buf), kAsTuple);
       if (rec) co_return false;
       reader.append(std::string_view(buf.data(), n));
@@ -521,7 +527,9 @@ class Server {
           }
           set_deadline(c, Clock::now() + idle_timeout);
           c.wake.expires_at(Clock::time_point::max());
-          buf.resize(kReadChunk);
+          // Thousands of sessions idle at once: each keeps only a small buffer meanwhile.
+          buf.resize(kIdleReadChunk);
+          buf.shrink_to_fit();
           auto result =
               co_await (c.socket.async_read_some(asio::buffer(buf), kAsTuple) || c.wake.async_wait(kAsTuple));
           if (result.index() == 0) {
@@ -536,6 +544,69 @@ class Server {
         co_return;
       }
     }
+  }
+
+  awaitable<void> pop3_connection(tcp::socket sock) {
+    auto rt = runtime_;
+    const config::Config& cfg = *rt->config;
+    auto c = std::make_shared<Connection>(std::move(sock), *this);
+    asio::error_code ec;
+    auto remote = c->socket.remote_endpoint(ec);
+    if (ec) co_return;
+    c->ip = client_ip(remote);
+    connections_.insert(c.get());
+    asio::co_spawn(io_, watchdog(c), asio::detached);
+    log::info("pop3-login", "connect from {}", c->ip);
+    auto passdb = rt->passdb;
+    pop3::server::Session session(
+        pop3::server::Settings::from_config(cfg, false), c->ip,
+        [passdb](std::string_view u, std::string_view p) { return passdb->authenticate(u, p); });
+    auto timeout = std::chrono::seconds(cfg.get_int("pop3_idle_timeout"));
+    auto write_timeout = std::chrono::seconds(60);
+    smtp::proto::LineBuffer lines(static_cast<size_t>(cfg.get_int("imap_max_line_length")));
+    std::string out = session.greeting(), buf;
+    bool closing = false;
+    while (!closing) {
+      std::string_view line;
+      auto status = lines.next(line);
+      if (status == smtp::proto::LineBuffer::Status::kNeedMore) {
+        if (!co_await flush(*c, out, write_timeout)) break;
+        if (stopping_ || !co_await read_more(*c, lines, buf, timeout)) {
+          if (c->expired) out += "-ERR Disconnected for inactivity.\r\n";
+          if (stopping_) out += "-ERR Server shutting down.\r\n";
+          co_await flush(*c, out, write_timeout);
+          break;
+        }
+        continue;
+      }
+      pop3::server::Next next;
+      if (status == smtp::proto::LineBuffer::Status::kTooLong) {
+        next = session.line_too_long(out);
+      } else {
+        std::string command(line);
+        next = co_await on_pool(*c, [&] { return session.command(command, out); });
+        while (next == pop3::server::Next::kAuthenticate) {
+          if (!co_await flush(*c, out, write_timeout)) break;
+          while ((status = lines.next(line)) == smtp::proto::LineBuffer::Status::kNeedMore)
+            if (stopping_ || !co_await read_more(*c, lines, buf, timeout)) break;
+          if (status != smtp::proto::LineBuffer::Status::kLine) {
+            next = pop3::server::Next::kClose;
+            break;
+          }
+          std::string response(line);
+          next = co_await on_pool(*c, [&] { return session.auth_line(response, out); });
+        }
+      }
+      if (next == pop3::server::Next::kClose) {
+        co_await flush(*c, out, write_timeout);
+        closing = true;
+      }
+    }
+    log::info("pop3", "Disconnected: user=<{}>, rip={}, {}", session.user(), c->ip, session.summary());
+    c->finished = true;
+    c->timer.cancel();
+    c->socket.close(ec);
+    connections_.erase(c.get());
   }
 
   // Runs the delivery on a worker thread; the session coroutine resumes on the I/O thread.

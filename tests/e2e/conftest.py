@@ -51,6 +51,7 @@ class Postern:
         config = (
             f"smtp_listen = 127.0.0.1:{self.port}\n"
             f"imap_listen =\n"
+            f"pop3_listen =\n"
             f"myhostname = mail.{DOMAIN}\n"
             f"queue_directory = {root}/queue\n"
             f"alias_maps = hash:{self.dir}/aliases\n"

@@ -48,6 +48,7 @@ void CommandReader::compact() {
   if (pos_ > 0 && (pos_ >= buf_.size() || pos_ > 65536)) {
     buf_.erase(0, pos_);
     pos_ = 0;
+    if (buf_.empty() && buf_.capacity() > 65536) buf_.shrink_to_fit();
   }
 }
 
@@ -111,6 +112,7 @@ CommandReader::Status CommandReader::end_of_segment(size_t seg_begin) {
 CommandReader::Status CommandReader::next() {
   if (done_) {
     cmd_.clear();
+    if (cmd_.capacity() > 65536) cmd_.shrink_to_fit();  // an APPEND's message is not kept around
     tag_.clear();
     name_.clear();
     literals_ = 0;

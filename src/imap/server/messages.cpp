@@ -402,7 +402,7 @@ Next Session::cmd_store(const Command& c, std::string& out) {
     ++i;
     if (v == 0) unchanged_since = 1;  // UNCHANGEDSINCE 0: fails for every message (modseq >= 1)
   }
-  if (i + 2 > c.args.size() + 0 || !c.args[i].is_atom()) return bad(c.tag, "Invalid STORE arguments.", out);
+  if (i + 1 >= c.args.size() || !c.args[i].is_atom()) return bad(c.tag, "Invalid STORE arguments.", out);
   std::string what = to_lower(c.args[i].value);
   bool silent = what.size() > 7 && what.substr(what.size() - 7) == ".silent";
   if (silent) what.resize(what.size() - 7);

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "auth/sasl_plain.hpp"
 #include "base/log.hpp"
 #include "base/mutf7.hpp"
 #include "base/strings.hpp"
@@ -21,35 +22,6 @@ namespace {
 
 enum Allowed { kAny = 7, kAuth = 6, kSel = 4, kNoAuth = 1 };
 enum StateBit { kNotAuthBit = 1, kAuthBit = 2, kSelBit = 4 };
-
-std::string decode_base64(std::string_view in, bool& ok) {
-  static constexpr std::string_view kAlphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t pad = 0;
-  ok = in.size() % 4 == 0;
-  for (char c : in) {
-    if (c == '=') {
-      ++pad;
-      continue;
-    }
-    size_t v = kAlphabet.find(c);
-    if (v == std::string_view::npos || pad) {
-      ok = false;
-      return out;
-    }
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  if (pad > 2) ok = false;
-  return out;
-}
 
 }  // namespace
 
@@ -281,26 +253,18 @@ Next Session::auth_line(std::string_view line, std::string& out) {
   std::string tag = std::move(pending_auth_tag_);
   pending_auth_tag_.clear();
   if (line == "*") return bad(tag, "Authentication aborted by client.", out);
-  bool valid = false;
-  std::string decoded = line == "=" ? std::string() : decode_base64(line, valid);
-  if (line != "=" && !valid) return bad(tag, "Invalid base64 data in continued response", out);
-  // PLAIN (RFC 4616): authzid NUL authcid NUL passwd.
-  if (decoded.empty() || std::count(decoded.begin(), decoded.end(), '\0') != 2) {
-    std::fill(decoded.begin(), decoded.end(), '\0');
-    return no(tag, "[AUTHENTICATIONFAILED] Authentication failed.", out);
+  auth::PlainCredentials cred;
+  switch (auth::decode_plain(line, cred)) {
+    case auth::PlainStatus::kBadBase64:
+      return bad(tag, "Invalid base64 data in continued response", out);
+    case auth::PlainStatus::kMalformed:
+      return no(tag, "[AUTHENTICATIONFAILED] Authentication failed.", out);
+    case auth::PlainStatus::kOk:
+      break;
   }
-  size_t first = decoded.find('\0'), second = decoded.find('\0', first + 1);
-  std::string_view authz = std::string_view(decoded).substr(0, first);
-  std::string_view user = std::string_view(decoded).substr(first + 1, second - first - 1);
-  std::string_view pass = std::string_view(decoded).substr(second + 1);
-  Next next;
-  if (!authz.empty() && authz != user) {
-    next = no(tag, "[AUTHORIZATIONFAILED] Authorization identity differs from the login.", out);
-  } else {
-    next = finish_login(tag, login_(user, pass), out);
-  }
-  std::fill(decoded.begin(), decoded.end(), '\0');
-  return next;
+  if (!cred.authzid.empty() && cred.authzid != cred.authcid)
+    return no(tag, "[AUTHORIZATIONFAILED] Authorization identity differs from the login.", out);
+  return finish_login(tag, login_(cred.authcid, cred.password), out);
 }
 
 Next Session::finish_login(const std::string& tag, std::optional<auth::Account> account, std::string& out) {

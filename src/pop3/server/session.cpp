@@ -1,0 +1,295 @@
+#include "pop3/server/session.hpp"
+
+#include <algorithm>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "auth/sasl_plain.hpp"
+#include "base/log.hpp"
+#include "base/strings.hpp"
+#include "mime/headers.hpp"
+#include "pop3/proto/command.hpp"
+#include "store/maildir/maildir.hpp"
+
+namespace postern::pop3::server {
+
+namespace md = store::maildir;
+
+namespace {
+
+// Users with a session in the TRANSACTION state: the maildrop lock of RFC 1939 4.
+std::mutex g_lock_mutex;
+std::set<std::string> g_locked;
+
+bool lock_maildrop(const std::string& user) {
+  std::lock_guard lock(g_lock_mutex);
+  return g_locked.insert(user).second;
+}
+
+void unlock_maildrop(const std::string& user) {
+  std::lock_guard lock(g_lock_mutex);
+  g_locked.erase(user);
+}
+
+}  // namespace
+
+Settings Settings::from_config(const config::Config& config, bool tls) {
+  Settings s;
+  s.hostname = config.get("myhostname");
+  s.plaintext_auth = tls || !config.get_bool("disable_plaintext_auth");
+  return s;
+}
+
+Session::Session(Settings settings, std::string client_ip, Login login)
+    : settings_(std::move(settings)), ip_(std::move(client_ip)), login_(std::move(login)) {}
+
+Session::~Session() {
+  if (holds_lock_) unlock_maildrop(user_);
+}
+
+std::string Session::greeting() const {
+  return "+OK Postern POP3 ready.\r\n";
+}
+
+std::string Session::summary() const {
+  return fmt::format("top=0/0, retr={}, del={}/{}", retrieved_, deleted_, messages_.size());
+}
+
+Next Session::err(std::string_view text, std::string& out) {
+  out += fmt::format("-ERR {}\r\n", text);
+  if (++errors_ >= settings_.max_bad_commands) {
+    out += "-ERR Too many bad commands.\r\n";
+    return Next::kClose;
+  }
+  return Next::kCommand;
+}
+
+Next Session::line_too_long(std::string& out) {
+  return err("Command line too long.", out);
+}
+
+Next Session::login(std::string_view user, std::string_view password, std::string& out) {
+  auto account = login_(user, password);
+  if (!account) {
+    log::info("pop3-login", "authentication failed: rip={}", ip_);
+    return err("[AUTH] Authentication failed.", out);
+  }
+  if (!lock_maildrop(account->user)) {
+    log::info("pop3-login", "user=<{}>, rip={}: maildrop in use", account->user, ip_);
+    return err("[IN-USE] Mailbox is locked by another POP3 session.", out);
+  }
+  user_ = account->user;
+  holds_lock_ = true;
+  if (auto made = md::make_maildir(account->maildir, account->owner); !made) {
+    log::error("pop3", "user={}: {}", user_, made.error().message);
+    return err("[SYS/TEMP] Mailbox is not available, try again later.", out);
+  }
+  auto mb = md::Mailbox::open(account->maildir, account->owner, true);
+  if (!mb) {
+    log::error("pop3", "user={}: {}", user_, mb.error().message);
+    return err("[SYS/TEMP] Mailbox is not available, try again later.", out);
+  }
+  if (auto st = (*mb)->sync(); !st.ok()) {
+    log::error("pop3", "user={}: {}", user_, st.detail);
+    return err("[SYS/TEMP] Mailbox is not available, try again later.", out);
+  }
+  mailbox_ = *mb;
+  account_ = std::move(account);
+  auto snap = mailbox_->snapshot();
+  uidvalidity_ = snap->uidvalidity;
+  messages_.reserve(snap->messages.size());
+  for (const auto& m : snap->messages) messages_.push_back({m.uid, m.vsize});
+  log::info("pop3-login", "Login: user=<{}>, rip={}", user_, ip_);
+  out += "+OK Logged in.\r\n";
+  return Next::kCommand;
+}
+
+Session::Message* Session::message(std::string_view arg, std::string& out) {
+  unsigned n = proto::parse_msg_number(arg);
+  if (n == 0 || n > messages_.size()) {
+    err("There's no message " + printable(arg, 20) + ".", out);
+    return nullptr;
+  }
+  Message& m = messages_[n - 1];
+  if (m.deleted) {
+    err("Message is deleted.", out);
+    return nullptr;
+  }
+  return &m;
+}
+
+void Session::send_message(uint32_t uid, long long body_lines, std::string& out) {
+  auto content = mailbox_->read(uid);
+  if (!content) {
+    out += "-ERR [SYS/TEMP] The message was removed meanwhile.\r\n";
+    return;
+  }
+  out += "+OK\r\n";
+  std::string_view text = *content;
+  size_t body = std::string_view::npos;
+  if (body_lines >= 0) {
+    // TOP: the header, the blank line, then body_lines lines of the body.
+    mime::parse_header(text, &body);
+  }
+  long long lines_in_body = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    if (body != std::string_view::npos && pos >= body && lines_in_body++ >= body_lines) break;
+    size_t lf = text.find('\n', pos);
+    size_t end = lf == std::string_view::npos ? text.size() : lf;
+    std::string_view line = text.substr(pos, end - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (!line.empty() && line[0] == '.') out += '.';  // byte-stuffing (RFC 1939 3)
+    out += line;
+    out += "\r\n";
+    pos = lf == std::string_view::npos ? text.size() : lf + 1;
+  }
+  out += ".\r\n";
+}
+
+Next Session::update(std::string& out) {
+  std::vector<uint32_t> gone, seen;
+  for (const auto& m : messages_) {
+    if (m.deleted)
+      gone.push_back(m.uid);
+    else if (m.retrieved)
+      seen.push_back(m.uid);
+  }
+  bool failed = false;
+  if (!seen.empty() && !mailbox_->store(seen, md::FlagOp::kAdd, md::kSeen, {}, 0).ok()) failed = true;
+  if (!gone.empty() && !mailbox_->expunge(gone).ok()) failed = true;
+  if (failed) {
+    out += "-ERR [SYS/TEMP] Some deleted messages were not removed.\r\n";
+  } else {
+    out += fmt::format("+OK Logging out, messages deleted: {}.\r\n", gone.size());
+  }
+  return Next::kClose;
+}
+
+Next Session::command(std::string_view line, std::string& out) {
+  proto::Command c;
+  if (!proto::parse_command(line, c)) return err("Unknown command.", out);
+  const auto& a = c.args;
+  if (c.verb == "CAPA") {
+    out += "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n";
+    if (!account_ && settings_.plaintext_auth) out += "USER\r\nSASL PLAIN\r\n";
+    out += "IMPLEMENTATION Postern\r\n.\r\n";
+    return Next::kCommand;
+  }
+  if (c.verb == "QUIT") {
+    if (account_) return update(out);
+    out += "+OK Logging out.\r\n";
+    return Next::kClose;
+  }
+  if (c.verb == "NOOP" && account_) {
+    out += "+OK\r\n";
+    return Next::kCommand;
+  }
+  if (!account_) {
+    if (c.verb == "USER") {
+      if (a.size() != 1) return err("USER needs one argument.", out);
+      if (!settings_.plaintext_auth)
+        return err("[AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.", out);
+      pending_user_ = a[0];
+      out += "+OK\r\n";
+      return Next::kCommand;
+    }
+    if (c.verb == "PASS") {
+      if (pending_user_.empty()) return err("No username given.", out);
+      std::string user = std::move(pending_user_);
+      pending_user_.clear();
+      std::string password = a.empty() ? std::string() : a[0];
+      Next n = login(user, password, out);
+      std::fill(password.begin(), password.end(), '\0');
+      return n;
+    }
+    if (c.verb == "AUTH") {
+      if (a.empty()) {
+        out += "+OK\r\nPLAIN\r\n.\r\n";
+        return Next::kCommand;
+      }
+      if (!iequals(a[0], "PLAIN")) return err("Unsupported authentication mechanism.", out);
+      if (!settings_.plaintext_auth)
+        return err("[AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.", out);
+      if (a.size() == 2) return auth_line(a[1], out);
+      out += "+ \r\n";
+      return Next::kAuthenticate;
+    }
+    if (c.verb == "APOP") return err("APOP is not supported.", out);
+    if (c.verb == "STLS") return err("TLS support isn't enabled.", out);
+    return err("Unknown command or not logged in.", out);
+  }
+  if (c.verb == "STAT") {
+    size_t n = 0;
+    uint64_t bytes = 0;
+    for (const auto& m : messages_)
+      if (!m.deleted) {
+        ++n;
+        bytes += m.size;
+      }
+    out += fmt::format("+OK {} {}\r\n", n, bytes);
+    return Next::kCommand;
+  }
+  if (c.verb == "LIST" || c.verb == "UIDL") {
+    bool uidl = c.verb == "UIDL";
+    auto value = [&](const Message& m) {
+      return uidl ? fmt::format("{:08X}{:08X}", m.uid, uidvalidity_) : fmt::format("{}", m.size);
+    };
+    if (a.size() > 1) return err("Too many arguments.", out);
+    if (a.size() == 1) {
+      Message* m = message(a[0], out);
+      if (!m) return errors_ >= settings_.max_bad_commands ? Next::kClose : Next::kCommand;
+      out += fmt::format("+OK {} {}\r\n", m - messages_.data() + 1, value(*m));
+      return Next::kCommand;
+    }
+    out += "+OK\r\n";
+    for (size_t i = 0; i < messages_.size(); ++i)
+      if (!messages_[i].deleted) out += fmt::format("{} {}\r\n", i + 1, value(messages_[i]));
+    out += ".\r\n";
+    return Next::kCommand;
+  }
+  if (c.verb == "RETR" || c.verb == "TOP" || c.verb == "DELE") {
+    size_t want = c.verb == "TOP" ? 2 : 1;
+    if (a.size() != want) return err(fmt::format("{} needs {} argument(s).", c.verb, want), out);
+    long long lines = -1;
+    if (c.verb == "TOP") {
+      unsigned long long l = 0;
+      if (!parse_u64(a[1], l) || l > 0x7fffffffULL) return err("Invalid number of lines.", out);
+      lines = static_cast<long long>(l);
+    }
+    Message* m = message(a[0], out);
+    if (!m) return errors_ >= settings_.max_bad_commands ? Next::kClose : Next::kCommand;
+    if (c.verb == "DELE") {
+      m->deleted = true;
+      ++deleted_;
+      out += "+OK Marked to be deleted.\r\n";
+      return Next::kCommand;
+    }
+    if (c.verb == "RETR") {
+      m->retrieved = true;
+      ++retrieved_;
+    }
+    send_message(m->uid, lines, out);
+    return Next::kCommand;
+  }
+  if (c.verb == "RSET") {
+    for (auto& m : messages_) m.deleted = false;
+    deleted_ = 0;
+    out += "+OK\r\n";
+    return Next::kCommand;
+  }
+  return err("Unknown command.", out);
+}
+
+Next Session::auth_line(std::string_view line, std::string& out) {
+  if (line == "*") return err("Authentication aborted.", out);
+  auth::PlainCredentials cred;
+  if (auth::decode_plain(line, cred) != auth::PlainStatus::kOk)
+    return err("[AUTH] Authentication failed.", out);
+  if (!cred.authzid.empty() && cred.authzid != cred.authcid)
+    return err("[AUTH] Authorization identity differs from the login.", out);
+  return login(cred.authcid, cred.password, out);
+}
+
+}  // namespace postern::pop3::server

@@ -1,0 +1,79 @@
+// pop3/server/session.hpp: one POP3 server session (RFC 1939, CAPA RFC 2449, RESP-CODES and AUTH-RESP-CODE
+// RFC 3206, AUTH PLAIN RFC 5034): lines in, responses out; no sockets (the net/ driver runs command() on a
+// worker thread: RETR reads Maildir files, PASS runs crypt).
+// The maildrop is the user's INBOX (store::maildir::Mailbox) as it was at login: messages delivered later
+// show up in the next session. DELE only marks; the UPDATE state (QUIT) expunges the marked messages and
+// sets \Seen on those retrieved, so a dropped connection changes nothing. One session per user at a time
+// ([IN-USE]).
+// Security: untrusted input; errors are counted and the session closes after too many; the password is
+// wiped after use and never logged.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "auth/passdb.hpp"
+#include "config/config.hpp"
+#include "store/maildir/mailbox.hpp"
+
+namespace postern::pop3::server {
+
+struct Settings {
+  std::string hostname;
+  bool plaintext_auth = false;  // USER/PASS and AUTH PLAIN allowed on this connection
+  int max_bad_commands = 10;
+  static Settings from_config(const config::Config& config, bool tls);
+};
+
+enum class Next { kCommand, kAuthenticate, kClose };
+
+class Session {
+ public:
+  using Login = std::function<std::optional<auth::Account>(std::string_view user, std::string_view password)>;
+
+  Session(Settings settings, std::string client_ip, Login login);
+  ~Session();
+
+  std::string greeting() const;
+  Next command(std::string_view line, std::string& out);
+  // AUTH PLAIN's response line, after "+ ".
+  Next auth_line(std::string_view line, std::string& out);
+  Next line_too_long(std::string& out);
+  const std::string& user() const { return user_; }
+  std::string summary() const;
+
+ private:
+  struct Message {
+    uint32_t uid;
+    uint64_t size;  // with CRLF: what RETR sends before byte-stuffing
+    bool deleted = false;
+    bool retrieved = false;
+  };
+
+  Next err(std::string_view text, std::string& out);
+  Next login(std::string_view user, std::string_view password, std::string& out);
+  // The message numbered `arg` (1-based), not deleted; null with the error written.
+  Message* message(std::string_view arg, std::string& out);
+  void send_message(uint32_t uid, long long body_lines, std::string& out);
+  Next update(std::string& out);
+
+  Settings settings_;
+  std::string ip_;
+  Login login_;
+  std::string pending_user_;
+  std::string user_;
+  std::optional<auth::Account> account_;
+  std::shared_ptr<store::maildir::Mailbox> mailbox_;
+  uint32_t uidvalidity_ = 0;
+  std::vector<Message> messages_;
+  int errors_ = 0;
+  size_t retrieved_ = 0, deleted_ = 0;
+  bool holds_lock_ = false;
+};
+
+}  // namespace postern::pop3::server
