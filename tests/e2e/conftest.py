@@ -196,3 +196,6 @@ class Raw:
 
     def close(self):
         self.sock.close()
+
+
+from imap_servers import dovecot_instance, imap_server  # noqa: E402,F401  (the IMAP fixtures, tests/e2e/imap_servers.py)
