@@ -3,6 +3,7 @@
 // Security: untrusted input (message content); linear time; no recursion.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,5 +21,8 @@ std::vector<Field> parse_header(std::string_view message, size_t* body_offset = 
 std::optional<std::string> find_field(const std::vector<Field>& fields, std::string_view name);
 // The addr-spec of every mailbox in an address list; comments and display names are dropped.
 std::vector<std::string> parse_address_list(std::string_view value);
+// An RFC 5322 date-time ("Tue, 1 Jul 2003 10:52:37 +0200", obsolete zones, no weekday, 2-digit years) as
+// seconds since the epoch (UTC). Nothing when it cannot be read.
+std::optional<int64_t> parse_date(std::string_view value);
 
 }  // namespace postern::mime

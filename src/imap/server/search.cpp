@@ -87,10 +87,11 @@ std::optional<int64_t> sent_day(std::string_view date) {
 
 }  // namespace
 
+namespace {
+
 class SearchParser {
  public:
-  SearchParser(Session& s, const std::vector<Token>& toks, bool& utf8_charset)
-      : session_(s), toks_(toks), utf8_charset_(utf8_charset) {}
+  explicit SearchParser(const std::vector<Token>& toks) : toks_(toks) {}
   std::string error;
 
   bool parse_all(size_t from, Key& root) {
@@ -247,13 +248,9 @@ class SearchParser {
     return true;
   }
 
-  Session& session_;
   const std::vector<Token>& toks_;
-  bool& utf8_charset_;
   size_t pos_ = 0;
 };
-
-namespace {
 
 bool eval(const Key& k, Loaded& l, md::Mailbox& mb, const md::Snapshot& snap,
           const std::set<uint32_t>& recent) {
@@ -355,6 +352,45 @@ bool eval(const Key& k, Loaded& l, md::Mailbox& mb, const md::Snapshot& snap,
 
 }  // namespace
 
+std::optional<Next> Session::match(const Command& c, size_t first, std::vector<uint32_t>& found,
+                                   Matched& info, std::string& out) {
+  const auto& a = c.args;
+  size_t i = first;
+  if (i < a.size() && a[i].is_atom() && iequals(a[i].value, "CHARSET")) {
+    if (i + 1 >= a.size() || !a[i + 1].is_astring()) return bad(c.tag, "Missing CHARSET.", out);
+    i += 2;
+    std::string cs = to_lower(a[i - 1].text());
+    if (cs != "utf-8" && cs != "us-ascii")
+      return no(c.tag, "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset", out);
+  }
+  return match_keys(c, i, found, info, out);
+}
+
+std::optional<Next> Session::match_keys(const Command& c, size_t first, std::vector<uint32_t>& found,
+                                        Matched& info, std::string& out) {
+  Key root;
+  SearchParser parser(c.args);
+  parser.resolve = [this](const Token& t, bool uid) { return resolve(t, uid); };
+  if (!parser.parse_all(first, root)) {
+    if (istarts_with(parser.error, "[BADCHARSET")) return no(c.tag, parser.error, out);
+    return bad(c.tag, parser.error, out);
+  }
+  Selected& sel = *selected_;
+  auto snap = sel.mailbox->snapshot();
+  for (uint32_t uid : sel.uids) {
+    const md::MessageMeta* m = snap->find(uid);
+    if (!m) continue;
+    Loaded l{m, {}, {}, {}, {}};
+    if (eval(root, l, *sel.mailbox, *snap, sel.recent)) {
+      found.push_back(uid);
+      info.max_modseq = std::max(info.max_modseq, m->modseq);
+    }
+  }
+  info.has_modseq_key =
+      std::any_of(root.kids.begin(), root.kids.end(), [](const Key& k) { return k.op == Key::Op::kModseq; });
+  return std::nullopt;
+}
+
 Next Session::cmd_search(const Command& c, std::string& out) {
   size_t i = 0;
   const auto& a = c.args;
@@ -373,43 +409,16 @@ Next Session::cmd_search(const Command& c, std::string& out) {
     if (ret.empty()) ret.insert("all");
     i += 2;
   }
-  bool utf8_charset = false;
-  if (i < a.size() && a[i].is_atom() && iequals(a[i].value, "CHARSET")) {
-    if (i + 1 >= a.size() || !a[i + 1].is_astring()) return bad(c.tag, "Missing CHARSET.", out);
-    std::string cs = to_lower(a[i + 1].text());
-    if (cs != "utf-8" && cs != "us-ascii")
-      return no(c.tag, "[BADCHARSET (US-ASCII UTF-8)] Unsupported charset", out);
-    utf8_charset = true;
-    i += 2;
-  }
-  Key root;
-  SearchParser parser(*this, a, utf8_charset);
-  parser.resolve = [this](const Token& t, bool uid) { return resolve(t, uid); };
-  if (!parser.parse_all(i, root)) {
-    if (istarts_with(parser.error, "[BADCHARSET")) return no(c.tag, parser.error, out);
-    return bad(c.tag, parser.error, out);
-  }
-  Selected& sel = *selected_;
-  auto snap = sel.mailbox->snapshot();
   std::vector<uint32_t> found;  // UIDs, ascending
-  uint64_t max_modseq = 0;
-  for (uint32_t uid : sel.uids) {
-    const md::MessageMeta* m = snap->find(uid);
-    if (!m) continue;
-    Loaded l{m, {}, {}, {}, {}};
-    if (eval(root, l, *sel.mailbox, *snap, sel.recent)) {
-      found.push_back(uid);
-      max_modseq = std::max(max_modseq, m->modseq);
-    }
-  }
-  bool has_modseq_key =
-      std::any_of(root.kids.begin(), root.kids.end(), [](const Key& k) { return k.op == Key::Op::kModseq; });
+  Matched info;
+  if (auto answered = match(c, i, found, info, out)) return *answered;
+  Selected& sel = *selected_;
   auto number = [&](uint32_t uid) { return c.uid ? uid : seq_of(uid); };
   if (ret.count("save")) sel.saved = found;
   if (!esearch) {
     std::string line = "* SEARCH";
     for (uint32_t u : found) line += fmt::format(" {}", number(u));
-    if (has_modseq_key && !found.empty()) line += fmt::format(" (MODSEQ {})", max_modseq);
+    if (info.has_modseq_key && !found.empty()) line += fmt::format(" (MODSEQ {})", info.max_modseq);
     out += line + "\r\n";
   } else if (!(ret.size() == 1 && ret.count("save"))) {
     std::string line = fmt::format("* ESEARCH (TAG \"{}\")", c.tag);
@@ -424,7 +433,7 @@ Next Session::cmd_search(const Command& c, std::string& out) {
       }
     }
     if (ret.count("count")) line += fmt::format(" COUNT {}", found.size());
-    if (has_modseq_key && !found.empty()) line += fmt::format(" MODSEQ {}", max_modseq);
+    if (info.has_modseq_key && !found.empty()) line += fmt::format(" MODSEQ {}", info.max_modseq);
     out += line + "\r\n";
   }
   report_changes(out, c.uid, c.uid);

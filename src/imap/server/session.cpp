@@ -76,7 +76,8 @@ std::string Session::capabilities() const {
   }
   caps +=
       " NAMESPACE UNSELECT UIDPLUS CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE ESEARCH "
-      "SEARCHRES MOVE CONDSTORE BINARY STATUS=SIZE SAVEDATE MULTIAPPEND UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE";
+      "SEARCHRES SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES MOVE CONDSTORE BINARY STATUS=SIZE SAVEDATE "
+      "MULTIAPPEND UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE";
   return caps;
 }
 
@@ -107,6 +108,8 @@ const std::map<std::string, std::pair<Session::Handler, int>, std::less<>>& Sess
       {"NOOP", {&Session::cmd_noop, kAny}},
       {"RENAME", {&Session::cmd_rename, kAuth}},
       {"SEARCH", {&Session::cmd_search, kSel}},
+      {"SORT", {&Session::cmd_sort, kSel}},
+      {"THREAD", {&Session::cmd_thread, kSel}},
       {"SELECT", {&Session::cmd_select, kAuth}},
       {"STARTTLS", {&Session::cmd_starttls, kNoAuth}},
       {"STATUS", {&Session::cmd_status, kAuth}},

@@ -110,6 +110,19 @@ class Session {
   Next cmd_fetch(const proto::Command& c, std::string& out);
   Next cmd_store(const proto::Command& c, std::string& out);
   Next cmd_copy(const proto::Command& c, std::string& out);
+  Next cmd_sort(const proto::Command& c, std::string& out);
+  Next cmd_thread(const proto::Command& c, std::string& out);
+
+  // SEARCH keys (from c.args[first], after an optional CHARSET) evaluated over the view: matching UIDs,
+  // ascending. Answers the command itself (and returns its Next) when the keys are invalid.
+  struct Matched {
+    uint64_t max_modseq = 0;
+    bool has_modseq_key = false;
+  };
+  std::optional<Next> match(const proto::Command& c, size_t first, std::vector<uint32_t>& found,
+                            Matched& info, std::string& out);
+  std::optional<Next> match_keys(const proto::Command& c, size_t first, std::vector<uint32_t>& found,
+                                 Matched& info, std::string& out);
 
   Next finish_login(const std::string& tag, std::optional<auth::Account> account, std::string& out);
   Next bad(const std::string& tag, std::string_view text, std::string& out);
