@@ -99,11 +99,20 @@ void Session::report_changes(std::string& out, bool allow_expunge, bool with_uid
   // Expunged: in the view but not in the mailbox. Reported highest first, so no number shifts.
   bool pending_expunge = false;
   if (allow_expunge) {
+    std::vector<uint32_t> vanished;
     for (size_t i = sel.uids.size(); i-- > 0;) {
       if (snap->find(sel.uids[i])) continue;
-      out += fmt::format("* {} EXPUNGE\r\n", i + 1);
+      if (qresync_) {
+        vanished.push_back(sel.uids[i]);
+      } else {
+        out += fmt::format("* {} EXPUNGE\r\n", i + 1);
+      }
       sel.recent.erase(sel.uids[i]);
       sel.uids.erase(sel.uids.begin() + static_cast<long>(i));
+    }
+    if (!vanished.empty()) {
+      std::reverse(vanished.begin(), vanished.end());
+      out += "* VANISHED " + proto::format_seqset(vanished) + "\r\n";
     }
   } else {
     pending_expunge =
@@ -155,16 +164,66 @@ void Session::report_changes(std::string& out, bool allow_expunge, bool with_uid
   }
 }
 
+std::string Session::vanished_since(uint64_t modseq, const Token* known) const {
+  auto snap = selected_->mailbox->snapshot();
+  std::vector<uint32_t> gone;
+  // Expunges the mailbox remembers; when older ones were forgotten, every UID the client may know of
+  // that is absent now (RFC 7162 3.2.5.1 lets the server include UIDs that never existed).
+  bool complete =
+      !snap->expunged.empty() ? snap->expunged.front().second <= modseq + 1 : modseq >= snap->highest_modseq;
+  if (complete) {
+    for (const auto& [uid, m] : snap->expunged)
+      if (m > modseq) gone.push_back(uid);
+  } else {
+    auto set = known ? proto::parse_seqset(known->text()) : std::nullopt;
+    uint32_t top = snap->uidnext > 0 ? snap->uidnext - 1 : 0;
+    auto absent = [&](uint32_t u) { return !snap->find(u); };
+    if (set) {
+      for (auto [lo, hi] : set->ranges)
+        for (uint32_t u = lo; u <= std::min(hi == proto::kStar ? top : hi, top) && u - lo < 1000000; ++u)
+          if (absent(u)) gone.push_back(u);
+    } else {
+      for (uint32_t u = 1; u <= top && u <= 10000000; ++u)
+        if (absent(u)) gone.push_back(u);
+    }
+  }
+  if (known) {
+    if (auto set = proto::parse_seqset(known->text()))
+      gone.erase(std::remove_if(gone.begin(), gone.end(),
+                                [&](uint32_t u) { return !proto::seqset_contains(*set, u, UINT32_MAX - 1); }),
+                 gone.end());
+  }
+  std::sort(gone.begin(), gone.end());
+  gone.erase(std::unique(gone.begin(), gone.end()), gone.end());
+  return proto::format_seqset(gone);
+}
+
 Next Session::cmd_select(const Command& c, std::string& out) {
+  if (selected_ && qresync_) out += "* OK [CLOSED] Previous mailbox closed.\r\n";
   close_selected();
   if (c.args.empty() || c.args.size() > 2) return bad(c.tag, "Invalid arguments.", out);
   auto name = mailbox_name(c.args[0]);
   if (!name) return no(c.tag, "[CANNOT] Invalid mailbox name.", out);
+  // QRESYNC (RFC 7162 3.2.5): (QRESYNC (uidvalidity modseq [known-uids [(seqs uids)]])).
+  std::optional<std::pair<uint32_t, uint64_t>> resync;
+  const Token* known_uids = nullptr;
   if (c.args.size() == 2) {
     if (!c.args[1].is_list()) return bad(c.tag, "Invalid SELECT parameters.", out);
-    for (const auto& p : c.args[1].items) {
+    const auto& params = c.args[1].items;
+    for (size_t i = 0; i < params.size(); ++i) {
+      const Token& p = params[i];
       if (p.is_atom() && iequals(p.value, "CONDSTORE")) {
         condstore_ = true;
+      } else if (p.is_atom() && iequals(p.value, "QRESYNC") && i + 1 < params.size() &&
+                 params[i + 1].is_list()) {
+        if (!qresync_) return bad(c.tag, "QRESYNC is not enabled.", out);
+        const auto& q = params[++i].items;
+        unsigned long long v = 0, m = 0;
+        if (q.size() < 2 || q.size() > 4 || !parse_u64(q[0].text(), v) || v == 0 || v > 0xffffffffULL ||
+            !parse_u64(q[1].text(), m) || (q.size() >= 3 && !proto::parse_seqset(q[2].text())))
+          return bad(c.tag, "Invalid QRESYNC parameters.", out);
+        resync.emplace(static_cast<uint32_t>(v), m);
+        if (q.size() >= 3) known_uids = &q[2];
       } else {
         return bad(c.tag, "Unknown SELECT parameter.", out);
       }
@@ -201,6 +260,15 @@ Next Session::cmd_select(const Command& c, std::string& out) {
                      snap->uidvalidity, snap->uidnext);
   if (condstore_) out += fmt::format("* OK [HIGHESTMODSEQ {}] Highest\r\n", snap->highest_modseq);
   selected_ = std::move(sel);
+  if (resync && resync->first == snap->uidvalidity) {
+    std::string vanished = vanished_since(resync->second, known_uids);
+    if (!vanished.empty()) out += "* VANISHED (EARLIER) " + vanished + "\r\n";
+    for (const auto& m : snap->messages) {
+      if (m.modseq <= resync->second) continue;
+      out += fmt::format("* {} FETCH (UID {} FLAGS {} MODSEQ ({}))\r\n", seq_of(m.uid), m.uid,
+                         flags_list(m, *snap, selected_->recent.count(m.uid) > 0), m.modseq);
+    }
+  }
   if (wake_) selected_->watch = selected_->mailbox->watch(wake_);
   return ok(c.tag,
             fmt::format("[{}] {} completed", selected_->read_only ? "READ-ONLY" : "READ-WRITE",

@@ -208,15 +208,29 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
     return bad(c.tag, error.empty() ? "Invalid FETCH attribute" : error, out);
   }
   uint64_t changed_since = 0;
+  bool vanished = false;
   if (c.args.size() > 2) {
+    // (CHANGEDSINCE n [VANISHED]) (RFC 7162 3.1.4, 3.2.6)
     const Token& mods = c.args[2];
-    if (c.args.size() != 3 || !mods.is_list() || mods.items.size() != 2 ||
-        !iequals(mods.items[0].text(), "CHANGEDSINCE"))
-      return bad(c.tag, "Invalid FETCH modifiers.", out);
-    unsigned long long v = 0;
-    if (!parse_u64(mods.items[1].text(), v)) return bad(c.tag, "Invalid CHANGEDSINCE.", out);
-    changed_since = v;
+    if (c.args.size() != 3 || !mods.is_list()) return bad(c.tag, "Invalid FETCH modifiers.", out);
+    for (size_t k = 0; k < mods.items.size(); ++k) {
+      unsigned long long v = 0;
+      if (iequals(mods.items[k].text(), "CHANGEDSINCE") && k + 1 < mods.items.size() &&
+          parse_u64(mods.items[k + 1].text(), v)) {
+        changed_since = v;
+        ++k;
+      } else if (iequals(mods.items[k].text(), "VANISHED") && c.uid && qresync_) {
+        vanished = true;
+      } else {
+        return bad(c.tag, "Invalid FETCH modifiers.", out);
+      }
+    }
+    if (!changed_since) return bad(c.tag, "FETCH modifiers need CHANGEDSINCE.", out);
     condstore_ = true;
+    if (vanished) {
+      std::string gone = vanished_since(changed_since, &c.args[0]);
+      if (!gone.empty()) out += "* VANISHED (EARLIER) " + gone + "\r\n";
+    }
   }
   bool want_uid = c.uid;
   bool want_modseq = changed_since > 0;

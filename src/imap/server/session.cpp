@@ -76,7 +76,8 @@ std::string Session::capabilities() const {
   }
   caps +=
       " NAMESPACE UNSELECT UIDPLUS CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE ESEARCH "
-      "SEARCHRES SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES MOVE CONDSTORE BINARY STATUS=SIZE SAVEDATE "
+      "SEARCHRES SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES MOVE CONDSTORE QRESYNC BINARY STATUS=SIZE "
+      "SAVEDATE "
       "MULTIAPPEND UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE";
   return caps;
 }
@@ -216,6 +217,9 @@ Next Session::cmd_enable(const Command& c, std::string& out) {
     if (cap == "condstore" && !condstore_) {
       condstore_ = true;
       enabled += " CONDSTORE";
+    } else if (cap == "qresync" && !qresync_) {
+      enabled += condstore_ ? " QRESYNC" : " CONDSTORE QRESYNC";
+      condstore_ = qresync_ = true;
     } else if (cap == "utf8=accept" && !utf8_) {
       utf8_ = true;
       enabled += " UTF8=ACCEPT";

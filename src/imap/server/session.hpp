@@ -135,6 +135,8 @@ class Session {
   std::string special_use(const std::string& name) const;
   Result<std::shared_ptr<store::maildir::Mailbox>> open_mailbox(const std::string& name, bool create);
   void close_selected();
+  // QRESYNC: the UIDs expunged since `modseq` (restricted to `known`, a UID set, when given), as a set.
+  std::string vanished_since(uint64_t modseq, const proto::Token* known) const;
 
   // Reports what changed in the selected mailbox since the last report. Expunges only when allowed.
   void report_changes(std::string& out, bool allow_expunge, bool with_uid);
@@ -155,6 +157,7 @@ class Session {
   std::string pending_auth_tag_;
   bool utf8_ = false;
   bool condstore_ = false;
+  bool qresync_ = false;
   int bad_count_ = 0;
   int commands_ = 0;
   std::string empty_;
