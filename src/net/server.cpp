@@ -20,6 +20,7 @@
 #include "delivery/privileged.hpp"
 #include "imap/proto/reader.hpp"
 #include "imap/server/session.hpp"
+#include "net/deflate.hpp"
 #include "net/listen.hpp"
 #include "pop3/server/session.hpp"
 #include "smtp/proto/line_buffer.hpp"
@@ -451,13 +452,31 @@ class Server {
     CommandReader reader(limits);
     std::string out = session.greeting(), buf;
     auto timeout = [&] { return session.authenticated() ? idle_timeout : login_timeout; };
+    // COMPRESS=DEFLATE, once the client asked for it: everything after the OK is compressed.
+    std::unique_ptr<Deflate> deflate;
+    std::string wire;
+    auto take = [&](std::string_view bytes) {
+      if (!deflate) {
+        reader.append(bytes);
+        return true;
+      }
+      std::string plain;
+      if (!deflate->decompress(bytes, plain)) return false;
+      reader.append(plain);
+      return true;
+    };
+    auto send = [&](std::chrono::seconds t) -> awaitable<bool> {
+      if (!deflate || out.empty()) co_return co_await flush(c, out, t);
+      if (!deflate->compress(out, wire)) co_return false;
+      out.clear();
+      co_return co_await flush(c, wire, t);
+    };
     auto read_more = [&]() -> awaitable<bool> {
       set_deadline(c, Clock::now() + timeout());
       buf.resize(kImapReadChunk);
       auto [rec, n] = co_await c.socket.async_read_some(asio::buffer(buf), kAsTuple);
       if (rec) co_return false;
-      reader.append(std::string_view(buf.data(), n));
-      co_return true;
+      co_return take(std::string_view(buf.data(), n));
     };
     auto lost = [&]() -> awaitable<void> {
       if (c.expired) {
@@ -467,7 +486,7 @@ class Server {
       } else {
         co_return;
       }
-      co_await flush(c, out, std::chrono::duration_cast<std::chrono::seconds>(kFinalWriteTime));
+      co_await send(std::chrono::duration_cast<std::chrono::seconds>(kFinalWriteTime));
     };
     auto write_timeout = std::chrono::seconds(60);
     while (true) {
@@ -475,7 +494,7 @@ class Server {
       Next next = Next::kCommand;
       switch (status) {
         case CommandReader::Status::kNeedMore:
-          if (!co_await flush(c, out, write_timeout)) co_return;
+          if (!co_await send(write_timeout)) co_return;
           if (stopping_ || !co_await read_more()) co_return co_await lost();
           continue;
         case CommandReader::Status::kContinue:
@@ -500,7 +519,7 @@ class Server {
         }
       }
       while (next == Next::kAuthenticate) {
-        if (!co_await flush(c, out, write_timeout)) co_return;
+        if (!co_await send(write_timeout)) co_return;
         std::string line;
         while (!reader.next_line(line))
           if (stopping_ || !co_await read_more()) co_return co_await lost();
@@ -510,7 +529,7 @@ class Server {
         using namespace asio::experimental::awaitable_operators;
         c.woken = false;
         while (true) {
-          if (!co_await flush(c, out, write_timeout)) co_return;
+          if (!co_await send(write_timeout)) co_return;
           std::string line;
           if (reader.next_line(line)) {
             next = co_await on_pool(c, [&] { return session.idle_line(line, out); });
@@ -534,13 +553,20 @@ class Server {
               co_await (c.socket.async_read_some(asio::buffer(buf), kAsTuple) || c.wake.async_wait(kAsTuple));
           if (result.index() == 0) {
             auto [rec, n] = std::get<0>(result);
-            if (rec) co_return co_await lost();
-            reader.append(std::string_view(buf.data(), n));
+            if (rec || !take(std::string_view(buf.data(), n))) co_return co_await lost();
           }
         }
       }
+      if (next == Next::kCompress) {
+        // The OK goes out uncompressed; bytes the client pipelined after COMPRESS are already compressed.
+        if (!co_await send(write_timeout)) co_return;
+        deflate = std::make_unique<Deflate>();
+        std::string pending = reader.take_pending();
+        if (!take(pending)) co_return;
+        continue;
+      }
       if (next == Next::kClose) {
-        co_await flush(c, out, write_timeout);
+        co_await send(write_timeout);
         co_return;
       }
     }

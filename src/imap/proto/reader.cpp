@@ -52,6 +52,13 @@ void CommandReader::compact() {
   }
 }
 
+std::string CommandReader::take_pending() {
+  std::string rest = buf_.substr(pos_);
+  buf_.clear();
+  pos_ = 0;
+  return rest;
+}
+
 bool CommandReader::next_line(std::string& line) {
   size_t lf = buf_.find('\n', pos_);
   if (lf == std::string::npos) {

@@ -51,6 +51,8 @@ class CommandReader {
   bool empty() const { return pos_ >= buf_.size(); }
   // Drops everything buffered (after STARTTLS nothing sent before the handshake may be used).
   void clear();
+  // Removes and returns the bytes received but not yet used (after COMPRESS: they are compressed).
+  std::string take_pending();
 
  private:
   enum class State { kLine, kLiteral, kSkipLine, kSkipLiteral };

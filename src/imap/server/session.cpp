@@ -76,7 +76,8 @@ std::string Session::capabilities() const {
   }
   caps +=
       " NAMESPACE UNSELECT UIDPLUS CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE ESEARCH "
-      "SEARCHRES SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES MOVE CONDSTORE QRESYNC BINARY STATUS=SIZE "
+      "SEARCHRES SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES MOVE CONDSTORE QRESYNC BINARY COMPRESS=DEFLATE "
+      "STATUS=SIZE "
       "SAVEDATE "
       "MULTIAPPEND UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE";
   return caps;
@@ -89,6 +90,7 @@ const std::map<std::string, std::pair<Session::Handler, int>, std::less<>>& Sess
       {"CAPABILITY", {&Session::cmd_capability, kAny}},
       {"CHECK", {&Session::cmd_check, kSel}},
       {"CLOSE", {&Session::cmd_close, kSel}},
+      {"COMPRESS", {&Session::cmd_compress, kAuth}},
       {"COPY", {&Session::cmd_copy, kSel}},
       {"CREATE", {&Session::cmd_create, kAuth}},
       {"DELETE", {&Session::cmd_delete, kAuth}},
@@ -198,6 +200,15 @@ Next Session::cmd_logout(const Command& c, std::string& out) {
 
 Next Session::cmd_starttls(const Command& c, std::string& out) {
   return bad(c.tag, "TLS support isn't enabled.", out);
+}
+
+Next Session::cmd_compress(const Command& c, std::string& out) {
+  if (c.args.size() != 1 || !c.args[0].is_atom()) return bad(c.tag, "Invalid COMPRESS arguments.", out);
+  if (!iequals(c.args[0].value, "DEFLATE")) return no(c.tag, "Unknown compression mechanism.", out);
+  if (compressed_) return no(c.tag, "[COMPRESSIONACTIVE] Compression already active.", out);
+  compressed_ = true;
+  ok(c.tag, "DEFLATE active", out);
+  return Next::kCompress;
 }
 
 Next Session::cmd_id(const Command& c, std::string& out) {

@@ -44,6 +44,7 @@ enum class Next {
   kCommand,       // read the next command
   kIdle,          // IDLE: wait for DONE (idle_done) or a change (idle_poll)
   kAuthenticate,  // AUTHENTICATE: read one line for auth_continue
+  kCompress,      // COMPRESS DEFLATE: write the output, then compress both directions
   kClose,         // write the output, then close
 };
 
@@ -102,6 +103,7 @@ class Session {
   Next cmd_append(const proto::Command& c, std::string& out);
   Next cmd_idle(const proto::Command& c, std::string& out);
   Next cmd_getquota(const proto::Command& c, std::string& out);
+  Next cmd_compress(const proto::Command& c, std::string& out);
   // Selected.
   Next cmd_check(const proto::Command& c, std::string& out);
   Next cmd_close(const proto::Command& c, std::string& out);
@@ -158,6 +160,7 @@ class Session {
   bool utf8_ = false;
   bool condstore_ = false;
   bool qresync_ = false;
+  bool compressed_ = false;
   int bad_count_ = 0;
   int commands_ = 0;
   std::string empty_;
