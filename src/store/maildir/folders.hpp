@@ -3,8 +3,9 @@
 // its name modified-UTF-7 encoded on disk exactly as Dovecot stores it. Subscriptions in the "subscriptions"
 // file in Dovecot's format. Names here are IMAP names in UTF-8 with the configured separator.
 // Security: names come from the network. Nothing outside the user's Maildir is ever touched: a name that
-// could escape it or collide with Maildir's own entries ("..", "/", "~", empty levels, "cur", "new", "tmp",
-// CR/LF/NUL and other controls, invalid UTF-8, the on-disk separator '.') is refused with kInvalidName.
+// could escape it or collide with Maildir's own entries ("..", "/", "~" first, empty levels, CR/LF/NUL and
+// other controls, invalid UTF-8, the on-disk separator '.') is refused with kInvalidName. Levels named
+// "cur", "new" or "tmp" are allowed as Dovecot allows them: ".cur" cannot collide with cur/.
 #pragma once
 
 #include <string>
@@ -49,6 +50,7 @@ class Folders {
   FolderResult rename(std::string_view from, std::string_view to);
 
   std::vector<std::string> subscriptions() const;
+  // Subscribing needs an existing mailbox (kNotFound, as Dovecot); DELETE and RENAME keep subscriptions.
   FolderResult subscribe(std::string_view name, bool on);
 
   // First login: the guide's folders (Drafts, Sent, Trash, Templates) and any configured extra ones.

@@ -1,1 +1,1363 @@
+// store/maildir/mailbox.cpp: Mailbox over a Maildir in Dovecot's layout (dovecot-uidlist, dovecot-keywords,
+// ":2," flags) plus Postern's own cache file, postern-index: an append-only log of length-prefixed,
+// checksummed records (message metadata, cached FETCH items, expunges, highest modseq, \Recent mark),
+// truncated at the first damaged record on load and compacted when most of it is dead. Modseqs are
+// max(highest + 1, now in microseconds), so they stay above every value handed out even when the index is
+// lost. Lock order: Mailbox::Impl::mu_ (one mailbox at a time) -> dovecot-uidlist.lock; watchers are called
+// with no lock held.
 #include "store/maildir/mailbox.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "store/maildir/uidlist.hpp"
+
+namespace postern::store::maildir {
+
+const MessageMeta* Snapshot::find(uint32_t uid) const {
+  auto it = std::lower_bound(messages.begin(), messages.end(), uid,
+                             [](const MessageMeta& m, uint32_t u) { return m.uid < u; });
+  return it != messages.end() && it->uid == uid ? &*it : nullptr;
+}
+
+namespace {
+
+constexpr int kLockStaleSeconds = 120;  // Dovecot's stale timeout for dovecot-uidlist.lock
+constexpr int kLockWaitMs = 10000;
+constexpr size_t kMaxExpunged = 50000;
+constexpr char kIndexMagic[8] = {'P', 'S', 'T', 'N', 'I', 'D', 'X', '\n'};
+constexpr uint32_t kIndexVersion = 1;
+constexpr size_t kIndexHeader = 16;
+constexpr size_t kCacheFields = 4;
+
+int64_t now_us() {
+  timeval tv;
+  ::gettimeofday(&tv, nullptr);
+  return static_cast<int64_t>(tv.tv_sec) * 1000000 + tv.tv_usec;
+}
+
+StoreError io_error(int err, std::string detail) {
+  return {error_kind_from_errno(err), fmt::format("{}: {}", detail, std::strerror(err))};
+}
+
+// 0 or errno.
+int read_file(const std::string& path, std::string& out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return err;
+  }
+  out.resize(static_cast<size_t>(st.st_size));
+  size_t got = 0;
+  while (true) {
+    if (got == out.size()) out.resize(out.size() + 4096);
+    ssize_t n = ::read(fd, out.data() + got, out.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return err;
+    }
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  out.resize(got);
+  ::close(fd);
+  return 0;
+}
+
+int write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return 0;
+}
+
+int fsync_dir(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int rc = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  return rc;
+}
+
+struct Stamp {
+  bool exists = false;
+  ino_t ino = 0;
+  off_t size = 0;
+  timespec mtime{};
+  bool operator==(const Stamp& o) const {
+    return exists == o.exists && ino == o.ino && size == o.size && mtime.tv_sec == o.mtime.tv_sec &&
+           mtime.tv_nsec == o.mtime.tv_nsec;
+  }
+};
+
+Stamp stamp_of(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return {};
+  return {true, st.st_ino, st.st_size, st.st_mtim};
+}
+
+// A stamp taken within the last second may hide a later change in the same clock tick.
+bool recent(const Stamp& s) {
+  return s.exists && s.mtime.tv_sec + 1 >= ::time(nullptr);
+}
+
+std::string random_guid() {
+  std::random_device rd;
+  std::string out;
+  for (int i = 0; i < 4; ++i) out += fmt::format("{:08x}", rd());
+  return out;
+}
+
+// ",S=123" / ",W=123" in a Maildir base name.
+bool name_field(std::string_view base, char key, uint64_t& value) {
+  const char pat[] = {',', key, '=', '\0'};
+  size_t pos = base.find(pat);
+  if (pos == std::string_view::npos) return false;
+  std::string_view digits = base.substr(pos + 3);
+  digits = digits.substr(0, digits.find_first_not_of("0123456789"));
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  return ec == std::errc() && p != digits.data();
+}
+
+std::string_view file_part(std::string_view path) {
+  return path.substr(path.rfind('/') + 1);
+}
+
+// Index records: u32 payload length, payload (type byte + fields, little-endian), u32 FNV-1a of payload.
+void put_u32(std::string& out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out += static_cast<char>(v >> (8 * i));
+}
+void put_u64(std::string& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out += static_cast<char>(v >> (8 * i));
+}
+uint32_t get_u32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  return v;
+}
+uint64_t get_u64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<unsigned char>(p[i])) << (8 * i);
+  return v;
+}
+uint32_t fnv1a(std::string_view s) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : s) h = (h ^ c) * 16777619u;
+  return h;
+}
+void put_record(std::string& out, std::string_view payload) {
+  put_u32(out, static_cast<uint32_t>(payload.size()));
+  out += payload;
+  put_u32(out, fnv1a(payload));
+}
+
+constexpr size_t kMetaPayload = 1 + 4 + 8 * 6 + 1 + 4;
+
+void put_meta(std::string& out, const MessageMeta& m) {
+  std::string p;
+  p += 'M';
+  put_u32(p, m.uid);
+  put_u64(p, m.modseq);
+  put_u64(p, static_cast<uint64_t>(m.save_date));
+  put_u64(p, static_cast<uint64_t>(m.internal_date));
+  put_u64(p, m.size);
+  put_u64(p, m.vsize);
+  put_u64(p, 0);  // reserved
+  p += static_cast<char>(m.flags);
+  put_u32(p, m.keywords);
+  put_record(out, p);
+}
+
+struct CacheRef {
+  uint64_t offset = 0;
+  uint32_t length = 0;
+  bool present = false;
+};
+
+struct NewFile {
+  std::string tmp_path;
+  std::string base;
+  uint8_t flags = 0;
+  std::vector<std::string> keywords;
+  std::string other;  // info letters kept as they were (P, ...)
+  int64_t internal_date = 0;
+  uint64_t size = 0;
+  uint64_t vsize = 0;
+};
+
+}  // namespace
+
+struct Mailbox::Impl {
+  Impl(std::string path, Owner owner) : path_(std::move(path)), owner_(owner) {}
+  ~Impl() {
+    if (index_fd_ >= 0) ::close(index_fd_);
+  }
+
+  StoreError open(bool create);
+  StoreError sync_locked(bool force, bool& changed);
+  StoreError add_files(std::vector<NewFile>& files, std::vector<uint32_t>& uids, bool& changed);
+  StoreError keyword_bits(const std::vector<std::string>& names, uint32_t& bits, bool& changed);
+  void publish();
+  void notify();
+  void flush_index();
+  void maybe_compact();
+  StoreError lock_uidlist(int& fd);
+  StoreError commit_uidlist(int fd);
+  void unlock_uidlist(int fd);
+  StoreError refresh_uidlist(bool& reset);
+  void reset_state();
+  void load_index();
+  void reset_index();
+  uint64_t next_modseq();
+  MessageMeta* find(uint32_t uid);
+  MessageMeta make_meta(uint32_t uid, const std::string& file, bool in_new, uint64_t modseq);
+  void record_expunges(const std::vector<uint32_t>& uids);
+  void read_keywords();
+  void chown_fd(int fd) const {
+    if (owner_.chown && ::fchown(fd, owner_.uid, owner_.gid) != 0) {
+      // Best effort: the file stays usable by us; Dovecot as the mail user may then be refused.
+    }
+  }
+  std::string file(std::string_view name) const { return path_ + "/" + std::string(name); }
+
+  const std::string path_;
+  const Owner owner_;
+  std::mutex mu_;
+  Snapshot cur_;
+  std::unordered_map<std::string, uint32_t> by_name_;
+  Uidlist uidlist_;
+  std::unordered_map<std::string, uint32_t> uidlist_names_;
+  Stamp uidlist_stamp_, keywords_stamp_, new_stamp_, cur_stamp_;
+  bool dirty_ = true;
+  bool first_sync_ = true;
+  std::unordered_set<uint32_t> gone_;  // expunged UIDs still listed in uidlist_
+  // postern-index
+  int index_fd_ = -1;
+  uint64_t index_size_ = 0;
+  uint64_t index_records_ = 0;
+  std::string pending_;
+  std::unordered_map<uint32_t, MessageMeta> loaded_;  // from the index, consumed by the first sync
+  std::unordered_map<uint32_t, std::array<CacheRef, kCacheFields>> cache_;
+  uint32_t recent_mark_ = 1;
+  // publication
+  std::mutex pub_mu_;
+  std::shared_ptr<const Snapshot> pub_;
+  std::mutex watch_mu_;
+  std::map<int, std::function<void()>> watchers_;
+  int next_watch_ = 1;
+};
+
+namespace {
+std::mutex g_registry_mu;
+std::map<std::string, std::weak_ptr<Mailbox>> g_registry;
+}  // namespace
+
+uint64_t Mailbox::Impl::next_modseq() {
+  cur_.highest_modseq = std::max<uint64_t>(cur_.highest_modseq + 1, static_cast<uint64_t>(now_us()));
+  std::string p;
+  p += 'H';
+  put_u64(p, cur_.highest_modseq);
+  put_record(pending_, p);
+  return cur_.highest_modseq;
+}
+
+MessageMeta* Mailbox::Impl::find(uint32_t uid) {
+  auto it = std::lower_bound(cur_.messages.begin(), cur_.messages.end(), uid,
+                             [](const MessageMeta& m, uint32_t u) { return m.uid < u; });
+  return it != cur_.messages.end() && it->uid == uid ? &*it : nullptr;
+}
+
+void Mailbox::Impl::publish() {
+  auto snap = std::make_shared<const Snapshot>(cur_);
+  std::lock_guard lock(pub_mu_);
+  pub_ = std::move(snap);
+}
+
+void Mailbox::Impl::notify() {
+  std::vector<std::function<void()>> calls;
+  {
+    std::lock_guard lock(watch_mu_);
+    for (auto& [id, fn] : watchers_) calls.push_back(fn);
+  }
+  for (auto& fn : calls) fn();
+}
+
+// ---- dovecot-uidlist and dovecot-keywords ----
+
+StoreError Mailbox::Impl::lock_uidlist(int& fd) {
+  std::string lock = file("dovecot-uidlist.lock");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kLockWaitMs);
+  while (true) {
+    fd = ::open(lock.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+      chown_fd(fd);
+      return {};
+    }
+    if (errno != EEXIST) return io_error(errno, "create " + lock);
+    struct stat st;
+    if (::stat(lock.c_str(), &st) == 0 && st.st_mtime + kLockStaleSeconds < ::time(nullptr)) {
+      ::unlink(lock.c_str());  // stale: its writer died (Dovecot overrides it the same way)
+      continue;
+    }
+    if (std::chrono::steady_clock::now() > deadline)
+      return {ErrorKind::kTemporary, "timeout waiting for " + lock};
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+void Mailbox::Impl::unlock_uidlist(int fd) {
+  ::close(fd);
+  ::unlink(file("dovecot-uidlist.lock").c_str());
+}
+
+// Writes uidlist_ (less the expunged) into the lock file, fsyncs it and renames it over dovecot-uidlist.
+StoreError Mailbox::Impl::commit_uidlist(int fd) {
+  if (!gone_.empty()) {
+    std::erase_if(uidlist_.entries, [&](const UidlistEntry& e) { return gone_.count(e.uid) != 0; });
+    gone_.clear();
+    uidlist_names_.clear();
+    for (const auto& e : uidlist_.entries) uidlist_names_.emplace(e.name, e.uid);
+  }
+  std::string lock = file("dovecot-uidlist.lock");
+  std::string text = format_uidlist(uidlist_);
+  int err = write_all(fd, text);
+  if (err == 0 && ::fsync(fd) != 0) err = errno;
+  ::close(fd);
+  if (err == 0 && ::rename(lock.c_str(), file("dovecot-uidlist").c_str()) != 0) err = errno;
+  if (err != 0) {
+    ::unlink(lock.c_str());
+    return io_error(err, "write " + file("dovecot-uidlist"));
+  }
+  if ((err = fsync_dir(path_)) != 0) return io_error(err, "fsync " + path_);
+  uidlist_stamp_ = stamp_of(file("dovecot-uidlist"));
+  return {};
+}
+
+void Mailbox::Impl::reset_state() {
+  cur_.messages.clear();
+  cur_.expunged.clear();
+  by_name_.clear();
+  gone_.clear();
+  loaded_.clear();
+  cache_.clear();
+  reset_index();
+}
+
+// Re-reads dovecot-uidlist when it changed; a new UIDVALIDITY (someone recreated it) starts over.
+StoreError Mailbox::Impl::refresh_uidlist(bool& reset) {
+  Stamp st = stamp_of(file("dovecot-uidlist"));
+  if (st == uidlist_stamp_ && st.exists) return {};
+  std::string text;
+  int err = st.exists ? read_file(file("dovecot-uidlist"), text) : ENOENT;
+  Result<Uidlist> parsed = err == 0 ? parse_uidlist(text) : Result<Uidlist>(Error{"missing"});
+  if (err != 0 && err != ENOENT) return io_error(err, "read " + file("dovecot-uidlist"));
+  if (!parsed) {
+    // Missing or damaged: write one from what we know (a new UIDVALIDITY when we know nothing).
+    int fd = -1;
+    if (auto e = lock_uidlist(fd); !e.ok()) return e;
+    if (stamp_of(file("dovecot-uidlist")).exists && text.empty() && err == 0) {
+      unlock_uidlist(fd);
+      uidlist_stamp_ = {};
+      return refresh_uidlist(reset);
+    }
+    if (uidlist_.uidvalidity == 0) {
+      uidlist_.uidvalidity = static_cast<uint32_t>(::time(nullptr));
+      uidlist_.guid = random_guid();
+      uidlist_.next_uid = 1;
+      uidlist_.entries.clear();
+      for (const auto& m : cur_.messages) uidlist_.entries.push_back({m.uid, "", m.name});
+      uidlist_.next_uid = std::max(uidlist_.next_uid, cur_.uidnext);
+    }
+    if (auto e = commit_uidlist(fd); !e.ok()) return e;
+    return {};
+  }
+  if (uidlist_.uidvalidity != 0 && parsed->uidvalidity != uidlist_.uidvalidity) {
+    reset_state();
+    reset = true;
+  }
+  uidlist_ = std::move(*parsed);
+  uidlist_names_.clear();
+  uidlist_names_.reserve(uidlist_.entries.size());
+  for (const auto& e : uidlist_.entries) uidlist_names_.emplace(e.name, e.uid);
+  uidlist_stamp_ = st;
+  return {};
+}
+
+void Mailbox::Impl::read_keywords() {
+  Stamp st = stamp_of(file("dovecot-keywords"));
+  if (st == keywords_stamp_) return;
+  std::string text;
+  if (st.exists && read_file(file("dovecot-keywords"), text) == 0) {
+    auto parsed = parse_keywords(text);
+    // Never forget a keyword we know (a stale file from another writer): keep ours where theirs is empty.
+    if (parsed.size() < cur_.keywords.size()) parsed.resize(cur_.keywords.size());
+    for (size_t i = 0; i < parsed.size(); ++i)
+      if (parsed[i].empty() && i < cur_.keywords.size()) parsed[i] = cur_.keywords[i];
+    cur_.keywords = std::move(parsed);
+  }
+  keywords_stamp_ = st;
+}
+
+// Keyword names -> bits, adding unknown names to dovecot-keywords. Error when a 27th would be needed.
+StoreError Mailbox::Impl::keyword_bits(const std::vector<std::string>& names, uint32_t& bits, bool& changed) {
+  read_keywords();
+  bits = 0;
+  std::vector<std::string> add;
+  for (const auto& n : names) {
+    auto it = std::find(cur_.keywords.begin(), cur_.keywords.end(), n);
+    if (it != cur_.keywords.end()) {
+      bits |= 1u << (it - cur_.keywords.begin());
+    } else if (std::find(add.begin(), add.end(), n) == add.end()) {
+      add.push_back(n);
+    }
+  }
+  if (add.empty()) return {};
+  std::string lock = file("dovecot-keywords.lock");
+  int fd = -1;
+  for (int tries = 0; tries < 2000; ++tries) {
+    fd = ::open(lock.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0 || errno != EEXIST) break;
+    struct stat st;
+    if (::stat(lock.c_str(), &st) == 0 && st.st_mtime + kLockStaleSeconds < ::time(nullptr))
+      ::unlink(lock.c_str());
+    else
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (fd < 0) return io_error(errno, "create " + lock);
+  chown_fd(fd);
+  keywords_stamp_ = {};
+  read_keywords();
+  std::vector<std::string> kw = cur_.keywords;
+  for (const auto& n : add) {
+    auto it = std::find(kw.begin(), kw.end(), n);
+    if (it != kw.end()) {
+      bits |= 1u << (it - kw.begin());
+      continue;
+    }
+    auto hole = std::find(kw.begin(), kw.end(), std::string());
+    if (hole == kw.end()) {
+      if (kw.size() >= 26) {
+        ::close(fd);
+        ::unlink(lock.c_str());
+        return {ErrorKind::kPermanent, "too many keywords (Maildir allows 26)"};
+      }
+      kw.push_back(n);
+      hole = kw.end() - 1;
+    } else {
+      *hole = n;
+    }
+    bits |= 1u << (hole - kw.begin());
+  }
+  int err = write_all(fd, format_keywords(kw));
+  if (err == 0 && ::fsync(fd) != 0) err = errno;
+  ::close(fd);
+  if (err == 0 && ::rename(lock.c_str(), file("dovecot-keywords").c_str()) != 0) err = errno;
+  if (err != 0) {
+    ::unlink(lock.c_str());
+    return io_error(err, "write " + file("dovecot-keywords"));
+  }
+  cur_.keywords = std::move(kw);
+  keywords_stamp_ = stamp_of(file("dovecot-keywords"));
+  changed = true;
+  return {};
+}
+
+// ---- postern-index ----
+
+void Mailbox::Impl::reset_index() {
+  if (index_fd_ < 0) return;
+  std::string h(kIndexMagic, sizeof kIndexMagic);
+  put_u32(h, kIndexVersion);
+  put_u32(h, uidlist_.uidvalidity);
+  if (::ftruncate(index_fd_, 0) != 0 || write_all(index_fd_, h) != 0) {
+    ::close(index_fd_);
+    index_fd_ = -1;
+    return;
+  }
+  index_size_ = h.size();
+  index_records_ = 0;
+  pending_.clear();
+  cache_.clear();
+}
+
+void Mailbox::Impl::load_index() {
+  std::string name = file("postern-index");
+  index_fd_ = ::open(name.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (index_fd_ < 0) return;  // no cache: everything still works, only slower
+  chown_fd(index_fd_);
+  std::string data;
+  if (read_file(name, data) != 0 || data.size() < kIndexHeader ||
+      data.compare(0, sizeof kIndexMagic, kIndexMagic, sizeof kIndexMagic) != 0 ||
+      get_u32(data.data() + 8) != kIndexVersion || get_u32(data.data() + 12) != uidlist_.uidvalidity) {
+    reset_index();
+    return;
+  }
+  size_t pos = kIndexHeader;
+  while (pos + 8 <= data.size()) {
+    uint32_t len = get_u32(data.data() + pos);
+    if (len == 0 || len > data.size() - pos - 8) break;
+    std::string_view p(data.data() + pos + 4, len);
+    if (get_u32(data.data() + pos + 4 + len) != fnv1a(p)) break;
+    const char* d = p.data() + 1;
+    switch (p[0]) {
+      case 'M':
+        if (len == kMetaPayload) {
+          MessageMeta m;
+          m.uid = get_u32(d);
+          m.modseq = get_u64(d + 4);
+          m.save_date = static_cast<int64_t>(get_u64(d + 12));
+          m.internal_date = static_cast<int64_t>(get_u64(d + 20));
+          m.size = get_u64(d + 28);
+          m.vsize = get_u64(d + 36);
+          m.flags = static_cast<uint8_t>(d[52]);
+          m.keywords = get_u32(d + 53);
+          cur_.highest_modseq = std::max(cur_.highest_modseq, m.modseq);
+          loaded_[m.uid] = std::move(m);
+        }
+        break;
+      case 'C':
+        if (len >= 6 && static_cast<uint8_t>(d[4]) < kCacheFields)
+          cache_[get_u32(d)][static_cast<uint8_t>(d[4])] = {pos + 4 + 6, len - 6, true};
+        break;
+      case 'X':
+        if (len == 13) {
+          uint32_t uid = get_u32(d);
+          uint64_t ms = get_u64(d + 4);
+          loaded_.erase(uid);
+          cache_.erase(uid);
+          cur_.expunged.emplace_back(uid, ms);
+          cur_.highest_modseq = std::max(cur_.highest_modseq, ms);
+        }
+        break;
+      case 'H':
+        if (len == 9) cur_.highest_modseq = std::max(cur_.highest_modseq, get_u64(d));
+        break;
+      case 'R':
+        if (len == 5) recent_mark_ = std::max(recent_mark_, get_u32(d));
+        break;
+      default:
+        break;  // a record type of a later version of this format
+    }
+    pos += 8 + len;
+    ++index_records_;
+  }
+  if (pos != data.size() && ::ftruncate(index_fd_, static_cast<off_t>(pos)) != 0) {
+    reset_index();
+    return;
+  }
+  index_size_ = pos;
+  if (cur_.expunged.size() > kMaxExpunged)
+    cur_.expunged.erase(cur_.expunged.begin(), cur_.expunged.end() - kMaxExpunged);
+}
+
+void Mailbox::Impl::flush_index() {
+  if (pending_.empty()) return;
+  if (index_fd_ >= 0) {
+    size_t records = 0;
+    for (size_t pos = 0; pos + 4 <= pending_.size(); ++records) pos += 8 + get_u32(pending_.data() + pos);
+    if (write_all(index_fd_, pending_) == 0) {
+      index_size_ += pending_.size();
+      index_records_ += records;
+    } else {
+      reset_index();  // a short write would hide every later record: start the cache over
+    }
+  }
+  pending_.clear();
+  maybe_compact();
+}
+
+// Rewrites the index with only live records when most of it is dead.
+void Mailbox::Impl::maybe_compact() {
+  size_t live = cur_.messages.size() + cache_.size() * 2 + cur_.expunged.size() + 2;
+  if (index_fd_ < 0 || index_records_ < 2 * live + 1000) return;
+  std::string out(kIndexMagic, sizeof kIndexMagic);
+  put_u32(out, kIndexVersion);
+  put_u32(out, uidlist_.uidvalidity);
+  std::string p;
+  p += 'H';
+  put_u64(p, cur_.highest_modseq);
+  put_record(out, p);
+  p = "R";
+  put_u32(p, recent_mark_);
+  put_record(out, p);
+  for (const auto& [uid, ms] : cur_.expunged) {
+    p = "X";
+    put_u32(p, uid);
+    put_u64(p, ms);
+    put_record(out, p);
+  }
+  size_t records = 2 + cur_.expunged.size();
+  decltype(cache_) moved;
+  for (const auto& m : cur_.messages) {
+    put_meta(out, m);
+    ++records;
+    auto it = cache_.find(m.uid);
+    if (it == cache_.end()) continue;
+    for (size_t f = 0; f < kCacheFields; ++f) {
+      const CacheRef& ref = it->second[f];
+      if (!ref.present) continue;
+      std::string value(ref.length, '\0');
+      if (::pread(index_fd_, value.data(), ref.length, static_cast<off_t>(ref.offset)) !=
+          static_cast<ssize_t>(ref.length))
+        continue;
+      p = "C";
+      put_u32(p, m.uid);
+      p += static_cast<char>(f);
+      p += value;
+      moved[m.uid][f] = {out.size() + 4 + 6, ref.length, true};
+      put_record(out, p);
+      ++records;
+    }
+  }
+  std::string tmp = file("postern-index.new");
+  int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return;
+  chown_fd(fd);
+  if (write_all(fd, out) != 0 || ::rename(tmp.c_str(), file("postern-index").c_str()) != 0) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return;
+  }
+  ::close(index_fd_);
+  index_fd_ = fd;
+  index_size_ = out.size();
+  index_records_ = records;
+  cache_ = std::move(moved);
+}
+
+// ---- messages ----
+
+MessageMeta Mailbox::Impl::make_meta(uint32_t uid, const std::string& fname, bool in_new, uint64_t modseq) {
+  MessageMeta m;
+  m.uid = uid;
+  m.name = std::string(maildir_base(fname));
+  m.path = path_ + (in_new ? "/new/" : "/cur/") + fname;
+  MaildirInfo info = parse_info(fname, cur_.keywords.size());
+  m.flags = info.flags;
+  m.keywords = info.keywords;
+  auto it = loaded_.find(uid);
+  if (it != loaded_.end()) {
+    const MessageMeta& old = it->second;
+    m.size = old.size;
+    m.vsize = old.vsize;
+    m.internal_date = old.internal_date;
+    m.save_date = old.save_date;
+    m.modseq = old.modseq;
+    if (old.flags == m.flags && old.keywords == m.keywords) {
+      loaded_.erase(it);
+      return m;  // unchanged since the index was written: no stat, no record
+    }
+    loaded_.erase(it);
+    m.modseq = modseq ? modseq : next_modseq();
+    put_meta(pending_, m);
+    return m;
+  }
+  bool have_size = name_field(m.name, 'S', m.size);
+  bool have_vsize = name_field(m.name, 'W', m.vsize);
+  auto ul = uidlist_names_.find(m.name);
+  if (ul != uidlist_names_.end()) {
+    auto e = std::lower_bound(uidlist_.entries.begin(), uidlist_.entries.end(), ul->second,
+                              [](const UidlistEntry& x, uint32_t u) { return x.uid < u; });
+    if (e != uidlist_.entries.end() && e->uid == ul->second) {
+      if (!have_size) have_size = uidlist_ext_field(e->ext, 'S', m.size);
+      if (!have_vsize) have_vsize = uidlist_ext_field(e->ext, 'W', m.vsize);
+    }
+  }
+  struct stat st;
+  if (::stat(m.path.c_str(), &st) == 0) {
+    m.internal_date = st.st_mtime;
+    if (!have_size) m.size = static_cast<uint64_t>(st.st_size);
+    if (!have_vsize) {
+      std::string content;
+      m.vsize = read_file(m.path, content) == 0 ? crlf_size(content) : m.size;
+    }
+  }
+  m.save_date = ::time(nullptr);
+  m.modseq = modseq ? modseq : next_modseq();
+  put_meta(pending_, m);
+  return m;
+}
+
+void Mailbox::Impl::record_expunges(const std::vector<uint32_t>& uids) {
+  if (uids.empty()) return;
+  uint64_t ms = next_modseq();
+  std::unordered_set<uint32_t> set(uids.begin(), uids.end());
+  for (const auto& m : cur_.messages)
+    if (set.count(m.uid)) by_name_.erase(m.name);
+  std::erase_if(cur_.messages, [&](const MessageMeta& m) { return set.count(m.uid) != 0; });
+  for (uint32_t uid : uids) {
+    cur_.expunged.emplace_back(uid, ms);
+    cache_.erase(uid);
+    gone_.insert(uid);
+    std::string p = "X";
+    put_u32(p, uid);
+    put_u64(p, ms);
+    put_record(pending_, p);
+  }
+  if (cur_.expunged.size() > kMaxExpunged)
+    cur_.expunged.erase(cur_.expunged.begin(), cur_.expunged.end() - kMaxExpunged);
+}
+
+namespace {
+
+struct Found {
+  std::string file;
+  bool in_new = false;
+  bool matched = false;
+};
+
+// 0 or errno; entries of `dir` by base name (a name in cur/ wins over the same one in new/).
+int scan_dir(const std::string& dir, bool in_new, std::unordered_map<std::string, Found>& out) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return errno;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::string_view name = e->d_name;
+    auto [it, inserted] = out.try_emplace(std::string(maildir_base(name)));
+    if (inserted || !in_new) it->second = Found{std::string(name), in_new, false};
+  }
+  ::closedir(d);
+  return 0;
+}
+
+}  // namespace
+
+StoreError Mailbox::Impl::sync_locked(bool force, bool& changed) {
+  Stamp ns = stamp_of(path_ + "/new"), cs = stamp_of(path_ + "/cur");
+  if (!ns.exists || !cs.exists) return {ErrorKind::kPermanent, path_ + " is not a Maildir (no cur/ or new/)"};
+  Stamp us = stamp_of(file("dovecot-uidlist"));
+  Stamp ks = stamp_of(file("dovecot-keywords"));
+  if (!force && !dirty_ && ns == new_stamp_ && cs == cur_stamp_ && us == uidlist_stamp_ &&
+      ks == keywords_stamp_)
+    return {};
+  if (!(ks == keywords_stamp_)) {
+    read_keywords();
+    changed = true;
+  }
+  bool reset = false;
+  if (auto e = refresh_uidlist(reset); !e.ok()) return e;
+  if (reset) changed = true;
+  cur_.uidvalidity = uidlist_.uidvalidity;
+  new_stamp_ = ns;
+  cur_stamp_ = cs;
+  dirty_ = recent(ns) || recent(cs);
+
+  std::unordered_map<std::string, Found> found;
+  found.reserve(cur_.messages.size() + 64);
+  if (int err = scan_dir(path_ + "/new", true, found); err != 0)
+    return io_error(err, "read " + path_ + "/new");
+  if (int err = scan_dir(path_ + "/cur", false, found); err != 0)
+    return io_error(err, "read " + path_ + "/cur");
+
+  uint64_t flag_modseq = 0;
+  std::vector<uint32_t> missing;
+  auto match = [&](MessageMeta& m, Found& f) {
+    f.matched = true;
+    std::string now_path = path_ + (f.in_new ? "/new/" : "/cur/") + f.file;
+    if (now_path == m.path) return;
+    MaildirInfo info = parse_info(f.file, cur_.keywords.size());
+    m.path = std::move(now_path);
+    changed = true;
+    if (info.flags != m.flags || info.keywords != m.keywords) {
+      m.flags = info.flags;
+      m.keywords = info.keywords;
+      if (!flag_modseq) flag_modseq = next_modseq();
+      m.modseq = flag_modseq;
+      put_meta(pending_, m);
+    }
+  };
+  for (auto& m : cur_.messages) {
+    auto it = found.find(m.name);
+    if (it == found.end())
+      missing.push_back(m.uid);
+    else
+      match(m, it->second);
+  }
+  if (!missing.empty()) {
+    // readdir may miss a file renamed while it ran: look again before calling anything expunged.
+    std::unordered_map<std::string, Found> again;
+    scan_dir(path_ + "/new", true, again);
+    scan_dir(path_ + "/cur", false, again);
+    std::vector<uint32_t> really;
+    for (uint32_t uid : missing) {
+      MessageMeta* m = find(uid);
+      auto it = again.find(m->name);
+      if (it == again.end()) {
+        really.push_back(uid);
+      } else {
+        auto [pos, ins] = found.insert_or_assign(m->name, it->second);
+        match(*m, pos->second);
+      }
+    }
+    missing = std::move(really);
+  }
+
+  // Files without a UID of ours: the uidlist's UID when Dovecot gave one, else new ones in name order.
+  std::vector<const std::string*> unknown;
+  for (auto& [base, f] : found)
+    if (!f.matched) unknown.push_back(&base);
+  std::sort(unknown.begin(), unknown.end(), [](auto* a, auto* b) { return *a < *b; });
+  std::vector<std::pair<uint32_t, const std::string*>> adopt;
+  std::vector<const std::string*> fresh;
+  for (auto* base : unknown) {
+    auto it = uidlist_names_.find(*base);
+    if (it != uidlist_names_.end() && !gone_.count(it->second))
+      adopt.emplace_back(it->second, base);
+    else
+      fresh.push_back(base);
+  }
+  if (!fresh.empty()) {
+    int fd = -1;
+    if (auto e = lock_uidlist(fd); !e.ok()) return e;
+    uidlist_stamp_ = {};
+    bool reset2 = false;
+    if (auto e = refresh_uidlist(reset2); !e.ok()) {
+      unlock_uidlist(fd);
+      return e;
+    }
+    for (auto* base : fresh) {
+      auto it = uidlist_names_.find(*base);
+      if (it != uidlist_names_.end()) {
+        adopt.emplace_back(it->second, base);
+        continue;
+      }
+      uint32_t uid = uidlist_.next_uid++;
+      uidlist_.entries.push_back({uid, "", *base});
+      uidlist_names_.emplace(*base, uid);
+      adopt.emplace_back(uid, base);
+    }
+    if (auto e = commit_uidlist(fd); !e.ok()) return e;
+  }
+  uint64_t arrival = 0;
+  for (auto& [uid, base] : adopt) {
+    if (find(uid)) continue;  // two names for one UID in a damaged uidlist: keep the first
+    const Found& f = found[*base];
+    if (!first_sync_ && !arrival) arrival = next_modseq();
+    cur_.messages.push_back(make_meta(uid, f.file, f.in_new, arrival));
+    by_name_[*base] = uid;
+    changed = true;
+  }
+  if (!adopt.empty() && !std::is_sorted(cur_.messages.begin(), cur_.messages.end(),
+                                        [](const auto& a, const auto& b) { return a.uid < b.uid; }))
+    std::sort(cur_.messages.begin(), cur_.messages.end(),
+              [](const auto& a, const auto& b) { return a.uid < b.uid; });
+
+  // new/ -> cur/, as Dovecot does for a mailbox opened read-write.
+  for (auto& m : cur_.messages) {
+    std::string_view fname = file_part(m.path);
+    if (m.path.size() < path_.size() + 5 || m.path.compare(path_.size(), 5, "/new/") != 0) continue;
+    std::string to = path_ + "/cur/" +
+                     (fname.find(":2,") == std::string_view::npos ? file_name_with_info(m.name, MaildirInfo{})
+                                                                  : std::string(fname));
+    if (::rename(m.path.c_str(), to.c_str()) == 0) {
+      m.path = std::move(to);
+      changed = true;
+    } else {
+      dirty_ = true;  // moved by someone else: the next sync finds it
+    }
+  }
+
+  if (first_sync_) {
+    // Messages the index knew that are gone: expunged while nobody of ours had the mailbox open.
+    for (const auto& [uid, m] : loaded_) missing.push_back(uid);
+    loaded_.clear();
+    first_sync_ = false;
+  }
+  if (!missing.empty()) {
+    record_expunges(missing);
+    changed = true;
+  }
+  uint32_t max_uid = cur_.messages.empty() ? 0 : cur_.messages.back().uid;
+  cur_.uidnext = std::max(uidlist_.next_uid, max_uid + 1);
+  flush_index();
+  return {};
+}
+
+StoreError Mailbox::Impl::open(bool create) {
+  if (create) {
+    if (auto st = make_maildir(path_, owner_); !st) return {ErrorKind::kTemporary, st.error().message};
+  }
+  struct stat st;
+  if (::stat((path_ + "/cur").c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return {ErrorKind::kPermanent, path_ + " is not a Maildir"};
+  read_keywords();
+  bool reset = false;
+  if (auto e = refresh_uidlist(reset); !e.ok()) return e;
+  cur_.uidvalidity = uidlist_.uidvalidity;
+  load_index();
+  bool changed = false;
+  if (auto e = sync_locked(true, changed); !e.ok()) return e;
+  publish();
+  return {};
+}
+
+// Moves prepared files (in tmp/, fsync'd) into cur/ and gives them UIDs, all under one uidlist lock.
+StoreError Mailbox::Impl::add_files(std::vector<NewFile>& files, std::vector<uint32_t>& uids, bool& changed) {
+  auto drop_all = [&](size_t from) {
+    for (size_t i = from; i < files.size(); ++i) ::unlink(files[i].tmp_path.c_str());
+  };
+  if (auto e = sync_locked(false, changed); !e.ok()) {
+    drop_all(0);
+    return e;
+  }
+  std::vector<uint32_t> bits(files.size());
+  for (size_t i = 0; i < files.size(); ++i) {
+    std::vector<std::string> kws = files[i].keywords;
+    if (auto e = keyword_bits(kws, bits[i], changed); !e.ok()) {
+      // No room for more keywords: keep those that fit.
+      kws.erase(std::remove_if(kws.begin(), kws.end(),
+                               [&](const std::string& k) {
+                                 return std::find(cur_.keywords.begin(), cur_.keywords.end(), k) ==
+                                        cur_.keywords.end();
+                               }),
+                kws.end());
+      if (auto e2 = keyword_bits(kws, bits[i], changed); !e2.ok()) bits[i] = 0;
+    }
+  }
+  int fd = -1;
+  if (auto e = lock_uidlist(fd); !e.ok()) {
+    drop_all(0);
+    return e;
+  }
+  uidlist_stamp_ = {};
+  bool reset = false;
+  if (auto e = refresh_uidlist(reset); !e.ok()) {
+    unlock_uidlist(fd);
+    drop_all(0);
+    return e;
+  }
+  std::vector<std::string> finals;
+  for (size_t i = 0; i < files.size(); ++i) {
+    MaildirInfo info{files[i].flags, bits[i], files[i].other};
+    std::string to = path_ + "/cur/" + file_name_with_info(files[i].base, info);
+    if (::rename(files[i].tmp_path.c_str(), to.c_str()) != 0) {
+      StoreError e = io_error(errno, "rename into " + path_ + "/cur");
+      for (const auto& f : finals) ::unlink(f.c_str());
+      drop_all(i);
+      unlock_uidlist(fd);
+      return e;
+    }
+    finals.push_back(std::move(to));
+  }
+  int err = fsync_dir(path_ + "/cur");
+  std::vector<uint32_t> assigned;
+  for (size_t i = 0; i < files.size() && err == 0; ++i) {
+    uint32_t uid = uidlist_.next_uid++;
+    uidlist_.entries.push_back({uid, "", files[i].base});
+    uidlist_names_.emplace(files[i].base, uid);
+    assigned.push_back(uid);
+  }
+  StoreError e = err != 0 ? io_error(err, "fsync " + path_ + "/cur") : commit_uidlist(fd);
+  if (err != 0) unlock_uidlist(fd);
+  if (!e.ok()) {
+    // Never a message without its UID on disk: take the files back out.
+    for (const auto& f : finals) ::unlink(f.c_str());
+    uidlist_stamp_ = {};
+    return e;
+  }
+  uint64_t ms = next_modseq();
+  int64_t now = ::time(nullptr);
+  for (size_t i = 0; i < files.size(); ++i) {
+    MessageMeta m;
+    m.uid = assigned[i];
+    m.flags = files[i].flags;
+    m.keywords = bits[i];
+    m.size = files[i].size;
+    m.vsize = files[i].vsize;
+    m.internal_date = files[i].internal_date;
+    m.save_date = now;
+    m.modseq = ms;
+    m.name = files[i].base;
+    m.path = finals[i];
+    put_meta(pending_, m);
+    by_name_[m.name] = m.uid;
+    cur_.messages.push_back(std::move(m));
+  }
+  if (!std::is_sorted(cur_.messages.begin(), cur_.messages.end(),
+                      [](const auto& a, const auto& b) { return a.uid < b.uid; }))
+    std::sort(cur_.messages.begin(), cur_.messages.end(),
+              [](const auto& a, const auto& b) { return a.uid < b.uid; });
+  cur_.uidnext = std::max(cur_.uidnext, uidlist_.next_uid);
+  uids = std::move(assigned);
+  changed = true;
+  flush_index();
+  return {};
+}
+
+// ---- Mailbox ----
+
+Mailbox::Mailbox(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Mailbox::~Mailbox() {
+  std::lock_guard lock(g_registry_mu);
+  auto it = g_registry.find(impl_->path_);
+  if (it != g_registry.end() && it->second.expired()) g_registry.erase(it);
+}
+
+Result<std::shared_ptr<Mailbox>> Mailbox::open(const std::string& maildir, const Owner& owner, bool create) {
+  std::string path = maildir;
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  std::lock_guard lock(g_registry_mu);
+  auto it = g_registry.find(path);
+  if (it != g_registry.end())
+    if (auto mb = it->second.lock()) return mb;
+  auto impl = std::make_unique<Impl>(path, owner);
+  {
+    std::lock_guard ilock(impl->mu_);
+    if (auto e = impl->open(create); !e.ok()) return Error{e.detail};
+  }
+  std::shared_ptr<Mailbox> mb(new Mailbox(std::move(impl)));
+  g_registry[path] = mb;
+  return mb;
+}
+
+void Mailbox::notify_changed(const std::string& maildir) {
+  std::string path = maildir;
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  std::shared_ptr<Mailbox> mb;
+  {
+    std::lock_guard lock(g_registry_mu);
+    auto it = g_registry.find(path);
+    if (it != g_registry.end()) mb = it->second.lock();
+  }
+  if (mb) (void)mb->sync();
+}
+
+const std::string& Mailbox::path() const {
+  return impl_->path_;
+}
+
+StoreError Mailbox::sync() {
+  bool changed = false;
+  StoreError e;
+  {
+    std::lock_guard lock(impl_->mu_);
+    e = impl_->sync_locked(false, changed);
+    if (changed) impl_->publish();
+  }
+  if (changed) impl_->notify();
+  return e;
+}
+
+std::shared_ptr<const Snapshot> Mailbox::snapshot() const {
+  std::lock_guard lock(impl_->pub_mu_);
+  return impl_->pub_;
+}
+
+StoreError Mailbox::append(std::string_view content, uint8_t flags, const std::vector<std::string>& keywords,
+                           int64_t internal_date, uint64_t size_limit, uint32_t& uid) {
+  const std::string& path = impl_->path_;
+  if (size_limit != 0) {
+    // mailbox_size_limit counts the whole Maildir: a folder's root is its parent.
+    std::string root = path;
+    struct stat st;
+    if (::stat((path + "/maildirfolder").c_str(), &st) == 0) root = path.substr(0, path.rfind('/'));
+    if (usage(root) + content.size() > size_limit)
+      return {ErrorKind::kQuotaExceeded, fmt::format("{}: mailbox_size_limit {} reached", path, size_limit)};
+  }
+  NewFile nf;
+  nf.size = content.size();
+  nf.vsize = crlf_size(content);
+  nf.base = unique_name(nf.size, nf.vsize);
+  nf.tmp_path = path + "/tmp/" + nf.base;
+  nf.flags = flags;
+  nf.keywords = keywords;
+  nf.internal_date = internal_date ? internal_date : ::time(nullptr);
+  int fd = ::open(nf.tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return io_error(errno, "create " + nf.tmp_path);
+  impl_->chown_fd(fd);
+  timespec times[2] = {{nf.internal_date, 0}, {nf.internal_date, 0}};
+  int err = write_all(fd, content);
+  if (err == 0 && ::futimens(fd, times) != 0) err = errno;
+  if (err == 0 && ::fsync(fd) != 0) err = errno;
+  if (::close(fd) != 0 && err == 0) err = errno;
+  if (err != 0) {
+    ::unlink(nf.tmp_path.c_str());
+    return io_error(err, "write " + nf.tmp_path);
+  }
+  std::vector<NewFile> files{std::move(nf)};
+  std::vector<uint32_t> uids;
+  bool changed = false;
+  StoreError e;
+  {
+    std::lock_guard lock(impl_->mu_);
+    e = impl_->add_files(files, uids, changed);
+    if (changed) impl_->publish();
+  }
+  if (changed) impl_->notify();
+  if (e.ok()) uid = uids.front();
+  return e;
+}
+
+StoreError Mailbox::store(const std::vector<uint32_t>& uids, FlagOp op, uint8_t flags,
+                          const std::vector<std::string>& keywords, uint64_t unchanged_since,
+                          std::vector<uint32_t>* failed) {
+  bool changed = false;
+  StoreError e;
+  {
+    std::lock_guard lock(impl_->mu_);
+    Impl& im = *impl_;
+    e = im.sync_locked(false, changed);
+    uint32_t kbits = 0;
+    if (e.ok()) e = im.keyword_bits(keywords, kbits, changed);
+    uint64_t ms = 0;
+    for (size_t i = 0; e.ok() && i < uids.size(); ++i) {
+      for (int attempt = 0; attempt < 3; ++attempt) {
+        MessageMeta* m = im.find(uids[i]);
+        if (!m) break;
+        if (unchanged_since != 0 && m->modseq > unchanged_since) {
+          if (failed) failed->push_back(m->uid);
+          break;
+        }
+        uint8_t nf = op == FlagOp::kSet   ? flags
+                     : op == FlagOp::kAdd ? (m->flags | flags)
+                                          : (m->flags & ~flags);
+        uint32_t nk = op == FlagOp::kSet   ? kbits
+                      : op == FlagOp::kAdd ? (m->keywords | kbits)
+                                           : (m->keywords & ~kbits);
+        if (nf == m->flags && nk == m->keywords) break;
+        std::string_view cur_file = file_part(m->path);
+        MaildirInfo info = parse_info(cur_file, im.cur_.keywords.size());
+        info.flags = nf;
+        info.keywords = nk;
+        std::string to = im.path_ + "/cur/" + file_name_with_info(m->name, info);
+        if (::rename(m->path.c_str(), to.c_str()) != 0) {
+          if (errno != ENOENT) {
+            e = io_error(errno, "rename " + m->path);
+            break;
+          }
+          // Renamed or expunged by another program meanwhile: look again.
+          if (auto se = im.sync_locked(true, changed); !se.ok()) {
+            e = se;
+            break;
+          }
+          continue;
+        }
+        if (!ms) ms = im.next_modseq();
+        m->flags = nf;
+        m->keywords = nk;
+        m->path = std::move(to);
+        m->modseq = ms;
+        put_meta(im.pending_, *m);
+        changed = true;
+        break;
+      }
+    }
+    im.flush_index();
+    if (changed) im.publish();
+  }
+  if (changed) impl_->notify();
+  return e;
+}
+
+StoreError Mailbox::expunge(const std::vector<uint32_t>& uids) {
+  bool changed = false;
+  StoreError e;
+  {
+    std::lock_guard lock(impl_->mu_);
+    Impl& im = *impl_;
+    e = im.sync_locked(false, changed);
+    std::vector<uint32_t> done;
+    for (size_t i = 0; e.ok() && i < uids.size(); ++i) {
+      for (int attempt = 0; attempt < 3; ++attempt) {
+        MessageMeta* m = im.find(uids[i]);
+        if (!m) break;
+        if (::unlink(m->path.c_str()) == 0) {
+          done.push_back(m->uid);
+          break;
+        }
+        if (errno != ENOENT) {
+          e = io_error(errno, "unlink " + m->path);
+          break;
+        }
+        // Finish what is done first: a rescan would otherwise see these as vanished too.
+        im.record_expunges(done);
+        done.clear();
+        if (auto se = im.sync_locked(true, changed); !se.ok()) e = se;
+      }
+    }
+    if (!done.empty()) {
+      im.record_expunges(done);
+      changed = true;
+    }
+    im.flush_index();
+    if (changed) im.publish();
+  }
+  if (changed) impl_->notify();
+  return e;
+}
+
+StoreError Mailbox::copy_to(const std::vector<uint32_t>& uids, Mailbox& dest, std::vector<uint32_t>& copied,
+                            std::vector<uint32_t>& new_uids) {
+  // Source side under the source lock: the files linked (or copied) into dest's tmp/.
+  std::vector<NewFile> files;
+  std::vector<uint32_t> from;
+  StoreError e;
+  {
+    std::lock_guard lock(impl_->mu_);
+    Impl& im = *impl_;
+    bool changed = false;
+    e = im.sync_locked(false, changed);
+    if (changed) im.publish();
+    for (size_t i = 0; e.ok() && i < uids.size(); ++i) {
+      const MessageMeta* m = im.find(uids[i]);
+      if (!m) continue;
+      NewFile nf;
+      nf.size = m->size;
+      nf.vsize = m->vsize;
+      nf.base = unique_name(m->size, m->vsize);
+      nf.tmp_path = dest.impl_->path_ + "/tmp/" + nf.base;
+      nf.flags = m->flags;
+      nf.internal_date = m->internal_date;
+      for (int k = 0; k < 26; ++k)
+        if ((m->keywords & (1u << k)) && static_cast<size_t>(k) < im.cur_.keywords.size())
+          nf.keywords.push_back(im.cur_.keywords[k]);
+      nf.other = parse_info(file_part(m->path), im.cur_.keywords.size()).other;
+      if (::link(m->path.c_str(), nf.tmp_path.c_str()) != 0) {
+        std::string content;
+        int err = read_file(m->path, content);
+        if (err == ENOENT) continue;  // expunged meanwhile
+        int fd = err == 0 ? ::open(nf.tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+        if (err == 0 && fd < 0) err = errno;
+        if (fd >= 0) {
+          dest.impl_->chown_fd(fd);
+          timespec times[2] = {{nf.internal_date, 0}, {nf.internal_date, 0}};
+          err = write_all(fd, content);
+          if (err == 0 && ::futimens(fd, times) != 0) err = errno;
+          if (err == 0 && ::fsync(fd) != 0) err = errno;
+          ::close(fd);
+        }
+        if (err != 0) {
+          ::unlink(nf.tmp_path.c_str());
+          e = io_error(err, "copy into " + nf.tmp_path);
+          break;
+        }
+      }
+      from.push_back(m->uid);
+      files.push_back(std::move(nf));
+    }
+  }
+  if (!e.ok()) {
+    for (const auto& f : files) ::unlink(f.tmp_path.c_str());
+    return e;
+  }
+  if (files.empty()) return {};
+  std::vector<uint32_t> assigned;
+  bool changed = false;
+  {
+    std::lock_guard lock(dest.impl_->mu_);
+    e = dest.impl_->add_files(files, assigned, changed);
+    if (changed) dest.impl_->publish();
+  }
+  if (changed) dest.impl_->notify();
+  if (!e.ok()) return e;
+  copied.insert(copied.end(), from.begin(), from.end());
+  new_uids.insert(new_uids.end(), assigned.begin(), assigned.end());
+  return {};
+}
+
+Result<std::string> Mailbox::read(uint32_t uid) const {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::string path;
+    bool changed = false;
+    {
+      std::lock_guard lock(impl_->mu_);
+      if (attempt > 0) {
+        (void)impl_->sync_locked(true, changed);
+        if (changed) impl_->publish();
+      }
+      const MessageMeta* m = impl_->find(uid);
+      if (m) path = m->path;
+    }
+    if (changed) impl_->notify();
+    if (path.empty()) break;
+    std::string content;
+    int err = read_file(path, content);
+    if (err == 0) return content;
+    if (err != ENOENT) return Error{fmt::format("read {}: {}", path, std::strerror(err))};
+  }
+  return Error{fmt::format("UID {} expunged", uid)};
+}
+
+std::optional<std::string> Mailbox::cached(uint32_t uid, CacheField field) const {
+  std::lock_guard lock(impl_->mu_);
+  auto it = impl_->cache_.find(uid);
+  if (it == impl_->cache_.end() || impl_->index_fd_ < 0) return std::nullopt;
+  const CacheRef& ref = it->second[static_cast<size_t>(field)];
+  if (!ref.present) return std::nullopt;
+  std::string value(ref.length, '\0');
+  if (::pread(impl_->index_fd_, value.data(), ref.length, static_cast<off_t>(ref.offset)) !=
+      static_cast<ssize_t>(ref.length))
+    return std::nullopt;
+  return value;
+}
+
+void Mailbox::put_cache(uint32_t uid, CacheField field, std::string value) {
+  std::lock_guard lock(impl_->mu_);
+  Impl& im = *impl_;
+  if (!im.find(uid) || im.index_fd_ < 0) return;
+  im.flush_index();
+  std::string p = "C";
+  put_u32(p, uid);
+  p += static_cast<char>(field);
+  p += value;
+  // The reference first: a compaction right after the write carries the value over.
+  im.cache_[uid][static_cast<size_t>(field)] = {im.index_size_ + 4 + 6, static_cast<uint32_t>(value.size()),
+                                                true};
+  put_record(im.pending_, p);
+  im.flush_index();
+}
+
+uint32_t Mailbox::take_recent(uint32_t uidnext) {
+  std::lock_guard lock(impl_->mu_);
+  Impl& im = *impl_;
+  uint32_t old = im.recent_mark_;
+  if (uidnext > old) {
+    im.recent_mark_ = uidnext;
+    std::string p = "R";
+    put_u32(p, uidnext);
+    put_record(im.pending_, p);
+    im.flush_index();
+  }
+  return old;
+}
+
+int Mailbox::watch(std::function<void()> on_change) {
+  std::lock_guard lock(impl_->watch_mu_);
+  int id = impl_->next_watch_++;
+  impl_->watchers_.emplace(id, std::move(on_change));
+  return id;
+}
+
+void Mailbox::unwatch(int id) {
+  std::lock_guard lock(impl_->watch_mu_);
+  impl_->watchers_.erase(id);
+}
+
+}  // namespace postern::store::maildir
