@@ -84,5 +84,8 @@ TEST(FuzzReplay, PasswdFile) {
 TEST(FuzzReplay, Mutf7) {
   replay("mutf7", postern_fuzz_mutf7);
 }
+TEST(FuzzReplay, Pop3Command) {
+  replay("pop3_command", postern_fuzz_pop3_command);
+}
 
 }  // namespace
