@@ -391,7 +391,8 @@ def test_uidl_is_dovecot_format_from_uidlist(pop3_server):
     p = srv.login(ALICE)
     uidls = [line.split()[1].decode() for line in p.uidl()[1]]
     p.quit()
-    assert all(re.fullmatch(r"[0-9a-f]{16}", u) for u in uidls), uidls
+    assert all(re.fullmatch(r"[0-9a-f]{16}", u) for u in uidls), \
+        f"{uidls}: Dovecot's %08Xu%08Xv gives 16 lower-case hex digits"
     assert uidls == expected_uidls(srv.maildir(ALICE))
 
 
@@ -493,6 +494,29 @@ def test_retr_without_quit_does_not_mark_seen(postern_pop3):
     p.quit()
     files = maildir_files(srv.maildir(ALICE))
     assert ["S" in f[1] for f in files.values()] == [False]
+
+
+def test_mail_arriving_during_a_session(pop3_server):
+    """The maildrop is the INBOX as it was at login: later mail waits for the next session and survives the
+    QUIT that deletes the messages the session saw."""
+    srv = pop3_server
+    srv.deliver(ALICE, make_message(subject="old one"))
+    srv.deliver(ALICE, make_message(subject="old two"))
+    p = srv.login(ALICE)
+    count, size = p.stat()
+    assert count == 2
+    srv.deliver(ALICE, make_message(subject="arrived meanwhile"))
+    assert p.stat() == (count, size)
+    assert len(p.list()[1]) == 2
+    with pytest.raises(poplib.error_proto):
+        p.retr(3)
+    p.dele(1)
+    p.dele(2)
+    assert p.quit().startswith(b"+OK")
+    p = srv.login(ALICE)
+    assert p.stat()[0] == 1
+    assert b"Subject: arrived meanwhile" in retr_lines(p, 1)
+    p.quit()
 
 
 def test_empty_maildrop(pop3_server):
@@ -812,3 +836,20 @@ def test_same_maildir_same_bytes(dovecot_instance, make_postern):
     for e, g in zip(expected, got):
         assert g == e, f"{e[0]}: postern differs from dovecot"
     assert len(got) == len(expected)
+
+
+def test_password_with_spaces_and_long_password(postern_pop3):
+    srv = postern_pop3
+    spaced = "two words  and more "
+    long_pw = "L" * 300
+    srv.postern.run("user", "add", f"carol@{DOMAIN}", "--password-stdin", input=spaced + "\n")
+    srv.postern.run("user", "add", f"dave@{DOMAIN}", "--password-stdin", input=long_pw + "\n")
+    r = srv.raw()
+    r.login(f"carol@{DOMAIN}", spaced)  # PASS takes the rest of the line, spaces included
+    assert r.cmd("STAT") == "+OK 0 0"
+    r = srv.raw()
+    r.login(f"dave@{DOMAIN}", long_pw)
+    assert r.cmd("QUIT").startswith("+OK") and r.closed()
+    r = srv.raw()
+    assert r.cmd("AUTH PLAIN") == "+ "  # a long response goes on the continuation line (RFC 5034 4)
+    assert r.cmd(plain(f"dave@{DOMAIN}", long_pw)).startswith("+OK")
