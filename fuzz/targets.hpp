@@ -15,3 +15,4 @@ int postern_fuzz_mime_headers(const uint8_t* data, size_t size);
 int postern_fuzz_passwd_file(const uint8_t* data, size_t size);
 int postern_fuzz_mutf7(const uint8_t* data, size_t size);
 int postern_fuzz_pop3_command(const uint8_t* data, size_t size);
+int postern_fuzz_imap_command(const uint8_t* data, size_t size);

@@ -84,6 +84,9 @@ TEST(FuzzReplay, PasswdFile) {
 TEST(FuzzReplay, Mutf7) {
   replay("mutf7", postern_fuzz_mutf7);
 }
+TEST(FuzzReplay, ImapCommand) {
+  replay("imap_command", postern_fuzz_imap_command);
+}
 TEST(FuzzReplay, Pop3Command) {
   replay("pop3_command", postern_fuzz_pop3_command);
 }

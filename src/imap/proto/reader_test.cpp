@@ -164,8 +164,8 @@ TEST(CommandReader, LineTooLongThenTheNextCommand) {
   expect_events("a NOOP 1234567890\r\nb NOOP\r\n", {"too long a", "command b NOOP"}, limits);
   expect_events("a NOOP 1234567890123456789012345678901234567890\r\nb NOOP\r\n",
                 {"too long a", "command b NOOP"}, limits);
-  expect_events("abcdefghijklmnopq\r\nb NOOP\nc NOOP\n",
-                {"too long abcdefghijklmnopq", "command b NOOP", "command c NOOP"}, limits);
+  expect_events("abcdefghij klmnopqrst\r\nb NOOP\nc NOOP\n",
+                {"too long abcdefghij", "command b NOOP", "command c NOOP"}, limits);
 }
 
 TEST(CommandReader, LineTooLongCountsEverySegmentButNotLiterals) {
@@ -293,6 +293,19 @@ TEST(CommandReader, DISABLED_RefusedNonSyncLiteralSkipsTheLaterLiteralsOfItsComm
   std::string in = "a APPEND INBOX {10+}\r\n0123456789 {" + std::to_string(msg2.size()) + "+}\r\n" + msg2 +
                    "\r\nb NOOP\r\n";
   expect_events(in, {"too big a APPEND 10", "command b NOOP"}, limits);
+}
+
+// BUG (reader.cpp, end_of_segment and next): tag() is the first word of the line as received, unchecked, and
+// net/server.cpp echoes it in the NO/BAD reply to a refused literal or line: a bare CR, NUL or any control
+// byte of the client's goes into a response line (parse_command refuses such tags; these paths do not see
+// it). Expected: a tag() that is not a valid tag is empty (the reply then uses "*").
+TEST(CommandReader, DISABLED_TagOfARefusedCommandHoldsNoControlBytes) {
+  ReaderLimits limits;
+  limits.max_literal = 10;
+  CommandReader r(limits);
+  r.append(std::string("a\rb\0c LOGIN {11}\r\n", 19));
+  ASSERT_EQ(r.next(), Status::kLiteralTooBig);
+  for (char c : r.tag()) EXPECT_GE(static_cast<unsigned char>(c), 0x21) << "in tag " << r.tag();
 }
 
 }  // namespace
