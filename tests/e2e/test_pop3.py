@@ -164,10 +164,10 @@ class Pop3Server:
         self.conns.append(p)
         return p
 
-    def login(self, user=ALICE, password=PASSWORD, source=None):
-        """poplib.POP3 logged in. Waits while the user's maildrop is still held by a session that just
-        ended (Postern releases it when it has read the client's EOF or QUIT)."""
-        deadline = time.time() + 10
+    def login(self, user=ALICE, password=PASSWORD, source=None, wait=10):
+        """poplib.POP3 logged in. Waits (up to `wait` seconds) while the user's maildrop is still held by a
+        session that just ended (Postern releases it when it has read the client's EOF or QUIT)."""
+        deadline = time.time() + wait
         while True:
             p = self.connect(source)
             p.user(user)
@@ -853,3 +853,26 @@ def test_password_with_spaces_and_long_password(postern_pop3):
     r = srv.raw()
     assert r.cmd("AUTH PLAIN") == "+ "  # a long response goes on the continuation line (RFC 5034 4)
     assert r.cmd(plain(f"dave@{DOMAIN}", long_pw)).startswith("+OK")
+
+
+def test_failed_maildrop_open_releases_the_lock(postern_pop3):
+    """A login whose Maildir cannot be opened ([SYS/TEMP]) must not keep the user's maildrop locked, also
+    when the same connection then logs in as someone else."""
+    srv = postern_pop3
+    srv.login(ALICE).quit()  # creates the Maildir
+    cur = os.path.join(srv.maildir(ALICE), "cur")
+    os.chmod(cur, 0)
+    try:
+        r = srv.raw()
+        assert r.cmd(f"USER {ALICE}").startswith("+OK")
+        reply = r.cmd(f"PASS {PASSWORD}")
+        if reply.startswith("+OK"):
+            pytest.skip("the server runs as root here: a mode 000 directory does not stop it")
+        assert reply.startswith("-ERR [SYS/TEMP]"), reply
+        r.login(BOB)
+        assert r.cmd("QUIT").startswith("+OK") and r.closed()
+    finally:
+        os.chmod(cur, 0o700)
+    p = srv.login(ALICE, wait=2)  # fails with [IN-USE] when the lock leaked
+    assert p.stat() == (0, 0)
+    p.quit()
