@@ -112,8 +112,7 @@ class Server {
       if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
       if (ec)
         return Error{fmt::format("{}: cannot listen on {}: {}", key, format_endpoint(ep), ec.message())};
-      log::info("master", "{} listening on {}", service == Service::kSmtp ? "smtpd" : "imap",
-                format_endpoint(ep));
+      log::info("master", "{} listening on {}", key.substr(0, key.find('_')), format_endpoint(ep));
       acceptors_.push_back({std::make_unique<tcp::acceptor>(std::move(acc)), service});
     }
     return Ok{};

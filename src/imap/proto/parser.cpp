@@ -29,6 +29,13 @@ bool atom_char(unsigned char c) {
   }
 }
 
+// FETCH attributes whose section spec in brackets may hold spaces and parentheses.
+bool section_atom(std::string_view name) {
+  for (std::string_view n : {"BODY", "BODY.PEEK", "BINARY", "BINARY.PEEK", "BINARY.SIZE"})
+    if (iequals(name, n)) return true;
+  return false;
+}
+
 class Tokenizer {
  public:
   explicit Tokenizer(std::string_view s) : s_(s) {}
@@ -125,12 +132,12 @@ class Tokenizer {
     size_t begin = pos_;
     while (pos_ < s_.size()) {
       unsigned char c = static_cast<unsigned char>(s_[pos_]);
-      if (c == '[') {
+      if (c == '[' && section_atom(s_.substr(begin, pos_ - begin))) {
         // A section spec: everything up to the matching ']' belongs to the atom.
         int level = 0;
         while (pos_ < s_.size()) {
           char d = s_[pos_];
-          if (d == '\r' || d == '\n') return fail("Invalid section");
+          if (static_cast<unsigned char>(d) < 0x20 || d == 0x7f) return fail("Invalid section");
           if (d == '[') ++level;
           if (d == ']' && --level == 0) break;
           ++pos_;
@@ -240,7 +247,7 @@ std::optional<SeqSet> parse_seqset(std::string_view s) {
     auto lo = number(piece.substr(0, colon));
     auto hi = colon == std::string_view::npos ? lo : number(piece.substr(colon + 1));
     if (!lo || !hi) return std::nullopt;
-    set.ranges.emplace_back(std::min(*lo, *hi), std::max(*lo, *hi));
+    set.ranges.emplace_back(*lo, *hi);
   }
   if (s.back() == ',') return std::nullopt;
   return set;
@@ -276,7 +283,11 @@ std::optional<int64_t> parse_date(std::string_view s) {
     return std::nullopt;
   auto m =
       std::find_if(kMonths.begin(), kMonths.end(), [&](std::string_view n) { return iequals(n, parts[1]); });
-  if (m == kMonths.end() || day < 1 || day > 31) return std::nullopt;
+  if (m == kMonths.end() || s.back() == '-') return std::nullopt;
+  static constexpr int kDays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int month = static_cast<int>(m - kMonths.begin());
+  bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  if (day < 1 || day > kDays[month] || (month == 1 && day == 29 && !leap)) return std::nullopt;
   return days_from_civil(year, static_cast<unsigned>(m - kMonths.begin() + 1), static_cast<unsigned>(day)) *
          86400;
 }

@@ -51,9 +51,9 @@ struct ParseResult {
 ParseResult parse_command(std::string_view text);
 
 // Sequence sets (RFC 9051 9: sequence-set), "*" as kStar. `$` (SEARCHRES, RFC 5182) as saved = true.
-constexpr uint32_t kStar = UINT32_MAX;
+constexpr uint32_t kStar = 0;  // 0 is no valid number: "*" cannot be confused with 4294967295
 struct SeqSet {
-  std::vector<std::pair<uint32_t, uint32_t>> ranges;  // each low <= high after resolving "*"
+  std::vector<std::pair<uint32_t, uint32_t>> ranges;  // as written: either end may be the higher
   bool saved = false;
 };
 std::optional<SeqSet> parse_seqset(std::string_view s);

@@ -235,7 +235,7 @@ TEST(ParseCommand, FetchSectionIsOneAtom) {
 // attributes. '[' is an ATOM-CHAR (RFC 9051 9), so "foo[bar" is a valid astring (mailbox, user name): it is
 // refused ("Missing ']'"), and two atoms "us[er" "pa]ss" become one. append_astring writes "a[b" as an atom
 // that the parser cannot read back.
-TEST(ParseCommand, DISABLED_BracketInAnOrdinaryAtom) {
+TEST(ParseCommand, BracketInAnOrdinaryAtom) {
   Command c = parse_ok("a CREATE foo[bar");
   ASSERT_EQ(c.args.size(), 1u);
   EXPECT_EQ(c.args[0].value, "foo[bar");
@@ -246,7 +246,7 @@ TEST(ParseCommand, DISABLED_BracketInAnOrdinaryAtom) {
 // BUG, minor (parser.cpp, Tokenizer::atom): between an atom's brackets every byte but CR and LF is taken,
 // NUL and other controls included, so an atom (not a literal8) may hold NUL. FETCH refuses such a section
 // later (parse_section), but the token tree breaks the grammar (ATOM-CHAR has no CTL).
-TEST(ParseCommand, DISABLED_ControlBytesInSection) {
+TEST(ParseCommand, ControlBytesInSection) {
   parse_error(std::string_view("a FETCH 1 BODY[\0]", 17));
   parse_error("a FETCH 1 BODY[\x01]");
 }
@@ -340,7 +340,7 @@ TEST(SeqSet, Format) {
 
 // BUG (parser.cpp, parse_seqset): 4294967295 is a valid nz-number (RFC 9051 9) but comes out as kStar, so
 // "UID FETCH 4294967295" matches the last message instead of no message.
-TEST(SeqSet, DISABLED_LargestNumberIsNotStar) {
+TEST(SeqSet, LargestNumberIsNotStar) {
   auto s = parse_seqset("4294967295");
   ASSERT_TRUE(s);
   EXPECT_FALSE(seqset_contains(*s, 100, 100));
@@ -370,7 +370,7 @@ TEST(Date, InvalidDates) {
 
 // BUG (parser.cpp, parse_date): the day is not checked against the month, so 30-Feb-2024 is 1-Mar-2024; and a
 // trailing '-' is accepted (split() drops an empty last piece).
-TEST(Date, DISABLED_InvalidDayOfMonthAndTrailingDash) {
+TEST(Date, InvalidDayOfMonthAndTrailingDash) {
   EXPECT_FALSE(parse_date("30-Feb-2024"));
   EXPECT_FALSE(parse_date("29-Feb-2023"));
   EXPECT_FALSE(parse_date("31-Apr-2024"));

@@ -44,6 +44,16 @@ void CommandReader::clear() {
   done_ = false;
 }
 
+void CommandReader::sanitize_tag() {
+  // The tag is echoed in the refusal: only a well-formed one (ASTRING-CHARs but '+') is.
+  bool good = !tag_.empty() && tag_.size() <= 64;
+  for (unsigned char c : tag_)
+    if (c <= 0x20 || c >= 0x7f || c == '(' || c == ')' || c == '{' || c == '%' || c == '*' || c == '"' ||
+        c == '\\' || c == '+')
+      good = false;
+  if (!good) tag_ = "*";
+}
+
 void CommandReader::compact() {
   if (pos_ > 0 && (pos_ >= buf_.size() || pos_ > 65536)) {
     buf_.erase(0, pos_);
@@ -76,7 +86,7 @@ bool CommandReader::next_line(std::string& line) {
   return true;
 }
 
-CommandReader::Status CommandReader::end_of_segment(size_t seg_begin) {
+std::optional<CommandReader::Status> CommandReader::end_of_segment(size_t seg_begin) {
   std::string_view seg = std::string_view(cmd_).substr(seg_begin);
   if (seg_begin == 0) {
     // The first line: learn tag and command name, for error replies and the literal limit.
@@ -100,6 +110,7 @@ CommandReader::Status CommandReader::end_of_segment(size_t seg_begin) {
     return Status::kCommand;
   }
   literal_size_ = size;
+  sanitize_tag();
   uint64_t limit = name_ == "APPEND" ? limits_.max_append_literal : limits_.max_literal;
   bool too_big = (limit != 0 && size > limit) || ++literals_ > limits_.max_literals;
   if (too_big) {
@@ -113,7 +124,8 @@ CommandReader::Status CommandReader::end_of_segment(size_t seg_begin) {
   cmd_ += "\r\n";
   state_ = State::kLiteral;
   literal_left_ = size;
-  return sync ? Status::kContinue : Status::kNeedMore;
+  if (!sync) return std::nullopt;  // its bytes may be buffered already: next() goes on reading them
+  return Status::kContinue;
 }
 
 CommandReader::Status CommandReader::next() {
@@ -140,10 +152,27 @@ CommandReader::Status CommandReader::next() {
     }
     size_t lf = buf_.find('\n', pos_);
     if (state_ == State::kSkipLine) {
-      pos_ = lf == std::string::npos ? buf_.size() : lf + 1;
+      if (lf == std::string::npos) {
+        // Keep a short tail: it may hold the start of a literal announcement.
+        size_t keep = std::min<size_t>(buf_.size() - pos_, 24);
+        pos_ = buf_.size() - keep;
+        compact();
+        return Status::kNeedMore;
+      }
+      size_t end = lf > pos_ && buf_[lf - 1] == '\r' ? lf - 1 : lf;
+      uint64_t size = 0;
+      bool sync = true;
+      bool literal = literal_announcement(std::string_view(buf_).substr(pos_, end - pos_), size, sync);
+      pos_ = lf + 1;
       compact();
-      if (lf == std::string::npos) return Status::kNeedMore;
-      state_ = State::kLine;
+      // A later non-synchronizing literal of the refused command is skipped as well, or its bytes would be
+      // read as commands; a synchronizing one never comes (no "+" is sent).
+      if (literal && !sync) {
+        state_ = State::kSkipLiteral;
+        literal_left_ = size;
+      } else {
+        state_ = State::kLine;
+      }
       continue;
     }
     size_t seg_len = (lf == std::string::npos ? buf_.size() : lf) - pos_;
@@ -153,6 +182,7 @@ CommandReader::Status CommandReader::next() {
       if (tag_.empty())
         tag_ = std::string(std::string_view(buf_).substr(pos_, std::min<size_t>(seg_len, 64)));
       tag_ = tag_.substr(0, tag_.find(' '));
+      sanitize_tag();
       return Status::kLineTooLong;
     }
     if (lf == std::string::npos) return Status::kNeedMore;
@@ -163,7 +193,7 @@ CommandReader::Status CommandReader::next() {
     line_bytes_ += end - pos_;
     pos_ = lf + 1;
     compact();
-    return end_of_segment(seg_begin);
+    if (auto st = end_of_segment(seg_begin)) return *st;
   }
 }
 

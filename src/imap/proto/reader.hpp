@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -25,11 +26,11 @@ struct ReaderLimits {
 class CommandReader {
  public:
   enum class Status {
-    kNeedMore,       // feed more bytes
-    kCommand,        // command() holds a whole command
-    kContinue,       // a synchronizing literal is announced: send "+ ..." then feed its bytes
-    kLineTooLong,    // refused: reply BAD (tag() may be empty when the tag was not read)
-    kLiteralTooBig,  // refused: reply (tag(), literal_size()); a synchronizing literal's bytes never come
+    kNeedMore,        // feed more bytes
+    kCommand,         // command() holds a whole command
+    kContinue,        // a synchronizing literal is announced: send "+ ..." then feed its bytes
+    kLineTooLong,     // refused: reply BAD (tag() may be empty when the tag was not read)
+    kLiteralTooBig,   // refused: reply (tag(), literal_size()); a synchronizing literal's bytes never come
   };
 
   explicit CommandReader(ReaderLimits limits) : limits_(limits) {}
@@ -57,8 +58,10 @@ class CommandReader {
  private:
   enum class State { kLine, kLiteral, kSkipLine, kSkipLiteral };
   // Looks at a finished line segment: a literal announcement or the end of the command.
-  Status end_of_segment(size_t seg_begin);
+  // Nothing: a non-synchronizing literal follows, whose bytes next() goes on reading.
+  std::optional<Status> end_of_segment(size_t seg_begin);
   void compact();
+  void sanitize_tag();
 
   ReaderLimits limits_;
   std::string buf_;

@@ -275,7 +275,7 @@ TEST(CommandReader, ClearDropsEverything) {
 // although the literal and the rest of the command may already be buffered. The server's loop
 // (net/server.cpp) then waits for more input, while a LITERAL+ client that sent the whole command in one
 // write waits for the reply: the session hangs until a timeout. Expected: next() goes on reading.
-TEST(CommandReader, DISABLED_NonSyncLiteralAlreadyBufferedNeedsNoMoreInput) {
+TEST(CommandReader, NonSyncLiteralAlreadyBufferedNeedsNoMoreInput) {
   CommandReader r(ReaderLimits{});
   r.append("a LOGIN {3+}\r\nbob {3+}\r\npwd\r\n");
   ASSERT_EQ(r.next(), Status::kCommand);
@@ -286,7 +286,7 @@ TEST(CommandReader, DISABLED_NonSyncLiteralAlreadyBufferedNeedsNoMoreInput) {
 // then the rest of the command up to the next LF only. A later non-synchronizing literal of the same command
 // (MULTIAPPEND, or any command with two literals) is not recognized as such, so its bytes are read as
 // commands: here the second message's line "z DELETE INBOX" is executed.
-TEST(CommandReader, DISABLED_RefusedNonSyncLiteralSkipsTheLaterLiteralsOfItsCommand) {
+TEST(CommandReader, RefusedNonSyncLiteralSkipsTheLaterLiteralsOfItsCommand) {
   ReaderLimits limits;
   limits.max_append_literal = 4;
   std::string msg2 = "z DELETE INBOX\r\n";
@@ -299,7 +299,7 @@ TEST(CommandReader, DISABLED_RefusedNonSyncLiteralSkipsTheLaterLiteralsOfItsComm
 // net/server.cpp echoes it in the NO/BAD reply to a refused literal or line: a bare CR, NUL or any control
 // byte of the client's goes into a response line (parse_command refuses such tags; these paths do not see
 // it). Expected: a tag() that is not a valid tag is empty (the reply then uses "*").
-TEST(CommandReader, DISABLED_TagOfARefusedCommandHoldsNoControlBytes) {
+TEST(CommandReader, TagOfARefusedCommandHoldsNoControlBytes) {
   ReaderLimits limits;
   limits.max_literal = 10;
   CommandReader r(limits);

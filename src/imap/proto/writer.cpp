@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "base/strings.hpp"
+
 namespace postern::imap::proto {
 namespace {
 
@@ -60,7 +62,7 @@ void append_nstring(std::string& out, const std::optional<std::string>& s, bool 
 }
 
 void append_astring(std::string& out, std::string_view s, bool utf8) {
-  bool atom = !s.empty() && !(s.size() == 3 && (s == "NIL" || s == "nil" || s == "Nil"));
+  bool atom = !s.empty() && !iequals(s, "NIL");
   for (unsigned char c : s)
     if (!astring_char(c)) {
       atom = false;

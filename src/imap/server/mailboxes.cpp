@@ -180,7 +180,11 @@ std::string Session::vanished_since(uint64_t modseq, const Token* known) const {
     auto absent = [&](uint32_t u) { return !snap->find(u); };
     if (set) {
       for (auto [lo, hi] : set->ranges)
-        for (uint32_t u = lo; u <= std::min(hi == proto::kStar ? top : hi, top) && u - lo < 1000000; ++u)
+        for (uint32_t
+                 u = std::min(lo == proto::kStar ? top : lo, hi == proto::kStar ? top : hi),
+                 last = std::min(std::max(lo == proto::kStar ? top : lo, hi == proto::kStar ? top : hi), top),
+                 count = 0;
+             u <= last && u != 0 && count < 1000000; ++u, ++count)
           if (absent(u)) gone.push_back(u);
     } else {
       for (uint32_t u = 1; u <= top && u <= 10000000; ++u)
@@ -190,7 +194,7 @@ std::string Session::vanished_since(uint64_t modseq, const Token* known) const {
   if (known) {
     if (auto set = proto::parse_seqset(known->text()))
       gone.erase(std::remove_if(gone.begin(), gone.end(),
-                                [&](uint32_t u) { return !proto::seqset_contains(*set, u, UINT32_MAX - 1); }),
+                                [&](uint32_t u) { return !proto::seqset_contains(*set, u, UINT32_MAX); }),
                  gone.end());
   }
   std::sort(gone.begin(), gone.end());

@@ -158,13 +158,11 @@ std::optional<std::vector<uint32_t>> Session::resolve(const Token& t, bool uid) 
     for (auto [lo, hi] : set->ranges) {
       uint32_t a = lo == proto::kStar ? star : lo, b = hi == proto::kStar ? star : hi;
       if (a > b) std::swap(a, b);
-      // "*" in an empty mailbox, or a range above every UID, still means the last message (RFC 9051 6.4.8).
+      // A range above every UID still includes the last message when it ends in "*" ("100:*").
       if (uids.empty()) continue;
       auto from = std::lower_bound(uids.begin(), uids.end(), a);
       auto to = std::upper_bound(uids.begin(), uids.end(), b);
       out.insert(out.end(), from, to);
-      if (from == to && hi == proto::kStar && b < star) out.push_back(star);
-      if (from == to && (lo == proto::kStar || hi == proto::kStar) && a > star) out.push_back(star);
     }
   } else {
     uint32_t star = static_cast<uint32_t>(uids.size());

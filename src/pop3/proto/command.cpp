@@ -26,7 +26,8 @@ bool parse_command(std::string_view line, Command& out) {
   }
   for (auto a : split(rest, ' ')) {
     if (a.empty()) continue;
-    if (a.size() > kMaxArg) return false;
+    // AUTH's initial response (RFC 5034 4) may be longer than other arguments.
+    if (a.size() > kMaxArg && !(out.verb == "AUTH" && out.args.size() == 1)) return false;
     out.args.emplace_back(a);
   }
   return true;

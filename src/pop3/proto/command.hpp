@@ -1,6 +1,6 @@
 // pop3/proto/command.hpp: one POP3 command line (RFC 1939 3, RFC 2449 3): a keyword of 3-4 letters and up to
 // two (USER/PASS: one, spaces kept) arguments. Pure; no I/O.
-// Security: untrusted input; lines are already bounded by the line reader; arguments of at most 40 bytes
+// Security: untrusted input; lines are already bounded by the line reader; arguments of at most 255 bytes
 // each (RFC 2449), except PASS and AUTH's initial response. Fuzzed by fuzz/pop3_command.cpp.
 #pragma once
 

@@ -53,7 +53,7 @@ std::string Session::greeting() const {
 }
 
 std::string Session::summary() const {
-  return fmt::format("top=0/0, retr={}, del={}/{}", retrieved_, deleted_, messages_.size());
+  return fmt::format("top={}, retr={}, del={}/{}", tops_, retrieved_, deleted_, messages_.size());
 }
 
 Next Session::err(std::string_view text, std::string& out) {
@@ -79,21 +79,18 @@ Next Session::login(std::string_view user, std::string_view password, std::strin
     log::info("pop3-login", "user=<{}>, rip={}: maildrop in use", account->user, ip_);
     return err("[IN-USE] Mailbox is locked by another POP3 session.", out);
   }
+  auto unavailable = [&](const std::string& why) {
+    log::error("pop3", "user={}: {}", account->user, why);
+    unlock_maildrop(account->user);
+    return err("[SYS/TEMP] Mailbox is not available, try again later.", out);
+  };
+  if (auto made = md::make_maildir(account->maildir, account->owner); !made)
+    return unavailable(made.error().message);
+  auto mb = md::Mailbox::open(account->maildir, account->owner, true);
+  if (!mb) return unavailable(mb.error().message);
+  if (auto st = (*mb)->sync(); !st.ok()) return unavailable(st.detail);
   user_ = account->user;
   holds_lock_ = true;
-  if (auto made = md::make_maildir(account->maildir, account->owner); !made) {
-    log::error("pop3", "user={}: {}", user_, made.error().message);
-    return err("[SYS/TEMP] Mailbox is not available, try again later.", out);
-  }
-  auto mb = md::Mailbox::open(account->maildir, account->owner, true);
-  if (!mb) {
-    log::error("pop3", "user={}: {}", user_, mb.error().message);
-    return err("[SYS/TEMP] Mailbox is not available, try again later.", out);
-  }
-  if (auto st = (*mb)->sync(); !st.ok()) {
-    log::error("pop3", "user={}: {}", user_, st.detail);
-    return err("[SYS/TEMP] Mailbox is not available, try again later.", out);
-  }
   mailbox_ = *mb;
   account_ = std::move(account);
   auto snap = mailbox_->snapshot();
@@ -234,7 +231,8 @@ Next Session::command(std::string_view line, std::string& out) {
   if (c.verb == "LIST" || c.verb == "UIDL") {
     bool uidl = c.verb == "UIDL";
     auto value = [&](const Message& m) {
-      return uidl ? fmt::format("{:08X}{:08X}", m.uid, uidvalidity_) : fmt::format("{}", m.size);
+      // Dovecot's default pop3_uidl_format %08Xu%08Xv, which it prints in lower case.
+      return uidl ? fmt::format("{:08x}{:08x}", m.uid, uidvalidity_) : fmt::format("{}", m.size);
     };
     if (a.size() > 1) return err("Too many arguments.", out);
     if (a.size() == 1) {
@@ -269,6 +267,8 @@ Next Session::command(std::string_view line, std::string& out) {
     if (c.verb == "RETR") {
       m->retrieved = true;
       ++retrieved_;
+    } else {
+      ++tops_;
     }
     send_message(m->uid, lines, out);
     return Next::kCommand;

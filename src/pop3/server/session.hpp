@@ -72,7 +72,7 @@ class Session {
   uint32_t uidvalidity_ = 0;
   std::vector<Message> messages_;
   int errors_ = 0;
-  size_t retrieved_ = 0, deleted_ = 0;
+  size_t retrieved_ = 0, deleted_ = 0, tops_ = 0;
   bool holds_lock_ = false;
 };
 
