@@ -33,7 +33,7 @@ import dovecot_private  # noqa: E402
 from dovecot_private import DOMAIN, PASSWORD, free_port  # noqa: E402  (not from conftest: it imports this module)
 
 # The servers every IMAP test runs against. The lead adds "postern" once its IMAP server lands.
-IMAP_SERVERS = ["dovecot"]
+IMAP_SERVERS = ["dovecot", "postern"]
 
 HOST = "127.0.0.1"
 TIMEOUT = 15

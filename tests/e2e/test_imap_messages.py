@@ -137,9 +137,10 @@ def test_append_errors(imap_server):
 
 
 def test_fetch_items(imap_server):
-    imap_server.deliver("alice", PLAIN)
-    imap_server.deliver("alice", MULTI)
+    # APPENDed, not delivered: an MTA adds trace headers (Return-Path, Received), and sizes are checked here.
     r = imap_server.raw("alice")
+    append(r, "INBOX", PLAIN)
+    append(r, "INBOX", MULTI)
     r.ok("SELECT INBOX")
     (resp,) = fetch(r, "1", "(FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)")
     assert b"FLAGS (" in resp and b"\\Seen" not in resp

@@ -258,8 +258,15 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
   bool ghost_seen = false;
   for (uint32_t uid : *uids) {
     const md::MessageMeta* m = snap->find(uid);
+    // Expunged by someone else and not yet reported: what this session last saw of it is still answered
+    // (as Dovecot does); only its content is gone.
+    const md::Snapshot* of = snap.get();
     if (!m) {
-      ghost_seen = true;  // expunged by someone else, not yet reported
+      m = sel.reported->find(uid);
+      of = sel.reported.get();
+    }
+    if (!m) {
+      ghost_seen = true;
       continue;
     }
     if (changed_since && m->modseq <= changed_since) continue;
@@ -290,7 +297,7 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
           line += fmt::format("UID {}", uid);
           break;
         case K::kFlags:
-          line += "FLAGS " + flags_list(*m, *snap, sel.recent.count(uid) > 0);
+          line += "FLAGS " + flags_list(*m, *of, sel.recent.count(uid) > 0);
           break;
         case K::kInternalDate:
           line += "INTERNALDATE \"" + proto::format_date_time(m->internal_date) + "\"";
@@ -387,7 +394,7 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
     }
     if (newly_seen.count(uid) &&
         std::none_of(items.begin(), items.end(), [](const auto& i) { return i.kind == K::kFlags; }))
-      line += " FLAGS " + flags_list(*m, *snap, sel.recent.count(uid) > 0);
+      line += " FLAGS " + flags_list(*m, *of, sel.recent.count(uid) > 0);
     if (want_modseq) line += fmt::format(" MODSEQ ({})", m->modseq);
     out += line + ")\r\n";
   }
