@@ -70,7 +70,7 @@ std::string Session::flags_list(const md::MessageMeta& m, const md::Snapshot& sn
   if (m.flags & md::kDraft) add("\\Draft");
   for (size_t i = 0; i < snap.keywords.size() && i < 32; ++i)
     if (m.keywords & (1u << i)) add(snap.keywords[i]);
-  if (recent) add("\\Recent");
+  if (recent && !rev2_) add("\\Recent");  // IMAP4rev2 has no \Recent (RFC 9051 appendix E)
   return out + ")";
 }
 
@@ -145,7 +145,8 @@ void Session::report_changes(std::string& out, bool allow_expunge, bool with_uid
       uint32_t mark = sel.read_only ? snap->uidnext : sel.mailbox->take_recent(snap->uidnext);
       for (auto it = first_new; it != snap->messages.end(); ++it)
         if (it->uid >= mark) sel.recent.insert(it->uid);
-      out += fmt::format("* {} EXISTS\r\n* {} RECENT\r\n", sel.uids.size(), sel.recent.size());
+      out += fmt::format("* {} EXISTS\r\n", sel.uids.size());
+      if (!rev2_) out += fmt::format("* {} RECENT\r\n", sel.recent.size());
     }
   }
   // While expunges are pending the view still differs from the mailbox: keep the old snapshot's expunged
@@ -203,7 +204,7 @@ std::string Session::vanished_since(uint64_t modseq, const Token* known) const {
 }
 
 Next Session::cmd_select(const Command& c, std::string& out) {
-  if (selected_ && qresync_) out += "* OK [CLOSED] Previous mailbox closed.\r\n";
+  if (selected_ && (qresync_ || rev2_)) out += "* OK [CLOSED] Previous mailbox closed.\r\n";
   close_selected();
   if (c.args.empty() || c.args.size() > 2) return bad(c.tag, "Invalid arguments.", out);
   auto name = mailbox_name(c.args[0]);
@@ -255,10 +256,11 @@ Next Session::cmd_select(const Command& c, std::string& out) {
     out.erase(p);
     out += "* OK [PERMANENTFLAGS ()] Read-only mailbox.\r\n";
   }
-  out += fmt::format("* {} EXISTS\r\n* {} RECENT\r\n", snap->messages.size(), sel->recent.size());
+  out += fmt::format("* {} EXISTS\r\n", snap->messages.size());
+  if (!rev2_) out += fmt::format("* {} RECENT\r\n", sel->recent.size());
   auto first_unseen = std::find_if(snap->messages.begin(), snap->messages.end(),
                                    [](const auto& m) { return !(m.flags & md::kSeen); });
-  if (first_unseen != snap->messages.end())
+  if (first_unseen != snap->messages.end() && !rev2_)
     out += fmt::format("* OK [UNSEEN {}] First unseen.\r\n", first_unseen - snap->messages.begin() + 1);
   out += fmt::format("* OK [UIDVALIDITY {}] UIDs valid\r\n* OK [UIDNEXT {}] Predicted next UID\r\n",
                      snap->uidvalidity, snap->uidnext);

@@ -395,7 +395,7 @@ Next Session::cmd_search(const Command& c, std::string& out) {
   size_t i = 0;
   const auto& a = c.args;
   // RETURN (options) (ESEARCH / SEARCHRES).
-  bool esearch = false;
+  bool esearch = rev2_;  // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 6.4.4)
   std::set<std::string> ret;
   if (i < a.size() && a[i].is_atom() && iequals(a[i].value, "RETURN")) {
     if (i + 1 >= a.size() || !a[i + 1].is_list()) return bad(c.tag, "Invalid RETURN options.", out);
@@ -406,9 +406,9 @@ Next Session::cmd_search(const Command& c, std::string& out) {
         return bad(c.tag, "Unknown RETURN option.", out);
       ret.insert(opt);
     }
-    if (ret.empty()) ret.insert("all");
     i += 2;
   }
+  if (ret.empty()) ret.insert("all");
   std::vector<uint32_t> found;  // UIDs, ascending
   Matched info;
   if (auto answered = match(c, i, found, info, out)) return *answered;

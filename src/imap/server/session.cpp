@@ -69,7 +69,7 @@ std::string Session::summary() const {
 }
 
 std::string Session::capabilities() const {
-  std::string caps = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+";
+  std::string caps = "IMAP4rev1 IMAP4rev2 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+";
   if (!account_) {
     caps += settings_.plaintext_auth ? " AUTH=PLAIN AUTH=LOGIN" : " LOGINDISABLED";
     return caps;
@@ -231,6 +231,10 @@ Next Session::cmd_enable(const Command& c, std::string& out) {
     } else if (cap == "qresync" && !qresync_) {
       enabled += condstore_ ? " QRESYNC" : " CONDSTORE QRESYNC";
       condstore_ = qresync_ = true;
+    } else if (cap == "imap4rev2" && !rev2_) {
+      // RFC 9051: UTF-8 mailbox names, no \Recent, ESEARCH for SEARCH, [CLOSED].
+      rev2_ = utf8_ = true;
+      enabled += " IMAP4rev2";
     } else if (cap == "utf8=accept" && !utf8_) {
       utf8_ = true;
       enabled += " UTF8=ACCEPT";

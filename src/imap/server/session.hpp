@@ -160,6 +160,7 @@ class Session {
   bool utf8_ = false;
   bool condstore_ = false;
   bool qresync_ = false;
+  bool rev2_ = false;  // ENABLE IMAP4rev2
   bool compressed_ = false;
   int bad_count_ = 0;
   int commands_ = 0;
