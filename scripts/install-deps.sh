@@ -35,3 +35,20 @@ if ! getent passwd postern >/dev/null; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo useradd --system --user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin postern
 fi
+# Node.js and the npm packages pinned in tests/e2e/js/package-lock.json (imapflow, for
+# tests/e2e/test_imap_imapflow.py). Node from Debian (apt) only when no node/npm is installed at all.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  node_pkgs=()
+  command -v node >/dev/null || node_pkgs+=(nodejs)
+  command -v npm >/dev/null || node_pkgs+=(npm)
+  echo "install-deps: installing ${node_pkgs[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${node_pkgs[@]}"
+fi
+js_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/e2e/js"
+if [ ! -d "$js_dir/node_modules" ] && command -v npm >/dev/null; then
+  echo "install-deps: npm ci in $js_dir"
+  npm ci --prefix "$js_dir" --no-audit --no-fund
+fi
