@@ -41,6 +41,15 @@ const MessageMeta* Snapshot::find(uint32_t uid) const {
 namespace {
 
 constexpr int kLockStaleSeconds = 120;  // Dovecot's stale timeout for dovecot-uidlist.lock
+// A lock older than this process, untouched for this long, was left by a crash (ours: a restart after
+// kill -9; a live Dovecot holds the lock for milliseconds). Waiting the full 120 s would stall every
+// delivery and APPEND after each restart.
+constexpr int kLockOrphanSeconds = 2;
+const double g_process_start = [] {
+  timespec ts{};
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) + ts.tv_nsec / 1e9;
+}();
 constexpr int kLockWaitMs = 10000;
 constexpr size_t kMaxExpunged = 50000;
 constexpr char kIndexMagic[8] = {'P', 'S', 'T', 'N', 'I', 'D', 'X', '\n'};
@@ -321,7 +330,11 @@ StoreError Mailbox::Impl::lock_uidlist(int& fd) {
     }
     if (errno != EEXIST) return io_error(errno, "create " + lock);
     struct stat st;
-    if (::stat(lock.c_str(), &st) == 0 && st.st_mtime + kLockStaleSeconds < ::time(nullptr)) {
+    time_t now = ::time(nullptr);
+    if (::stat(lock.c_str(), &st) == 0 &&
+        (st.st_mtime + kLockStaleSeconds < now ||
+         (static_cast<double>(st.st_mtim.tv_sec) + st.st_mtim.tv_nsec / 1e9 < g_process_start &&
+          st.st_mtime + kLockOrphanSeconds < now))) {
       ::unlink(lock.c_str());  // stale: its writer died (Dovecot overrides it the same way)
       continue;
     }
