@@ -39,6 +39,8 @@ constexpr std::array kParameters = std::to_array<Parameter>({
     {"line_length_limit", kInt, "2048", "longest SMTP command line accepted, in bytes", true},
     {"mail_location", kString, "maildir:~/Maildir",
      "where a user's mail is (Dovecot); home_mailbox for delivery", false},
+    {"mail_max_userip_connections", kInt, "10",
+     "logged-in IMAP sessions of one user from one address; 0: no limit (Dovecot)", true},
     {"mail_name", kString, "Postern", "the name the server calls itself in the banner and Received headers",
      true},
     {"mail_owner", kString, "postern",

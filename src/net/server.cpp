@@ -11,6 +11,7 @@
 #include <chrono>
 #include <list>
 #include <map>
+#include <mutex>
 #include <set>
 
 #include "base/log.hpp"
@@ -60,6 +61,29 @@ enum class Service { kSmtp, kImap, kPop3 };
 class Server;
 struct Connection;
 void set_deadline(Connection& c, Clock::time_point t);
+
+// Logged-in IMAP sessions per (user, client address): mail_max_userip_connections. Used from the worker
+// threads (logins) and the I/O thread (disconnects).
+class UserIpLimiter {
+ public:
+  bool acquire(const std::string& user, const std::string& ip, long long limit) {
+    std::lock_guard lock(mutex_);
+    auto key = std::make_pair(user, ip);
+    auto it = counts_.find(key);
+    if (limit > 0 && it != counts_.end() && it->second >= limit) return false;
+    ++counts_[key];
+    return true;
+  }
+  void release(const std::string& user, const std::string& ip) {
+    std::lock_guard lock(mutex_);
+    auto it = counts_.find({user, ip});
+    if (it != counts_.end() && --it->second <= 0) counts_.erase(it);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::pair<std::string, std::string>, long long> counts_;
+};
 
 // One connection's state, shared by its session coroutine and its watchdog.
 struct Connection {
@@ -416,9 +440,19 @@ class Server {
     asio::co_spawn(io_, watchdog(c), asio::detached);
     log::info("imap-login", "connect from {}", c->ip);
     auto passdb = rt->passdb;
-    imap::server::Session session(
-        imap::server::Settings::from_config(cfg, false), c->ip,
-        [passdb](std::string_view u, std::string_view p) { return passdb->authenticate(u, p); });
+    long long per_user_ip = cfg.get_int("mail_max_userip_connections");
+    auto limiter = user_ip_;
+    std::string ip = c->ip;
+    imap::server::Session session(imap::server::Settings::from_config(cfg, false), c->ip,
+                                  [passdb, limiter, ip, per_user_ip](std::string_view u, std::string_view p) {
+                                    imap::server::Session::LoginResult r;
+                                    r.account = passdb->authenticate(u, p);
+                                    if (r.account && !limiter->acquire(r.account->user, ip, per_user_ip)) {
+                                      r.account.reset();
+                                      r.over_limit = true;
+                                    }
+                                    return r;
+                                  });
     // Woken from any thread when the selected mailbox changes: hop to the I/O thread, flag, cancel the wait.
     std::weak_ptr<Connection> weak = c;
     session.set_wake([weak, &io = io_] {
@@ -430,6 +464,7 @@ class Server {
       });
     });
     co_await run_imap(*c, session, cfg);
+    if (session.authenticated()) user_ip_->release(session.user(), c->ip);
     log::info("imap", "Disconnected{}: user=<{}>, rip={}, {}", stopping_ ? " for shutdown" : "",
               session.user(), c->ip, session.summary());
     c->finished = true;
@@ -659,6 +694,7 @@ class Server {
   std::vector<Listener> acceptors_;
   std::set<Connection*> connections_;
   std::map<std::string, long long> per_ip_;
+  std::shared_ptr<UserIpLimiter> user_ip_ = std::make_shared<UserIpLimiter>();
   bool stopping_ = false;
 };
 

@@ -289,7 +289,12 @@ Next Session::auth_line(std::string_view line, std::string& out) {
   return finish_login(tag, login_(cred.authcid, cred.password), out);
 }
 
-Next Session::finish_login(const std::string& tag, std::optional<auth::Account> account, std::string& out) {
+Next Session::finish_login(const std::string& tag, LoginResult result, std::string& out) {
+  if (result.over_limit)
+    return no(tag,
+              "[LIMIT] Maximum number of connections from user+IP exceeded (mail_max_userip_connections).",
+              out);
+  auto& account = result.account;
   if (!account) {
     log::info("imap-login", "authentication failed: rip={}", ip_);
     return no(tag, "[AUTHENTICATIONFAILED] Authentication failed.", out);

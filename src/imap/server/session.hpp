@@ -50,7 +50,13 @@ enum class Next {
 
 class Session {
  public:
-  using Login = std::function<std::optional<auth::Account>(std::string_view user, std::string_view password)>;
+  // Checks a login. `over_limit`: the password was right but the user has too many sessions from this
+  // address (mail_max_userip_connections); the driver counts them.
+  struct LoginResult {
+    std::optional<auth::Account> account;
+    bool over_limit = false;
+  };
+  using Login = std::function<LoginResult(std::string_view user, std::string_view password)>;
 
   Session(Settings settings, std::string client_ip, Login login);
   ~Session();
@@ -126,7 +132,7 @@ class Session {
   std::optional<Next> match_keys(const proto::Command& c, size_t first, std::vector<uint32_t>& found,
                                  Matched& info, std::string& out);
 
-  Next finish_login(const std::string& tag, std::optional<auth::Account> account, std::string& out);
+  Next finish_login(const std::string& tag, LoginResult result, std::string& out);
   Next bad(const std::string& tag, std::string_view text, std::string& out);
   Next ok(const std::string& tag, std::string_view text, std::string& out);
   Next no(const std::string& tag, std::string_view text, std::string& out);
