@@ -234,6 +234,7 @@ virtual_mailbox_domains = {DOMAIN}
 virtual_mailbox_base = {self.mail}
 mailbox_size_limit = {QUOTA}
 imap_connection_limit = {connections + 100}
+mail_max_userip_connections = {connections + 100}
 """)
         for u in (USER, BIG_USER):
             r = subprocess.run([binary, "-c", self.dir, "user", "add", u, "--password-stdin"],
@@ -304,6 +305,12 @@ class DovecotServer(dovecot_private.DovecotPrivate):
 mail_max_userip_connections = {n}
 default_process_limit = {n + 100}
 default_client_limit = {2 * n + 1000}
+service auth {{
+  client_limit = {6 * n + 1000}
+}}
+service anvil {{
+  client_limit = {6 * n + 1000}
+}}
 service imap {{
   process_limit = {n}
 }}
@@ -344,6 +351,9 @@ plugin {{
                 raise BenchError(f"Dovecot did not greet on 127.0.0.1:{port}:\n{out}")
         return self
 
+    def maildir(self, user=USER):
+        return super().maildir(user)
+
     def drop_index(self, user=USER):
         gone = []
         for root, _dirs, files in os.walk(self.maildir(user)):
@@ -362,16 +372,20 @@ plugin {{
 
 
 def grep_log(path, words, ignore):
-    out = []
+    """Log lines with one of `words`, one per kind (timestamps, pids and numbers masked) with its count."""
+    kinds = {}
     try:
         with open(path, errors="replace") as f:
             for line in f:
                 low = line.lower()
                 if any(w in low for w in words) and not any(w in low for w in ignore):
-                    out.append(line.rstrip())
+                    key = re.sub(r"\d+", "N", re.sub(r"^\w{3} +\d+ [\d:]+ ", "", line.strip()))[:160]
+                    if key not in kinds:
+                        kinds[key] = [line.rstrip(), 0]
+                    kinds[key][1] += 1
     except OSError:
         pass
-    return out
+    return [f"{first} ({n} such lines)" if n > 1 else first for first, n in kinds.values()]
 
 
 def raise_nofile(need):
