@@ -270,9 +270,9 @@ class Server {
     // Connection limits: overall, then per client address.
     long long per_ip_limit = cfg.get_int("smtpd_client_connection_count_limit");
     long long total_limit = cfg.get_int("smtpd_connection_limit");
-    if ((total_limit > 0 && static_cast<long long>(connections_.size()) >= total_limit) ||
+    if ((total_limit > 0 && static_cast<long long>(open_[Service::kSmtp]) >= total_limit) ||
         (per_ip_limit > 0 && per_ip_[c->ip] >= per_ip_limit)) {
-      log::warning("smtpd", "too many connections from {} ({} open in all)", c->ip, connections_.size());
+      log::warning("smtpd", "too many connections from {} ({} open in all)", c->ip, open_[Service::kSmtp]);
       out = smtp::proto::Reply(421, "4.7.0", settings.hostname + " Error: too many connections from " + c->ip)
                 .render();
       c->deadline = Clock::now() + kFinalWriteTime;
@@ -280,6 +280,7 @@ class Server {
       co_return;
     }
     connections_.insert(c.get());
+    ++open_[Service::kSmtp];
     per_ip_[c->ip]++;
     c->session_end = Clock::now() + std::chrono::seconds(cfg.get_int("smtpd_session_time_limit"));
     asio::co_spawn(io_, watchdog(c), asio::detached);
@@ -297,6 +298,7 @@ class Server {
     c->timer.cancel();
     c->socket.close(ec);
     connections_.erase(c.get());
+    --open_[Service::kSmtp];
     if (--per_ip_[c->ip] <= 0) per_ip_.erase(c->ip);
   }
 
@@ -429,14 +431,15 @@ class Server {
     if (ec) co_return;
     c->ip = client_ip(remote);
     long long total_limit = cfg.get_int("imap_connection_limit");
-    if (total_limit > 0 && static_cast<long long>(connections_.size()) >= total_limit) {
-      log::warning("imap", "too many connections ({} open), refusing {}", connections_.size(), c->ip);
+    if (total_limit > 0 && static_cast<long long>(open_[Service::kImap]) >= total_limit) {
+      log::warning("imap", "too many connections ({} open), refusing {}", open_[Service::kImap], c->ip);
       std::string bye = "* BYE Server is busy, try again later.\r\n";
       c->deadline = Clock::now() + kFinalWriteTime;
       co_await asio::async_write(c->socket, asio::buffer(bye), kAsTuple);
       co_return;
     }
     connections_.insert(c.get());
+    ++open_[Service::kImap];
     asio::co_spawn(io_, watchdog(c), asio::detached);
     log::info("imap-login", "connect from {}", c->ip);
     auto passdb = rt->passdb;
@@ -472,6 +475,7 @@ class Server {
     c->wake.cancel();
     c->socket.close(ec);
     connections_.erase(c.get());
+    --open_[Service::kImap];
   }
 
   awaitable<void> run_imap(Connection& c, imap::server::Session& session, const config::Config& cfg) {
@@ -693,6 +697,7 @@ class Server {
   };
   std::vector<Listener> acceptors_;
   std::set<Connection*> connections_;
+  std::map<Service, long long> open_;  // connections per protocol, for smtpd_ and imap_connection_limit
   std::map<std::string, long long> per_ip_;
   std::shared_ptr<UserIpLimiter> user_ip_ = std::make_shared<UserIpLimiter>();
   bool stopping_ = false;
