@@ -379,7 +379,7 @@ def grep_log(path, words, ignore):
             for line in f:
                 low = line.lower()
                 if any(w in low for w in words) and not any(w in low for w in ignore):
-                    key = re.sub(r"\d+", "N", re.sub(r"^\w{3} +\d+ [\d:]+ ", "", line.strip()))[:160]
+                    key = re.sub(r"\d+", "N", re.sub(r"^\w{3} +\d+ [\d:]+ |<[^>]*>", "", line.strip()))[:160]
                     if key not in kinds:
                         kinds[key] = [line.rstrip(), 0]
                     kinds[key][1] += 1
