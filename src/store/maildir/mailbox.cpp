@@ -229,7 +229,13 @@ struct Mailbox::Impl {
   }
 
   StoreError open(bool create);
-  StoreError sync_locked(bool force, bool& changed);
+  // `light`: only when the directories' stamps changed (a mutation's own check, many per second in a
+  // burst); a session's sync also rescans a directory whose stamp is too recent to trust.
+  StoreError sync_locked(bool force, bool& changed, bool light = false);
+  // After this process changed cur/ itself: keep the recorded stamp in step when nobody else changed it
+  // since (`before`: cur/'s stamp just before the change), so that the change costs no rescan.
+  void own_change(const Stamp& before);
+  std::string root_;  // the Maildir root (quota): path_, or its parent for a folder
   StoreError add_files(std::vector<NewFile>& files, std::vector<uint32_t>& uids, bool& changed);
   StoreError keyword_bits(const std::vector<std::string>& names, uint32_t& bits, bool& changed);
   void publish();
@@ -264,6 +270,7 @@ struct Mailbox::Impl {
   std::unordered_map<std::string, uint32_t> uidlist_names_;
   Stamp uidlist_stamp_, keywords_stamp_, new_stamp_, cur_stamp_;
   bool dirty_ = true;
+  std::chrono::steady_clock::time_point last_scan_{};
   bool first_sync_ = true;
   std::unordered_set<uint32_t> gone_;  // expunged UIDs still listed in uidlist_
   // postern-index
@@ -721,8 +728,13 @@ void Mailbox::Impl::record_expunges(const std::vector<uint32_t>& uids) {
   if (uids.empty()) return;
   uint64_t ms = next_modseq();
   std::unordered_set<uint32_t> set(uids.begin(), uids.end());
+  int64_t freed = 0;
   for (const auto& m : cur_.messages)
-    if (set.count(m.uid)) by_name_.erase(m.name);
+    if (set.count(m.uid)) {
+      by_name_.erase(m.name);
+      freed += static_cast<int64_t>(m.size);
+    }
+  usage_changed(root_, -freed);
   std::erase_if(cur_.messages, [&](const MessageMeta& m) { return set.count(m.uid) != 0; });
   for (uint32_t uid : uids) {
     cur_.expunged.emplace_back(uid, ms);
@@ -761,12 +773,20 @@ int scan_dir(const std::string& dir, bool in_new, std::unordered_map<std::string
 
 }  // namespace
 
-StoreError Mailbox::Impl::sync_locked(bool force, bool& changed) {
+void Mailbox::Impl::own_change(const Stamp& before) {
+  if (before == cur_stamp_) cur_stamp_ = stamp_of(path_ + "/cur");
+}
+
+StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
   Stamp ns = stamp_of(path_ + "/new"), cs = stamp_of(path_ + "/cur");
   if (!ns.exists || !cs.exists) return {ErrorKind::kPermanent, path_ + " is not a Maildir (no cur/ or new/)"};
   Stamp us = stamp_of(file("dovecot-uidlist"));
   Stamp ks = stamp_of(file("dovecot-keywords"));
-  if (!force && !dirty_ && ns == new_stamp_ && cs == cur_stamp_ && us == uidlist_stamp_ &&
+  // A stamp too recent to trust is rescanned, but at most every 200 ms: in a burst of changes (APPENDs,
+  // deliveries) a session's sync must not rescan the whole directory each time.
+  auto now = std::chrono::steady_clock::now();
+  bool rescan_dirty = dirty_ && now - last_scan_ >= std::chrono::milliseconds(200);
+  if (!force && (light || !rescan_dirty) && ns == new_stamp_ && cs == cur_stamp_ && us == uidlist_stamp_ &&
       ks == keywords_stamp_)
     return {};
   if (!(ks == keywords_stamp_)) {
@@ -780,6 +800,7 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed) {
   new_stamp_ = ns;
   cur_stamp_ = cs;
   dirty_ = recent(ns) || recent(cs);
+  last_scan_ = now;
 
   std::unordered_map<std::string, Found> found;
   found.reserve(cur_.messages.size() + 64);
@@ -919,6 +940,7 @@ StoreError Mailbox::Impl::open(bool create) {
   struct stat st;
   if (::stat((path_ + "/cur").c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return {ErrorKind::kPermanent, path_ + " is not a Maildir"};
+  root_ = ::stat((path_ + "/maildirfolder").c_str(), &st) == 0 ? path_.substr(0, path_.rfind('/')) : path_;
   read_keywords();
   bool reset = false;
   if (auto e = refresh_uidlist(reset); !e.ok()) return e;
@@ -935,7 +957,7 @@ StoreError Mailbox::Impl::add_files(std::vector<NewFile>& files, std::vector<uin
   auto drop_all = [&](size_t from) {
     for (size_t i = from; i < files.size(); ++i) ::unlink(files[i].tmp_path.c_str());
   };
-  if (auto e = sync_locked(false, changed); !e.ok()) {
+  if (auto e = sync_locked(false, changed, true); !e.ok()) {
     drop_all(0);
     return e;
   }
@@ -958,13 +980,14 @@ StoreError Mailbox::Impl::add_files(std::vector<NewFile>& files, std::vector<uin
     drop_all(0);
     return e;
   }
-  uidlist_stamp_ = {};
+  // Under the lock: re-read dovecot-uidlist if another writer changed it (its stamp: inode, size, time).
   bool reset = false;
   if (auto e = refresh_uidlist(reset); !e.ok()) {
     unlock_uidlist(fd);
     drop_all(0);
     return e;
   }
+  Stamp cur_before = stamp_of(path_ + "/cur");
   std::vector<std::string> finals;
   for (size_t i = 0; i < files.size(); ++i) {
     MaildirInfo info{files[i].flags, bits[i], files[i].other};
@@ -979,6 +1002,7 @@ StoreError Mailbox::Impl::add_files(std::vector<NewFile>& files, std::vector<uin
     finals.push_back(std::move(to));
   }
   int err = fsync_dir(path_ + "/cur");
+  own_change(cur_before);
   std::vector<uint32_t> assigned;
   for (size_t i = 0; i < files.size() && err == 0; ++i) {
     uint32_t uid = uidlist_.next_uid++;
@@ -1086,14 +1110,9 @@ std::shared_ptr<const Snapshot> Mailbox::snapshot() const {
 StoreError Mailbox::append(std::string_view content, uint8_t flags, const std::vector<std::string>& keywords,
                            int64_t internal_date, uint64_t size_limit, uint32_t& uid) {
   const std::string& path = impl_->path_;
-  if (size_limit != 0) {
-    // mailbox_size_limit counts the whole Maildir: a folder's root is its parent.
-    std::string root = path;
-    struct stat st;
-    if (::stat((path + "/maildirfolder").c_str(), &st) == 0) root = path.substr(0, path.rfind('/'));
-    if (usage(root) + content.size() > size_limit)
-      return {ErrorKind::kQuotaExceeded, fmt::format("{}: mailbox_size_limit {} reached", path, size_limit)};
-  }
+  // mailbox_size_limit counts the whole Maildir: a folder's root is its parent.
+  if (size_limit != 0 && usage(impl_->root_) + content.size() > size_limit)
+    return {ErrorKind::kQuotaExceeded, fmt::format("{}: mailbox_size_limit {} reached", path, size_limit)};
   NewFile nf;
   nf.size = content.size();
   nf.vsize = crlf_size(content);
@@ -1124,7 +1143,10 @@ StoreError Mailbox::append(std::string_view content, uint8_t flags, const std::v
     if (changed) impl_->publish();
   }
   if (changed) impl_->notify();
-  if (e.ok()) uid = uids.front();
+  if (e.ok()) {
+    uid = uids.front();
+    usage_changed(impl_->root_, static_cast<int64_t>(content.size()));
+  }
   return e;
 }
 
@@ -1136,7 +1158,8 @@ StoreError Mailbox::store(const std::vector<uint32_t>& uids, FlagOp op, uint8_t 
   {
     std::lock_guard lock(impl_->mu_);
     Impl& im = *impl_;
-    e = im.sync_locked(false, changed);
+    e = im.sync_locked(false, changed, true);
+    Stamp cur_before = stamp_of(im.path_ + "/cur");
     uint32_t kbits = 0;
     if (e.ok()) e = im.keyword_bits(keywords, kbits, changed);
     uint64_t ms = 0;
@@ -1182,6 +1205,7 @@ StoreError Mailbox::store(const std::vector<uint32_t>& uids, FlagOp op, uint8_t 
         break;
       }
     }
+    im.own_change(cur_before);
     im.flush_index();
     if (changed) im.publish();
   }
@@ -1195,7 +1219,8 @@ StoreError Mailbox::expunge(const std::vector<uint32_t>& uids) {
   {
     std::lock_guard lock(impl_->mu_);
     Impl& im = *impl_;
-    e = im.sync_locked(false, changed);
+    e = im.sync_locked(false, changed, true);
+    Stamp cur_before = stamp_of(im.path_ + "/cur");
     std::vector<uint32_t> done;
     for (size_t i = 0; e.ok() && i < uids.size(); ++i) {
       for (int attempt = 0; attempt < 3; ++attempt) {
@@ -1219,6 +1244,7 @@ StoreError Mailbox::expunge(const std::vector<uint32_t>& uids) {
       im.record_expunges(done);
       changed = true;
     }
+    im.own_change(cur_before);
     im.flush_index();
     if (changed) im.publish();
   }
@@ -1236,7 +1262,7 @@ StoreError Mailbox::copy_to(const std::vector<uint32_t>& uids, Mailbox& dest, st
     std::lock_guard lock(impl_->mu_);
     Impl& im = *impl_;
     bool changed = false;
-    e = im.sync_locked(false, changed);
+    e = im.sync_locked(false, changed, true);
     if (changed) im.publish();
     for (size_t i = 0; e.ok() && i < uids.size(); ++i) {
       const MessageMeta* m = im.find(uids[i]);

@@ -253,6 +253,22 @@ uint64_t usage(const std::string& maildir) {
   return bytes;
 }
 
+void usage_changed(const std::string& maildir, int64_t delta) {
+  timespec nm{}, cm{};
+  bool have_times = dir_times(maildir, nm, cm);
+  std::lock_guard lock(g_usage_mutex);
+  auto it = g_usage.find(maildir);
+  if (it == g_usage.end()) return;
+  if (!have_times) {
+    g_usage.erase(it);
+    return;
+  }
+  it->second.bytes =
+      delta < 0 && static_cast<uint64_t>(-delta) > it->second.bytes ? 0 : it->second.bytes + delta;
+  it->second.new_mtime = nm;
+  it->second.cur_mtime = cm;
+}
+
 Result<Pending> write_tmp(const std::string& maildir, const std::vector<std::string_view>& parts,
                           const Owner& owner, uint64_t size_limit, StoreError& error) {
   uint64_t size = 0, crlf = 0;
@@ -333,12 +349,7 @@ Result<std::string> commit(const Pending& pending, StoreError& error) {
     return Error{error.detail};
   }
   // Keep the usage cache valid: our own delivery changed new/ by exactly this file.
-  timespec nm{}, cm{};
-  if (dir_times(pending.maildir, nm, cm)) {
-    std::lock_guard lock(g_usage_mutex);
-    auto it = g_usage.find(pending.maildir);
-    if (it != g_usage.end()) it->second = UsageEntry{it->second.bytes + pending.size, nm, cm};
-  }
+  usage_changed(pending.maildir, static_cast<int64_t>(pending.size));
   return final_path;
 }
 

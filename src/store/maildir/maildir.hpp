@@ -52,6 +52,10 @@ Result<std::string> commit(const Pending& pending, StoreError& error);
 void abort(const Pending& pending);
 
 // Bytes in the messages of the Maildir (INBOX and folders), from the S= of file names where present.
+// Cached; the cache follows the root's new/ and cur/ times, and usage_changed().
 uint64_t usage(const std::string& maildir);
+// Tells the usage cache of `maildir` (a Maildir root) that this process added (or, negative, removed)
+// `delta` bytes in it or in one of its folders: no rescan of the whole tree for the next usage().
+void usage_changed(const std::string& maildir, int64_t delta);
 
 }  // namespace postern::store::maildir
