@@ -13,4 +13,5 @@ int postern_fuzz_smtp_address(const uint8_t* data, size_t size);
 int postern_fuzz_main_cf(const uint8_t* data, size_t size);
 int postern_fuzz_mime_headers(const uint8_t* data, size_t size);
 int postern_fuzz_passwd_file(const uint8_t* data, size_t size);
+int postern_fuzz_mime_structure(const uint8_t* data, size_t size);
 int postern_fuzz_mutf7(const uint8_t* data, size_t size);
