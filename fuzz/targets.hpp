@@ -13,6 +13,7 @@ int postern_fuzz_smtp_address(const uint8_t* data, size_t size);
 int postern_fuzz_main_cf(const uint8_t* data, size_t size);
 int postern_fuzz_mime_headers(const uint8_t* data, size_t size);
 int postern_fuzz_passwd_file(const uint8_t* data, size_t size);
+int postern_fuzz_mime_structure(const uint8_t* data, size_t size);
 int postern_fuzz_mutf7(const uint8_t* data, size_t size);
 int postern_fuzz_pop3_command(const uint8_t* data, size_t size);
 int postern_fuzz_imap_command(const uint8_t* data, size_t size);

@@ -81,6 +81,9 @@ TEST(FuzzReplay, MimeHeaders) {
 TEST(FuzzReplay, PasswdFile) {
   replay("passwd_file", postern_fuzz_passwd_file);
 }
+TEST(FuzzReplay, MimeStructure) {
+  replay("mime_structure", postern_fuzz_mime_structure);
+}
 TEST(FuzzReplay, Mutf7) {
   replay("mutf7", postern_fuzz_mutf7);
 }

@@ -21,8 +21,11 @@ std::string envelope(std::string_view message, bool utf8 = false);
 std::string body_structure(std::string_view message, bool extended, bool utf8 = false);
 // The bytes of BODY[section] (before <partial>); empty when the part does not exist (as Dovecot: "").
 std::string section_bytes(std::string_view message, const Section& section);
-// BINARY[path]: the part's body with its transfer encoding undone. Nothing for an unknown encoding (the
-// caller answers NO [UNKNOWN-CTE]) or a path that names no leaf part.
+// BINARY[path]: the part's body with its transfer encoding undone (for a multipart or message/rfc822 part,
+// and for BINARY[] with an empty path, the bytes with every base64 / quoted-printable part decoded and its
+// Content-Transfer-Encoding made "binary", as Dovecot does). Nothing when a part has an unknown encoding
+// (the caller answers NO [UNKNOWN-CTE]); empty when the part does not exist (as Dovecot). Invalid base64 /
+// quoted-printable is decoded leniently (Dovecot answers NO [PARSE]).
 std::optional<std::string> binary_bytes(std::string_view message, const std::vector<uint32_t>& path);
 
 }  // namespace postern::imap::proto

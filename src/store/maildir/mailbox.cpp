@@ -251,7 +251,8 @@ struct Mailbox::Impl {
   void reset_index();
   uint64_t next_modseq();
   MessageMeta* find(uint32_t uid);
-  MessageMeta make_meta(uint32_t uid, const std::string& file, bool in_new, uint64_t modseq);
+  // `modseq`: the modseq of this sync's arrivals and changes, taken at the first need.
+  MessageMeta make_meta(uint32_t uid, const std::string& file, bool in_new, uint64_t& modseq);
   void record_expunges(const std::vector<uint32_t>& uids);
   void read_keywords();
   void chown_fd(int fd) const {
@@ -295,11 +296,8 @@ std::map<std::string, std::weak_ptr<Mailbox>> g_registry;
 }  // namespace
 
 uint64_t Mailbox::Impl::next_modseq() {
+  // Every modseq handed out is in an M or X record written with it (H records carry it over compaction).
   cur_.highest_modseq = std::max<uint64_t>(cur_.highest_modseq + 1, static_cast<uint64_t>(now_us()));
-  std::string p;
-  p += 'H';
-  put_u64(p, cur_.highest_modseq);
-  put_record(pending_, p);
   return cur_.highest_modseq;
 }
 
@@ -401,11 +399,6 @@ StoreError Mailbox::Impl::refresh_uidlist(bool& reset) {
     // Missing or damaged: write one from what we know (a new UIDVALIDITY when we know nothing).
     int fd = -1;
     if (auto e = lock_uidlist(fd); !e.ok()) return e;
-    if (stamp_of(file("dovecot-uidlist")).exists && text.empty() && err == 0) {
-      unlock_uidlist(fd);
-      uidlist_stamp_ = {};
-      return refresh_uidlist(reset);
-    }
     if (uidlist_.uidvalidity == 0) {
       uidlist_.uidvalidity = static_cast<uint32_t>(::time(nullptr));
       uidlist_.guid = random_guid();
@@ -417,11 +410,9 @@ StoreError Mailbox::Impl::refresh_uidlist(bool& reset) {
     if (auto e = commit_uidlist(fd); !e.ok()) return e;
     return {};
   }
-  if (uidlist_.uidvalidity != 0 && parsed->uidvalidity != uidlist_.uidvalidity) {
-    reset_state();
-    reset = true;
-  }
+  reset = uidlist_.uidvalidity != 0 && parsed->uidvalidity != uidlist_.uidvalidity;
   uidlist_ = std::move(*parsed);
+  if (reset) reset_state();
   uidlist_names_.clear();
   uidlist_names_.reserve(uidlist_.entries.size());
   for (const auto& e : uidlist_.entries) uidlist_names_.emplace(e.name, e.uid);
@@ -673,7 +664,7 @@ void Mailbox::Impl::maybe_compact() {
 
 // ---- messages ----
 
-MessageMeta Mailbox::Impl::make_meta(uint32_t uid, const std::string& fname, bool in_new, uint64_t modseq) {
+MessageMeta Mailbox::Impl::make_meta(uint32_t uid, const std::string& fname, bool in_new, uint64_t& modseq) {
   MessageMeta m;
   m.uid = uid;
   m.name = std::string(maildir_base(fname));
@@ -694,7 +685,8 @@ MessageMeta Mailbox::Impl::make_meta(uint32_t uid, const std::string& fname, boo
       return m;  // unchanged since the index was written: no stat, no record
     }
     loaded_.erase(it);
-    m.modseq = modseq ? modseq : next_modseq();
+    if (!modseq) modseq = next_modseq();
+    m.modseq = modseq;
     put_meta(pending_, m);
     return m;
   }
@@ -719,7 +711,8 @@ MessageMeta Mailbox::Impl::make_meta(uint32_t uid, const std::string& fname, boo
     }
   }
   m.save_date = ::time(nullptr);
-  m.modseq = modseq ? modseq : next_modseq();
+  if (!modseq) modseq = next_modseq();
+  m.modseq = modseq;
   put_meta(pending_, m);
   return m;
 }
@@ -877,13 +870,13 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
     }
     for (auto* base : fresh) {
       auto it = uidlist_names_.find(*base);
-      if (it != uidlist_names_.end()) {
+      if (it != uidlist_names_.end() && !gone_.count(it->second)) {
         adopt.emplace_back(it->second, base);
         continue;
       }
-      uint32_t uid = uidlist_.next_uid++;
+      uint32_t uid = uidlist_.next_uid++;  // also for a name back after its expunge: a UID is never reused
       uidlist_.entries.push_back({uid, "", *base});
-      uidlist_names_.emplace(*base, uid);
+      uidlist_names_.insert_or_assign(*base, uid);
       adopt.emplace_back(uid, base);
     }
     if (auto e = commit_uidlist(fd); !e.ok()) return e;
@@ -892,7 +885,6 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
   for (auto& [uid, base] : adopt) {
     if (find(uid)) continue;  // two names for one UID in a damaged uidlist: keep the first
     const Found& f = found[*base];
-    if (!first_sync_ && !arrival) arrival = next_modseq();
     cur_.messages.push_back(make_meta(uid, f.file, f.in_new, arrival));
     by_name_[*base] = uid;
     changed = true;

@@ -39,15 +39,15 @@ enum Flag : uint8_t {
 
 struct MessageMeta {
   uint32_t uid = 0;
-  uint8_t flags = 0;         // Flag bits
-  uint32_t keywords = 0;     // bit i: keyword i of Mailbox::keywords() (at most 26, Maildir's a..z)
-  uint64_t size = 0;         // bytes on disk
-  uint64_t vsize = 0;        // bytes with CRLF line ends: RFC822.SIZE
-  int64_t internal_date = 0; // seconds since the epoch (the file's mtime, as Dovecot)
-  int64_t save_date = 0;     // when it was added to this mailbox (SAVEDATE, RFC 8514)
-  uint64_t modseq = 1;       // CONDSTORE: last change of this message's flags (or its arrival)
-  std::string name;          // file name without the ":2," suffix (the dovecot-uidlist key)
-  std::string path;          // full path of the file now
+  uint8_t flags = 0;          // Flag bits
+  uint32_t keywords = 0;      // bit i: keyword i of Mailbox::keywords() (at most 26, Maildir's a..z)
+  uint64_t size = 0;          // bytes on disk
+  uint64_t vsize = 0;         // bytes with CRLF line ends: RFC822.SIZE
+  int64_t internal_date = 0;  // seconds since the epoch (the file's mtime, as Dovecot)
+  int64_t save_date = 0;      // when it was added to this mailbox (SAVEDATE, RFC 8514)
+  uint64_t modseq = 1;        // CONDSTORE: last change of this message's flags (or its arrival)
+  std::string name;           // file name without the ":2," suffix (the dovecot-uidlist key)
+  std::string path;           // full path of the file now
 };
 
 // The mailbox at one instant; never changes once published (a change publishes a new one).

@@ -383,15 +383,20 @@ TEST_F(MaildirMailbox, OpenHundredThousand) {
   ASSERT_TRUE(mb->store(uids, FlagOp::kAdd, kFlagged, {}, 0).ok());
   ASSERT_TRUE(mb->expunge(uids).ok());
   auto t4 = std::chrono::steady_clock::now();
+  put("new/zz.delivered", "x\n");
+  ASSERT_TRUE(mb->sync().ok());  // a full rescan of cur/ and new/
+  auto t5 = std::chrono::steady_clock::now();
+  EXPECT_EQ(mb->snapshot()->messages.back().name, "zz.delivered");
   auto ms = [](auto a, auto b) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
   };
+  std::printf("100k: rescan after a delivery %lld ms\n", static_cast<long long>(ms(t4, t5)));
   std::printf(
       "100k: first open %lld ms, reopen with index %lld ms, sync %lld ms, store+expunge 1000 %lld ms\n",
       static_cast<long long>(ms(t0, t1)), static_cast<long long>(ms(t1, t2)),
       static_cast<long long>(ms(t2, t3)), static_cast<long long>(ms(t3, t4)));
-  EXPECT_LT(ms(t1, t2), 2000);
-  EXPECT_EQ(mb->snapshot()->messages.size(), static_cast<size_t>(kCount - 1000));
+  EXPECT_LT(ms(t1, t2), 3000);  // generous: Debug build on a shared machine (about 0.4 s optimized)
+  EXPECT_EQ(mb->snapshot()->messages.size(), static_cast<size_t>(kCount - 1000 + 1));
 }
 
 }  // namespace
