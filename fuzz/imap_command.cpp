@@ -28,7 +28,8 @@ void check_pieces(std::string_view s) {
   if (auto set = parse_seqset(s)) {
     POSTERN_FUZZ_CHECK(set->saved == (s == "$"));
     // Either end may be "*" (kStar, 0) or the higher one, as written.
-    for (auto [lo, hi] : set->ranges) POSTERN_FUZZ_CHECK((lo >= 1 || lo == kStar) && (hi >= 1 || hi == kStar));
+    for (auto [lo, hi] : set->ranges)
+      POSTERN_FUZZ_CHECK((lo >= 1 || lo == kStar) && (hi >= 1 || hi == kStar));
     std::vector<uint32_t> numbers;
     for (uint32_t n = 1; n <= kMembersUpTo; ++n)
       if (seqset_contains(*set, n, kStarValue)) numbers.push_back(n);

@@ -51,7 +51,7 @@ void CommandReader::sanitize_tag() {
     if (c <= 0x20 || c >= 0x7f || c == '(' || c == ')' || c == '{' || c == '%' || c == '*' || c == '"' ||
         c == '\\' || c == '+')
       good = false;
-  if (!good) tag_ = "*";
+  if (!good) tag_.assign(1, '*');
 }
 
 void CommandReader::compact() {

@@ -26,11 +26,11 @@ struct ReaderLimits {
 class CommandReader {
  public:
   enum class Status {
-    kNeedMore,        // feed more bytes
-    kCommand,         // command() holds a whole command
-    kContinue,        // a synchronizing literal is announced: send "+ ..." then feed its bytes
-    kLineTooLong,     // refused: reply BAD (tag() may be empty when the tag was not read)
-    kLiteralTooBig,   // refused: reply (tag(), literal_size()); a synchronizing literal's bytes never come
+    kNeedMore,       // feed more bytes
+    kCommand,        // command() holds a whole command
+    kContinue,       // a synchronizing literal is announced: send "+ ..." then feed its bytes
+    kLineTooLong,    // refused: reply BAD (tag() may be empty when the tag was not read)
+    kLiteralTooBig,  // refused: reply (tag(), literal_size()); a synchronizing literal's bytes never come
   };
 
   explicit CommandReader(ReaderLimits limits) : limits_(limits) {}
