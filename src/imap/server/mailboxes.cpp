@@ -96,9 +96,15 @@ void Session::report_changes(std::string& out, bool allow_expunge, bool with_uid
     out += flags_response(*snap);
     sel.keywords = snap->keywords;
   }
-  // Expunged: in the view but not in the mailbox. Reported highest first, so no number shifts.
+  // Expunged: in the view but not in the mailbox. Reported highest first, so no number shifts. UIDs only
+  // grow, so when the mailbox holds as many messages up to the view's last UID as the view does, none is
+  // gone (no lookup per message).
+  uint32_t last_seen = sel.uids.empty() ? 0 : sel.uids.back();
+  auto upto = std::upper_bound(snap->messages.begin(), snap->messages.end(), last_seen,
+                               [](uint32_t u, const md::MessageMeta& m) { return u < m.uid; });
+  bool any_gone = static_cast<size_t>(upto - snap->messages.begin()) != sel.uids.size();
   bool pending_expunge = false;
-  if (allow_expunge) {
+  if (any_gone && allow_expunge) {
     std::vector<uint32_t> vanished;
     for (size_t i = sel.uids.size(); i-- > 0;) {
       if (snap->find(sel.uids[i])) continue;
@@ -114,7 +120,7 @@ void Session::report_changes(std::string& out, bool allow_expunge, bool with_uid
       std::reverse(vanished.begin(), vanished.end());
       out += "* VANISHED " + proto::format_seqset(vanished) + "\r\n";
     }
-  } else {
+  } else if (any_gone) {
     pending_expunge =
         std::any_of(sel.uids.begin(), sel.uids.end(), [&](uint32_t u) { return !snap->find(u); });
   }

@@ -244,6 +244,11 @@ struct Mailbox::Impl {
   void maybe_compact();
   StoreError lock_uidlist(int& fd);
   StoreError commit_uidlist(int fd);
+  // Adds the last `count` entries of uidlist_ by appending their lines to dovecot-uidlist, as Dovecot
+  // does (its header's N may then lag; readers take the highest UID + 1), instead of rewriting the whole
+  // file for each APPEND. Rewrites when expunges are pending or after many appends.
+  StoreError append_uidlist(int fd, size_t count);
+  size_t appended_lines_ = 0;
   void unlock_uidlist(int fd);
   StoreError refresh_uidlist(bool& reset);
   void reset_state();
@@ -355,7 +360,33 @@ void Mailbox::Impl::unlock_uidlist(int fd) {
 }
 
 // Writes uidlist_ (less the expunged) into the lock file, fsyncs it and renames it over dovecot-uidlist.
+StoreError Mailbox::Impl::append_uidlist(int fd, size_t count) {
+  constexpr size_t kRewriteAfter = 1000;
+  Stamp before = stamp_of(file("dovecot-uidlist"));
+  if (!gone_.empty() || appended_lines_ + count > kRewriteAfter || !before.exists ||
+      !(before == uidlist_stamp_))
+    return commit_uidlist(fd);
+  std::string lines;
+  for (size_t i = uidlist_.entries.size() - count; i < uidlist_.entries.size(); ++i) {
+    const auto& e = uidlist_.entries[i];
+    lines += std::to_string(e.uid) + (e.ext.empty() ? "" : " " + e.ext) + " :" + e.name + "\n";
+  }
+  int out = ::open(file("dovecot-uidlist").c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+  int err = out < 0 ? errno : write_all(out, lines);
+  if (err == 0 && ::fsync(out) != 0) err = errno;
+  if (out >= 0 && ::close(out) != 0 && err == 0) err = errno;
+  unlock_uidlist(fd);
+  if (err != 0) {
+    uidlist_stamp_ = {};
+    return io_error(err, "append to " + file("dovecot-uidlist"));
+  }
+  appended_lines_ += count;
+  uidlist_stamp_ = stamp_of(file("dovecot-uidlist"));
+  return {};
+}
+
 StoreError Mailbox::Impl::commit_uidlist(int fd) {
+  appended_lines_ = 0;
   if (!gone_.empty()) {
     std::erase_if(uidlist_.entries, [&](const UidlistEntry& e) { return gone_.count(e.uid) != 0; });
     gone_.clear();
@@ -1002,7 +1033,7 @@ StoreError Mailbox::Impl::add_files(std::vector<NewFile>& files, std::vector<uin
     uidlist_names_.emplace(files[i].base, uid);
     assigned.push_back(uid);
   }
-  StoreError e = err != 0 ? io_error(err, "fsync " + path_ + "/cur") : commit_uidlist(fd);
+  StoreError e = err != 0 ? io_error(err, "fsync " + path_ + "/cur") : append_uidlist(fd, assigned.size());
   if (err != 0) unlock_uidlist(fd);
   if (!e.ok()) {
     // Never a message without its UID on disk: take the files back out.
