@@ -1,24 +1,12 @@
 #include "mime/headers.hpp"
 
-#include <array>
+#include <utility>
 
+#include "base/calendar.hpp"
 #include "base/strings.hpp"
 
 namespace postern::mime {
 namespace {
-
-constexpr std::array<std::string_view, 12> kMonths = {"jan", "feb", "mar", "apr", "may", "jun",
-                                                      "jul", "aug", "sep", "oct", "nov", "dec"};
-
-// Days since 1970-01-01 of a proleptic Gregorian date.
-int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  unsigned yoe = static_cast<unsigned>(y - era * 400);
-  unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
-}
 
 bool number(std::string_view s, int& out) {
   if (s.empty() || s.size() > 4) return false;
@@ -50,10 +38,8 @@ std::optional<int64_t> parse_date(std::string_view value) {
   if (words.size() < i + 4) return std::nullopt;
   int day = 0, year = 0;
   if (!number(words[i], day) || day < 1 || day > 31) return std::nullopt;
-  std::string mon = to_lower(words[i + 1]);
-  size_t m = 0;
-  while (m < kMonths.size() && mon.compare(0, 3, kMonths[m]) != 0) ++m;
-  if (m == kMonths.size() || !number(words[i + 2], year)) return std::nullopt;
+  int m = month_index(words[i + 1]);
+  if (m < 0 || !number(words[i + 2], year)) return std::nullopt;
   if (words[i + 2].size() <= 2)
     year += year < 50 ? 2000 : 1900;
   else if (words[i + 2].size() == 3)
@@ -71,19 +57,12 @@ std::optional<int64_t> parse_date(std::string_view value) {
       offset = ((v / 100) * 60 + v % 100) * 60 * (z[0] == '-' ? -1 : 1);
     } else {
       // Obsolete zones (RFC 5322 4.3); military zones count as +0000.
-      static const std::array<std::pair<std::string_view, int>, 9> zones = {{{"ut", 0},
-                                                                             {"gmt", 0},
-                                                                             {"est", -5},
-                                                                             {"edt", -4},
-                                                                             {"cst", -6},
-                                                                             {"cdt", -5},
-                                                                             {"mst", -7},
-                                                                             {"mdt", -6},
-                                                                             {"pst", -8}}};
+      static constexpr std::pair<std::string_view, int> kZones[] = {
+          {"ut", 0},   {"gmt", 0},  {"est", -5}, {"edt", -4}, {"cst", -6},
+          {"cdt", -5}, {"mst", -7}, {"mdt", -6}, {"pst", -8}, {"pdt", -7}};
       std::string lz = to_lower(z);
-      for (auto [name, hours] : zones)
+      for (auto [name, hours] : kZones)
         if (lz == name) offset = hours * 3600;
-      if (lz == "pdt") offset = -7 * 3600;
     }
   }
   return days_from_civil(year, static_cast<unsigned>(m + 1), static_cast<unsigned>(day)) * 86400 + hh * 3600 +

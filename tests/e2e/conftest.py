@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from rawsocket import RawSocket
+
 BIN = os.environ.get("POSTERN_BIN") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "postern")
 BIN = os.path.abspath(BIN)
 DOMAIN = "example.test"
@@ -147,16 +149,12 @@ def server(make_postern):
     return make_postern()
 
 
-class Raw:
+class Raw(RawSocket):
     """A raw SMTP client over a socket, for exact bytes: send what a test says, read replies."""
 
     def __init__(self, port, read_greeting=True):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=15)
-        self.buf = b""
+        super().__init__("127.0.0.1", port)
         self.greeting = self.reply() if read_greeting else None
-
-    def send(self, data):
-        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
 
     def line(self):
         while b"\n" not in self.buf:
@@ -180,22 +178,6 @@ class Raw:
         self.send(text + "\r\n")
         return self.reply()
 
-    def closed(self, timeout=5):
-        """True when the server has closed the connection (EOF) within `timeout`."""
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except socket.timeout:
-            return False
-
-    def close(self):
-        self.sock.close()
 
 
 from imap_servers import dovecot_instance, imap_server  # noqa: E402,F401  (the IMAP fixtures, tests/e2e/imap_servers.py)

@@ -28,6 +28,8 @@ import time
 
 import pytest
 
+from rawsocket import RawSocket
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
 import dovecot_private  # noqa: E402
 from dovecot_private import DOMAIN, PASSWORD, free_port  # noqa: E402  (not from conftest: it imports this module)
@@ -43,20 +45,15 @@ def full_user(user):
     return user if "@" in user else f"{user}@{DOMAIN}"
 
 
-class RawImap:
+class RawImap(RawSocket):
     """A raw IMAP client: send a tagged command, get back every response line up to its tagged completion.
 
     Literals ({n} / {n+}) inside responses are inlined, so one response is one bytes object."""
 
     def __init__(self, host, port, timeout=TIMEOUT, source=None):
-        self.sock = socket.create_connection((host, port), timeout=timeout,
-                                             source_address=(source, 0) if source else None)
-        self.buf = b""
+        super().__init__(host, port, timeout, source)
         self.n = 0
         self.greeting = self.response()
-
-    def send(self, data):
-        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
 
     def _line(self):
         while b"\r\n" not in self.buf:
@@ -118,24 +115,6 @@ class RawImap:
     def login(self, user, password=PASSWORD):
         return self.ok(f'LOGIN "{full_user(user)}" "{password}"')
 
-    def closed(self, timeout=5):
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except socket.timeout:
-            return False
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 class SourcedIMAP4(imaplib.IMAP4):

@@ -18,6 +18,8 @@ import time
 
 import pytest
 
+from rawsocket import RawSocket
+
 from imap_servers import _dovecot_wipe, free_port, fresh_source, make_message
 
 HOST = "127.0.0.1"
@@ -86,17 +88,12 @@ class SourcedPOP3(poplib.POP3):
                                         source_address=(self._source, 0) if self._source else None)
 
 
-class RawPop3:
+class RawPop3(RawSocket):
     """A raw POP3 client: exact bytes out, status lines and dot-terminated multi-line bodies back."""
 
     def __init__(self, port, source=None, timeout=TIMEOUT):
-        self.sock = socket.create_connection((HOST, port), timeout=timeout,
-                                             source_address=(source, 0) if source else None)
-        self.buf = b""
+        super().__init__(HOST, port, timeout, source)
         self.greeting = self.line()
-
-    def send(self, data):
-        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
 
     def line(self):
         while b"\r\n" not in self.buf:
@@ -131,24 +128,6 @@ class RawPop3:
         assert reply.startswith("+OK"), reply
         return reply
 
-    def closed(self, timeout=5):
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except socket.timeout:
-            return False
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 class Pop3Server:

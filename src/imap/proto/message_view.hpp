@@ -19,7 +19,8 @@ namespace postern::imap::proto {
 std::string envelope(std::string_view message, bool utf8 = false);
 // BODYSTRUCTURE (`extended`) or BODY (non-extensible form) of the message.
 std::string body_structure(std::string_view message, bool extended, bool utf8 = false);
-// The bytes of BODY[section] (before <partial>); empty when the part does not exist (as Dovecot: "").
+// The bytes of BODY[section] (before <partial>) as sent: bare LF as CRLF, NUL as 0x80; empty when the part
+// does not exist (as Dovecot: "").
 std::string section_bytes(std::string_view message, const Section& section);
 // BINARY[path]: the part's body with its transfer encoding undone (for a multipart or message/rfc822 part,
 // and for BINARY[] with an empty path, the bytes with every base64 / quoted-printable part decoded and its

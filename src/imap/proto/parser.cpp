@@ -1,11 +1,11 @@
 #include "imap/proto/parser.hpp"
 
 #include <algorithm>
-#include <array>
 #include <ctime>
 
 #include <fmt/format.h>
 
+#include "base/calendar.hpp"
 #include "base/strings.hpp"
 
 namespace postern::imap::proto {
@@ -164,24 +164,11 @@ bool tag_char(unsigned char c) {
   return atom_char(c) && c != '+' && c != '%' && c != '*';
 }
 
-constexpr std::array<std::string_view, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-
 bool parse_number(std::string_view s, int& out) {
   if (s.empty() || s.size() > 4 || !std::all_of(s.begin(), s.end(), is_digit)) return false;
   out = 0;
   for (char c : s) out = out * 10 + (c - '0');
   return true;
-}
-
-// days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  int64_t era = (y >= 0 ? y : y - 399) / 400;
-  unsigned yoe = static_cast<unsigned>(y - era * 400);
-  unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-  unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<int64_t>(doe) - 719468;
 }
 
 }  // namespace
@@ -281,15 +268,12 @@ std::optional<int64_t> parse_date(std::string_view s) {
   int day = 0, year = 0;
   if (!parse_number(trim(parts[0]), day) || !parse_number(parts[2], year) || parts[2].size() != 4)
     return std::nullopt;
-  auto m =
-      std::find_if(kMonths.begin(), kMonths.end(), [&](std::string_view n) { return iequals(n, parts[1]); });
-  if (m == kMonths.end() || s.back() == '-') return std::nullopt;
+  int month = parts[1].size() == 3 ? month_index(parts[1]) : -1;
+  if (month < 0 || s.back() == '-') return std::nullopt;
   static constexpr int kDays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  int month = static_cast<int>(m - kMonths.begin());
   bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
   if (day < 1 || day > kDays[month] || (month == 1 && day == 29 && !leap)) return std::nullopt;
-  return days_from_civil(year, static_cast<unsigned>(m - kMonths.begin() + 1), static_cast<unsigned>(day)) *
-         86400;
+  return days_from_civil(year, static_cast<unsigned>(month + 1), static_cast<unsigned>(day)) * 86400;
 }
 
 std::optional<int64_t> parse_date_time(std::string_view s) {
@@ -317,7 +301,7 @@ std::string format_date_time(int64_t t, int offset_minutes) {
   struct tm tm {};
   gmtime_r(&local, &tm);
   int off = offset_minutes < 0 ? -offset_minutes : offset_minutes;
-  return fmt::format("{:02}-{}-{:04} {:02}:{:02}:{:02} {}{:02}{:02}", tm.tm_mday, kMonths[tm.tm_mon],
+  return fmt::format("{:02}-{}-{:04} {:02}:{:02}:{:02} {}{:02}{:02}", tm.tm_mday, kMonthNames[tm.tm_mon],
                      tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, offset_minutes < 0 ? '-' : '+',
                      off / 60, off % 60);
 }

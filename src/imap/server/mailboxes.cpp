@@ -129,7 +129,7 @@ void Session::report_changes(std::string& out, bool allow_expunge, bool with_uid
     if (m.modseq <= old.highest_modseq) continue;
     const md::MessageMeta* before = old.find(m.uid);
     if (!before) continue;
-    if (sel.silent.erase(m.uid) && before->flags != m.flags) continue;
+    if (sel.silent.erase(m.uid)) continue;  // our own STORE .SILENT or FETCH's implicit \Seen
     if (before->flags == m.flags && before->keywords == m.keywords) continue;
     uint32_t seq = seq_of(m.uid);
     if (!seq) continue;

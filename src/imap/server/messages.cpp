@@ -344,20 +344,13 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
           proto::Section s = i.section;
           if (i.kind == K::kRfc822Header) s.kind = proto::Section::Kind::kHeader;
           if (i.kind == K::kRfc822Text) s.kind = proto::Section::Kind::kText;
+          // section_bytes already gives the data as sent: bare LF as CRLF.
           std::string data = proto::section_bytes(*msg, s);
-          line += i.kind == K::kSection ? i.name : i.name;
-          line += ' ';
-          // Stored with LF line ends; IMAP data has CRLF.
-          std::string crlf;
-          crlf.reserve(data.size() + data.size() / 32);
-          for (size_t k = 0; k < data.size(); ++k) {
-            if (data[k] == '\n' && (k == 0 || data[k - 1] != '\r')) crlf += '\r';
-            crlf += data[k];
-          }
-          if (i.partial && i.offset >= crlf.size()) {
+          line += i.name + ' ';
+          if (i.partial && i.offset >= data.size()) {
             line += "\"\"";
           } else {
-            proto::append_literal(line, partial(crlf, i));
+            proto::append_literal(line, partial(data, i));
           }
           break;
         }
@@ -410,16 +403,17 @@ Next Session::cmd_store(const Command& c, std::string& out) {
   if (!uids) return bad(c.tag, "Invalid messageset", out);
   size_t i = 1;
   uint64_t unchanged_since = 0;
+  bool unchanged_since_zero = false;  // UNCHANGEDSINCE 0: every message fails (RFC 7162 3.1.3)
   if (c.args[i].is_list()) {
     const Token& mods = c.args[i];
     unsigned long long v = 0;
     if (mods.items.size() != 2 || !iequals(mods.items[0].text(), "UNCHANGEDSINCE") ||
         !parse_u64(mods.items[1].text(), v))
       return bad(c.tag, "Invalid STORE modifiers.", out);
-    unchanged_since = v == 0 ? 0 : v;
+    unchanged_since = v;
+    unchanged_since_zero = v == 0;
     condstore_ = true;
     ++i;
-    if (v == 0) unchanged_since = 1;  // UNCHANGEDSINCE 0: fails for every message (modseq >= 1)
   }
   if (i + 1 >= c.args.size() || !c.args[i].is_atom()) return bad(c.tag, "Invalid STORE arguments.", out);
   std::string what = to_lower(c.args[i].value);
@@ -465,9 +459,13 @@ Next Session::cmd_store(const Command& c, std::string& out) {
   Selected& sel = *selected_;
   if (sel.read_only) return no(c.tag, "Mailbox is read-only.", out);
   std::vector<uint32_t> failed;
-  // Unchanged since: compare against the modseq of the view, done by the store under its lock.
-  auto st = sel.mailbox->store(*uids, op, flags, keywords, unchanged_since, &failed);
-  if (!st.ok()) return no(c.tag, store_error_text(st), out);
+  if (unchanged_since_zero) {
+    failed = *uids;
+  } else {
+    // UNCHANGEDSINCE is checked by the store under its lock.
+    auto st = sel.mailbox->store(*uids, op, flags, keywords, unchanged_since, &failed);
+    if (!st.ok()) return no(c.tag, store_error_text(st), out);
+  }
   if (silent)
     for (uint32_t u : *uids)
       if (std::find(failed.begin(), failed.end(), u) == failed.end()) sel.silent.insert(u);

@@ -1,0 +1,19 @@
+// base/calendar.hpp: the little calendar arithmetic the date parsers share (IMAP dates, RFC 5322 Date:).
+// Pure; proleptic Gregorian, UTC.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+namespace postern {
+
+inline constexpr std::array<std::string_view, 12> kMonthNames = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                                 "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+// Index 0..11 of an English month abbreviation (case-insensitive, first three letters of `name`); -1 if none.
+int month_index(std::string_view name);
+// Days since 1970-01-01 of year `y`, month `m` (1..12), day `d`.
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d);
+
+}  // namespace postern
