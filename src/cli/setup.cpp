@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "auth/passwd_file.hpp"
+#include "base/files.hpp"
 #include "base/strings.hpp"
 #include "cli/commands.hpp"
 #include "config/config.hpp"
@@ -207,7 +208,7 @@ int cmd_demo(const std::string& dir, const Args& args) {
                               "smtp_listen = 127.0.0.1:2525, [::1]:2525\n"
                               "imap_listen = 127.0.0.1:1143, [::1]:1143\n"
                               "pop3_listen = 127.0.0.1:1110, [::1]:1110\n"
-                              "# No TLS in this demo: allow logins in plaintext, on loopback only.\n"
+                              "# Loopback only: logins in plaintext are allowed without STARTTLS too.\n"
                               "disable_plaintext_auth = no\n"
                               "queue_directory = queue\n"
                               "alias_maps = hash:aliases\n"
@@ -216,6 +217,16 @@ int cmd_demo(const std::string& dir, const Args& args) {
                               "passwd_file = users\n"
                               "maillog_file = postern.log\n";
     std::ofstream(dir + "/aliases") << "postmaster: demo@example.test\nroot: demo@example.test\n";
+  }
+  // The TLS listeners, also added to a demo configuration written by an older version.
+  if (auto text = read_file(main_cf)) {
+    std::string edited = *text;
+    for (auto [key, value] :
+         {std::pair{"submission_listen", "127.0.0.1:1587"}, std::pair{"submissions_listen", "127.0.0.1:1465"},
+          std::pair{"imaps_listen", "127.0.0.1:1993"}, std::pair{"pop3s_listen", "127.0.0.1:1995"}})
+      if (edited.find(std::string("\n") + key) == std::string::npos)
+        edited = config::edit_main_cf(edited, key, value);
+    if (edited != *text) (void)write_file_atomically(main_cf, edited, 0644);
   }
   auto cfg = config::Config::load(dir);
   if (!cfg) {
@@ -240,8 +251,9 @@ int cmd_demo(const std::string& dir, const Args& args) {
   }
   fmt::print(
       "\nPostern demo, configuration {}/main.cf\n"
-      "  SMTP:        127.0.0.1 port 2525\n"
-      "  IMAP:        127.0.0.1 port 1143, POP3: port 1110 (plaintext logins: no TLS yet)\n"
+      "  SMTP:        127.0.0.1 port 2525 (STARTTLS), submission 1587 (STARTTLS + AUTH), 1465 (TLS + AUTH)\n"
+      "  IMAP:        127.0.0.1 port 1143 (STARTTLS), 1993 (TLS); POP3: 1110 (STLS), 1995 (TLS)\n"
+      "  TLS:         a self-signed certificate, made on first start under {}/queue/tls/\n"
       "  demo user:   demo@example.test, password {}\n"
       "  its mail:    {}/mail/example.test/demo/new/\n\n"
       "Try it (the guide's telnet session):\n"
@@ -256,8 +268,9 @@ int cmd_demo(const std::string& dir, const Args& args) {
       "  quit\n\n"
       "or: swaks --server 127.0.0.1:2525 --to demo@example.test\n"
       "Then read it: build/postern -c {} mail -u demo@example.test\n"
-      "or with an IMAP client, e.g. mutt -f imap://demo@example.test@127.0.0.1:1143/INBOX\n\n",
-      abs,
+      "or with an IMAP client, e.g. mutt -f imaps://demo@example.test@127.0.0.1:1993/INBOX\n"
+      "(openssl s_client -connect 127.0.0.1:1993 shows the certificate)\n\n",
+      abs, abs,
       password.empty()
           ? "(set earlier; change it with: build/postern -c " + dir + " user passwd demo@example.test)"
           : password,

@@ -291,6 +291,7 @@ std::string Config::get(std::string_view name, std::string_view service) const {
     auto it = values_.find(fmt::format("{}/{}", service, name));
     size_t budget = kMaxExpansionBytes;
     if (it != values_.end()) return expand(it->second.value, 0, budget);
+    if (auto d = service_default(service, name)) return expand(*d, 0, budget);
   }
   size_t budget = kMaxExpansionBytes;
   return expand(raw(name), 0, budget);

@@ -32,7 +32,7 @@ constexpr std::array kParameters = std::to_array<Parameter>({
     {"imap_listen", kList, "143", "IMAP listener(s) (Postern)", true},
     {"imap_login_timeout", kTime, "60s", "time an IMAP client has to log in, per command (Postern)", true},
     {"imap_max_line_length", kSize, "65536", "longest IMAP command line, literals excluded (Dovecot)", true},
-    {"imaps_listen", kList, "993", "IMAP over implicit TLS listener(s) (Postern)", false},
+    {"imaps_listen", kList, "993", "IMAP over implicit TLS listener(s) (Postern)", true},
     {"inet_interfaces", kList, "all",
      "addresses a bare-port listener binds: all, loopback-only, or addresses", true},
     {"inet_protocols", kList, "all", "IP protocols to use: all, ipv4, ipv6", true},
@@ -59,7 +59,7 @@ constexpr std::array kParameters = std::to_array<Parameter>({
     {"pop3_idle_timeout", kTime, "10m",
      "inactivity after which a POP3 session is closed (RFC 1939: 10 minutes)", true},
     {"pop3_listen", kList, "110", "POP3 listener(s) (Postern)", true},
-    {"pop3s_listen", kList, "995", "POP3 over implicit TLS listener(s) (Postern)", false},
+    {"pop3s_listen", kList, "995", "POP3 over implicit TLS listener(s) (Postern)", true},
     {"queue_directory", kString, "/var/spool/postern", "the queue and runtime state (pid file)", true},
     {"recipient_delimiter", kString, "+", "separator of address extensions: alice+tag@ goes to alice", true},
     {"smtp_listen", kList, "25",
@@ -85,14 +85,32 @@ constexpr std::array kParameters = std::to_array<Parameter>({
     {"smtpd_session_time_limit", kTime, "3600s", "longest SMTP session, whatever it does (Postern)", true},
     {"smtpd_soft_error_limit", kInt, "10", "errors after which every reply is delayed", true},
     {"smtpd_timeout", kTime, "300s", "longest wait for the client to send something", true},
-    {"smtpd_tls_security_level", kString, "", "SMTP server TLS: none, may, encrypt", false},
+    {"smtpd_tls_cert_file", kString, "", "certificate of the SMTP services; empty: ssl_cert_file", true},
+    {"smtpd_tls_key_file", kString, "$smtpd_tls_cert_file", "private key of smtpd_tls_cert_file", true},
+    {"smtpd_tls_security_level", kString, "may",
+     "SMTP server TLS: none, may (STARTTLS offered), encrypt (required); submission: encrypt", true},
     {"smtputf8_enable", kBool, "yes", "announce and accept SMTPUTF8 (RFC 6531)", true},
-    {"ssl", kString, "yes", "IMAP/POP3 TLS: no, yes, required (Dovecot)", false},
-    {"ssl_cert_file", kString, "", "certificate for every TLS service", false},
-    {"ssl_key_file", kString, "", "private key of ssl_cert_file", false},
-    {"submission_listen", kList, "587", "submission listener(s): STARTTLS and AUTH required (Postern)",
-     false},
-    {"submissions_listen", kList, "465", "submission over implicit TLS listener(s) (Postern)", false},
+    {"ssl", kString, "yes", "IMAP/POP3 TLS: no, yes, required (no authentication without TLS) (Dovecot)",
+     true},
+    {"ssl_cert_file", kString, "",
+     "certificate chain (PEM) for every TLS service; empty: a self-signed one made under queue_directory/tls",
+     true},
+    {"ssl_cipher_list", kString,
+     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305",
+     "TLS 1.2 ciphers, OpenSSL syntax (TLS 1.3 suites are OpenSSL's); default: Mozilla's intermediate list",
+     true},
+    {"ssl_key_file", kString, "$ssl_cert_file", "private key (PEM) of ssl_cert_file", true},
+    {"ssl_min_protocol", kString, "TLSv1.2", "oldest TLS version accepted: TLSv1.2 or TLSv1.3 (Dovecot)",
+     true},
+    {"submission_listen", kList, "587", "submission listener(s): STARTTLS and AUTH required (Postern)", true},
+    {"submissions_listen", kList, "465", "submission over implicit TLS listener(s) (Postern)", true},
+    {"tls_handshake_timeout", kTime, "30s",
+     "time a client has to complete a TLS handshake, every protocol (Postern)", true},
+    {"tls_server_sni_maps", kString, "",
+     "file of \"hostname  chain.pem\" lines (key and certificates in one file; \".domain\" for subdomains)",
+     true},
     {"virtual_alias_domains", kList, "", "domains that only have virtual aliases (no mailboxes)", true},
     {"virtual_alias_maps", kList, "",
      "address aliases in virtual(5) format (user@domain, @domain catch-all), for every domain of ours", true},
@@ -124,6 +142,24 @@ bool is_service_name(std::string_view name) {
   static constexpr std::string_view kServices[] = {"smtp",  "submission", "submissions", "imap",
                                                    "imaps", "pop3",       "pop3s"};
   return std::find(std::begin(kServices), std::end(kServices), name) != std::end(kServices);
+}
+
+std::optional<std::string_view> service_default(std::string_view service, std::string_view name) {
+  struct Default {
+    std::string_view service, name, value;
+  };
+  static constexpr Default kDefaults[] = {
+      {"submission", "smtpd_tls_security_level", "encrypt"},
+      {"submission", "smtpd_sasl_auth_enable", "yes"},
+      {"submission", "smtpd_relay_restrictions", "permit_sasl_authenticated, reject"},
+      {"submission", "smtpd_recipient_restrictions", "permit_sasl_authenticated, reject"},
+      {"submissions", "smtpd_sasl_auth_enable", "yes"},
+      {"submissions", "smtpd_relay_restrictions", "permit_sasl_authenticated, reject"},
+      {"submissions", "smtpd_recipient_restrictions", "permit_sasl_authenticated, reject"},
+  };
+  for (const auto& d : kDefaults)
+    if (d.service == service && d.name == name) return d.value;
+  return std::nullopt;
 }
 
 }  // namespace postern::config

@@ -3,6 +3,7 @@
 // defaults.
 #pragma once
 
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -31,5 +32,8 @@ std::span<const Parameter> parameters();
 const Parameter* find_parameter(std::string_view name);
 // Services that take per-listener overrides written "SERVICE/parameter = value" (master.cf's -o).
 bool is_service_name(std::string_view name);
+// What a service sets when main.cf has no "SERVICE/name" line: the submission services require TLS and
+// AUTH and relay only for authenticated users, as the submission entry of Postfix's master.cf does.
+std::optional<std::string_view> service_default(std::string_view service, std::string_view name);
 
 }  // namespace postern::config

@@ -1,5 +1,6 @@
 #include "delivery/privileged.hpp"
 
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include "base/log.hpp"
 #include "base/strings.hpp"
 #include "store/maildir/maildir.hpp"
+#include "tls/server.hpp"
 
 namespace postern::delivery {
 namespace {
@@ -101,6 +103,7 @@ store::ErrorKind kind_from(const std::string& s) {
 
 // The helper's side of one channel.
 struct HelperState {
+  std::string config_dir;
   std::string home_mailbox;
   uint64_t size_limit = 0;
 };
@@ -153,6 +156,20 @@ void serve_channel(int sock, const HelperState& state) {
           fail(err);
         }
       }
+    } else if (req.size() == 2 && req[0] == "tlsfile") {
+      // Only a file the configuration (read afresh: this serves reloads) names for TLS.
+      auto cfg = config::Config::load(state.config_dir);
+      auto files = cfg ? tls::configured_files(*cfg) : std::vector<std::string>{};
+      if (std::find(files.begin(), files.end(), req[1]) == files.end()) {
+        fail({store::ErrorKind::kPermanent, req[1] + ": not a TLS file of the configuration"});
+      } else if (int file = ::open(req[1].c_str(), O_RDONLY | O_CLOEXEC); file < 0) {
+        fail({store::ErrorKind::kPermanent, fmt::format("{}: {}", req[1], std::strerror(errno))});
+      } else {
+        bool sent = send_packet(sock, encode({"ok"}), file);
+        ::close(file);
+        if (!sent) break;
+        continue;
+      }
     } else if (req.size() == 2 && (req[0] == "commit" || req[0] == "abort")) {
       auto it = pending.find(std::strtoull(req[1].c_str(), nullptr, 10));
       if (it == pending.end()) {
@@ -187,6 +204,7 @@ void serve_channel(int sock, const HelperState& state) {
 Result<std::unique_ptr<PrivilegedHelper>> PrivilegedHelper::start(const config::Config& config,
                                                                   int channels) {
   HelperState state;
+  state.config_dir = config.dir();
   state.home_mailbox = config.get("home_mailbox");
   state.size_limit = static_cast<uint64_t>(config.get_int("mailbox_size_limit"));
   std::unique_ptr<PrivilegedHelper> h(new PrivilegedHelper());
@@ -233,7 +251,8 @@ PrivilegedHelper::~PrivilegedHelper() {
   if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
 }
 
-Result<std::vector<std::string>> PrivilegedHelper::call(const std::vector<std::string>& request, int fd) {
+Result<std::vector<std::string>> PrivilegedHelper::call(const std::vector<std::string>& request, int fd,
+                                                        int* received) {
   static std::atomic<unsigned> next_index{0};
   thread_local unsigned index = next_index.fetch_add(1);
   Channel& c = *channels_[index % channels_.size()];
@@ -242,7 +261,11 @@ Result<std::vector<std::string>> PrivilegedHelper::call(const std::vector<std::s
   int unused = -1;
   if (!send_packet(c.fd, encode(request), fd) || !recv_packet(c.fd, packet, unused))
     return Error{fmt::format("privileged helper: {}", errno ? std::strerror(errno) : "connection closed")};
-  if (unused >= 0) ::close(unused);
+  if (received) {
+    *received = unused;
+  } else if (unused >= 0) {
+    ::close(unused);
+  }
   return decode(packet);
 }
 
@@ -284,6 +307,19 @@ Result<std::string> PrivilegedHelper::commit(uint64_t token, store::StoreError& 
            : reply->size() >= 3 ? (*reply)[2]
                                 : "bad reply"};
   return Error{error.detail};
+}
+
+Result<std::string> PrivilegedHelper::read_tls_file(const std::string& path) {
+  int fd = -1;
+  auto reply = call({"tlsfile", path}, -1, &fd);
+  if (!reply) return reply.error();
+  if (reply->size() != 1 || (*reply)[0] != "ok" || fd < 0) {
+    if (fd >= 0) ::close(fd);
+    return Error{reply->size() >= 3 ? (*reply)[2] : path + ": bad reply from the privileged helper"};
+  }
+  std::string text = read_fd(fd);
+  ::close(fd);
+  return text;
 }
 
 void PrivilegedHelper::abort(uint64_t token) {

@@ -1,9 +1,10 @@
 // delivery/privileged.hpp: the privileged delivery helper (OpenSSH/OpenSMTPD-style privilege separation).
 // Started as root, `postern serve` forks this small process before the network-facing process drops to
-// mail_owner. It does one thing: write a message into a system user's Maildir as that user (setfsuid and
+// mail_owner. Its main job: write a message into a system user's Maildir as that user (setfsuid and
 // setfsgid per request, so the kernel checks every path as the user: no chown, no symlink tricks), in two
 // phases like store/maildir. Requests name a user, never a path: the helper computes the Maildir itself
-// from the password database and home_mailbox.
+// from the password database and home_mailbox. It also opens the TLS certificate and key files the
+// configuration names, for reloads.
 // Security: requests come from the unprivileged process and are validated here; message bytes arrive in a
 // memfd. One channel (a SOCK_SEQPACKET socketpair) per delivery thread, served by one helper thread each.
 #pragma once
@@ -33,6 +34,10 @@ class PrivilegedHelper {
   // Phase two: the prepared file renamed into new/ and new/ fsync'd. Returns the final path.
   Result<std::string> commit(uint64_t token, store::StoreError& error);
   void abort(uint64_t token);
+  // A certificate or key file the configuration names for TLS (the helper re-reads the configuration and
+  // refuses any other path; it passes the open file back): reloads read renewed certificates with it after
+  // privileges were dropped.
+  Result<std::string> read_tls_file(const std::string& path);
 
   pid_t pid() const { return pid_; }
 
@@ -43,7 +48,9 @@ class PrivilegedHelper {
   };
   PrivilegedHelper() = default;
   // Sends one request (with an optional fd) on this thread's channel and waits for the reply.
-  Result<std::vector<std::string>> call(const std::vector<std::string>& request, int fd);
+  // `received`: where a descriptor passed back with the reply goes (else it is closed).
+  Result<std::vector<std::string>> call(const std::vector<std::string>& request, int fd,
+                                        int* received = nullptr);
 
   pid_t pid_ = -1;
   std::vector<std::unique_ptr<Channel>> channels_;

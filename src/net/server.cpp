@@ -8,6 +8,7 @@
 #include <asio.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
+#include <asio/ssl.hpp>
 
 #include <chrono>
 #include <list>
@@ -28,6 +29,7 @@
 #include "smtp/proto/line_buffer.hpp"
 #include "smtp/server/session.hpp"
 #include "store/maildir/maildir.hpp"
+#include "tls/server.hpp"
 
 namespace postern::net {
 namespace {
@@ -46,18 +48,52 @@ struct Runtime {
   std::shared_ptr<const config::Config> config;
   std::shared_ptr<delivery::LocalDelivery> delivery;
   std::shared_ptr<auth::Passdb> passdb;
+  std::shared_ptr<tls::Contexts> tls;  // certificates; null when no service uses TLS
 };
 
-std::shared_ptr<Runtime> make_runtime(std::shared_ptr<const config::Config> cfg) {
+bool tls_used(const config::Config& cfg) {
+  return cfg.get("ssl") != "no" || cfg.get("smtpd_tls_security_level") != "none" ||
+         !cfg.get_list("submission_listen").empty() || !cfg.get_list("submissions_listen").empty();
+}
+
+// `read`: how certificate and key files are read (directly while root, else through the helper).
+Result<std::shared_ptr<Runtime>> make_runtime(std::shared_ptr<const config::Config> cfg,
+                                              const tls::FileReader& read) {
   auto rt = std::make_shared<Runtime>();
   rt->config = cfg;
   rt->delivery = std::make_shared<delivery::LocalDelivery>(*cfg);
   rt->passdb = std::make_shared<auth::Passdb>(*cfg);
+  if (tls_used(*cfg)) {
+    auto contexts = tls::Contexts::load(*cfg, read);
+    if (!contexts) return contexts.error();
+    rt->tls = *contexts;
+    for (const auto& line : rt->tls->summary()) log::info("master", "TLS certificate {}", line);
+  }
   return rt;
 }
 
 // The protocols a listener speaks.
 enum class Service { kSmtp, kImap, kPop3 };
+
+// One listening socket: its protocol, its name for per-service settings ("submission", "imaps"), and
+// whether TLS starts at once (implicit TLS, RFC 8314) instead of after STARTTLS.
+struct Endpoint {
+  Service protocol;
+  std::string name;
+  bool implicit_tls = false;
+};
+
+// Every listener setting, the service name its per-service settings use ("submission/smtpd_..."), and
+// whether it speaks TLS from the first byte.
+const std::pair<std::string_view, Endpoint> kEndpoints[] = {
+    {"smtp_listen", {Service::kSmtp, "smtp", false}},
+    {"submission_listen", {Service::kSmtp, "submission", false}},
+    {"submissions_listen", {Service::kSmtp, "submissions", true}},
+    {"imap_listen", {Service::kImap, "imap", false}},
+    {"imaps_listen", {Service::kImap, "imaps", true}},
+    {"pop3_listen", {Service::kPop3, "pop3", false}},
+    {"pop3s_listen", {Service::kPop3, "pop3s", true}},
+};
 
 class Server;
 struct Connection;
@@ -88,9 +124,14 @@ class UserIpLimiter {
 
 // One connection's state, shared by its session coroutine and its watchdog.
 struct Connection {
-  Connection(tcp::socket s, Server& srv)
-      : socket(std::move(s)), timer(socket.get_executor()), wake(socket.get_executor()), server(srv) {}
+  Connection(tcp::socket s, Server& srv, Endpoint ep)
+      : socket(std::move(s)),
+        timer(socket.get_executor()),
+        wake(socket.get_executor()),
+        server(srv),
+        endpoint(std::move(ep)) {}
   tcp::socket socket;
+  std::unique_ptr<asio::ssl::stream<tcp::socket&>> tls;  // once TLS is on, every byte goes through it
   asio::steady_timer timer;
   asio::steady_timer wake;  // IMAP IDLE: cancelled when the selected mailbox changes
   bool woken = false;
@@ -101,7 +142,21 @@ struct Connection {
   bool finished = false;  // the session is over; the watchdog exits
   bool delivering = false;
   std::string ip;
+  Endpoint endpoint;
 };
+
+using IoResult = std::tuple<asio::error_code, size_t>;
+
+// Reads what arrived, through TLS once it is on.
+awaitable<IoResult> read_some(Connection& c, asio::mutable_buffer b) {
+  if (c.tls) co_return co_await c.tls->async_read_some(b, kAsTuple);
+  co_return co_await c.socket.async_read_some(b, kAsTuple);
+}
+
+awaitable<IoResult> write_all(Connection& c, asio::const_buffer b) {
+  if (c.tls) co_return co_await asio::async_write(*c.tls, b, kAsTuple);
+  co_return co_await asio::async_write(c.socket, b, kAsTuple);
+}
 
 // Sets the deadline of the next read or write; wakes the watchdog when it must fire earlier than planned.
 void set_deadline(Connection& c, Clock::time_point t) {
@@ -114,14 +169,21 @@ class Server {
   Server(asio::io_context& io, std::shared_ptr<Runtime> rt) : io_(io), runtime_(std::move(rt)) {}
 
   Status listen() {
-    if (auto st = listen_service("smtp_listen", Service::kSmtp); !st) return st;
-    if (auto st = listen_service("imap_listen", Service::kImap); !st) return st;
-    if (auto st = listen_service("pop3_listen", Service::kPop3); !st) return st;
-    if (acceptors_.empty()) return Error{"smtp_listen, imap_listen, pop3_listen: no address to listen on"};
+    for (const auto& [key, endpoint] : kEndpoints) {
+      if (endpoint.implicit_tls && endpoint.protocol != Service::kSmtp &&
+          runtime_->config->get("ssl") == "no") {
+        if (!runtime_->config->get_list(key).empty())
+          log::info("master", "ssl = no: not listening on {}", key);
+        continue;
+      }
+      if (auto st = listen_service(key, endpoint); !st) return st;
+    }
+    if (acceptors_.empty())
+      return Error{"smtp_listen, imap_listen, pop3_listen, ...: no address to listen on"};
     return Ok{};
   }
 
-  Status listen_service(std::string_view key, Service service) {
+  Status listen_service(std::string_view key, const Endpoint& endpoint) {
     auto addrs = listen_addresses(*runtime_->config, key);
     if (!addrs) return addrs.error();
     for (const auto& a : *addrs) {
@@ -137,8 +199,8 @@ class Server {
       if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
       if (ec)
         return Error{fmt::format("{}: cannot listen on {}: {}", key, format_endpoint(ep), ec.message())};
-      log::info("master", "{} listening on {}", key.substr(0, key.find('_')), format_endpoint(ep));
-      acceptors_.push_back({std::make_unique<tcp::acceptor>(std::move(acc)), service});
+      log::info("master", "{} listening on {}", endpoint.name, format_endpoint(ep));
+      acceptors_.push_back({std::make_unique<tcp::acceptor>(std::move(acc)), endpoint});
     }
     return Ok{};
   }
@@ -149,7 +211,8 @@ class Server {
     runtime_->delivery->set_privileged_helper(helper_);
     pool_ = std::make_unique<asio::thread_pool>(
         static_cast<size_t>(std::max(1LL, runtime_->config->get_int("delivery_threads"))));
-    for (auto& acc : acceptors_) asio::co_spawn(io_, accept_loop(*acc.acceptor, acc.service), asio::detached);
+    for (auto& acc : acceptors_)
+      asio::co_spawn(io_, accept_loop(*acc.acceptor, acc.endpoint), asio::detached);
   }
 
   void stop() {
@@ -168,6 +231,7 @@ class Server {
       }
   }
 
+  // New sessions use the new configuration and certificates; open ones finish with theirs.
   void reload() {
     auto fresh = config::Config::load(runtime_->config->dir());
     if (!fresh) {
@@ -175,9 +239,16 @@ class Server {
       return;
     }
     auto cfg = std::make_shared<const config::Config>(std::move(*fresh));
-    auto rt = make_runtime(cfg);
-    rt->delivery->set_privileged_helper(helper_);
-    runtime_ = rt;
+    // After the privilege drop, key files (root's, mode 0600) are read through the helper.
+    tls::FileReader read = tls::read_directly;
+    if (helper_) read = [h = helper_](const std::string& path) { return h->read_tls_file(path); };
+    auto rt = make_runtime(cfg, read);
+    if (!rt) {
+      log::error("master", "reload failed, keeping the running configuration: {}", rt.error().message);
+      return;
+    }
+    (*rt)->delivery->set_privileged_helper(helper_);
+    runtime_ = *rt;
     log::info("master", "reload -- configuration {}", cfg->dir());
   }
 
@@ -198,7 +269,7 @@ class Server {
                : remote.address().to_string();
   }
 
-  awaitable<void> accept_loop(tcp::acceptor& acc, Service service) {
+  awaitable<void> accept_loop(tcp::acceptor& acc, Endpoint endpoint) {
     while (!stopping_) {
       auto [ec, sock] = co_await acc.async_accept(kAsTuple);
       if (ec) {
@@ -206,12 +277,13 @@ class Server {
         log::warning("master", "accept: {}", ec.message());
         continue;
       }
-      if (service == Service::kImap) {
-        asio::co_spawn(io_, imap_connection(std::move(sock)), asio::detached);
-      } else if (service == Service::kPop3) {
-        asio::co_spawn(io_, pop3_connection(std::move(sock)), asio::detached);
+      auto c = std::make_shared<Connection>(std::move(sock), *this, endpoint);
+      if (endpoint.protocol == Service::kImap) {
+        asio::co_spawn(io_, imap_connection(std::move(c)), asio::detached);
+      } else if (endpoint.protocol == Service::kPop3) {
+        asio::co_spawn(io_, pop3_connection(std::move(c)), asio::detached);
       } else {
-        asio::co_spawn(io_, connection(std::move(sock)), asio::detached);
+        asio::co_spawn(io_, connection(std::move(c)), asio::detached);
       }
     }
   }
@@ -241,9 +313,41 @@ class Server {
   static awaitable<bool> flush(Connection& c, std::string& out, std::chrono::seconds timeout) {
     if (out.empty()) co_return true;
     set_deadline(c, Clock::now() + timeout);
-    auto [ec, n] = co_await asio::async_write(c.socket, asio::buffer(out), kAsTuple);
+    auto [ec, n] = co_await write_all(c, asio::buffer(out));
     out.clear();
     co_return !ec;
+  }
+
+  // Runs the server side of a TLS handshake on `c` (implicit TLS, or after STARTTLS/STLS; the caller has
+  // dropped whatever the client sent before). False, logged, when it fails or times out.
+  static awaitable<std::optional<tls::Info>> start_tls(Connection& c, const Runtime& rt,
+                                                       std::string_view log_as) {
+    SSL* ssl = SSL_new(rt.tls->context(c.endpoint.name));
+    if (!ssl) co_return std::nullopt;
+    c.tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(c.socket, ssl);
+    set_deadline(c, Clock::now() + std::chrono::seconds(rt.config->get_int("tls_handshake_timeout")));
+    auto [ec] = co_await c.tls->async_handshake(asio::ssl::stream_base::server, kAsTuple);
+    if (ec) {
+      log::info(log_as, "TLS handshake failed from {}: {}", c.ip, c.expired ? "timeout" : ec.message());
+      co_return std::nullopt;
+    }
+    tls::Info info = tls::describe(ssl);
+    log::info(log_as, "TLS connection established from {}: {} with cipher {} ({} bits)", c.ip, info.protocol,
+              info.cipher, info.bits);
+    co_return info;
+  }
+
+  // Ends a connection: TLS close_notify when TLS is on (briefly: the client may be gone), then the socket.
+  static awaitable<void> close(Connection& c) {
+    if (c.tls && !c.expired) {
+      set_deadline(c, Clock::now() + std::chrono::seconds(2));
+      co_await c.tls->async_shutdown(kAsTuple);
+    }
+    c.finished = true;
+    c.timer.cancel();
+    c.wake.cancel();
+    asio::error_code ec;
+    c.socket.close(ec);
   }
 
   // Reads more bytes into `lines`; false on EOF, error, timeout or stop.
@@ -251,21 +355,21 @@ class Server {
                                    std::chrono::seconds timeout) {
     set_deadline(c, Clock::now() + timeout);
     buf.resize(kReadChunk);
-    auto [ec, n] = co_await c.socket.async_read_some(asio::buffer(buf), kAsTuple);
+    auto [ec, n] = co_await read_some(c, asio::buffer(buf));
     if (ec) co_return false;
     lines.append(std::string_view(buf.data(), n));
     co_return true;
   }
 
-  awaitable<void> connection(tcp::socket sock) {
+  awaitable<void> connection(std::shared_ptr<Connection> c) {
     auto rt = runtime_;
-    auto c = std::make_shared<Connection>(std::move(sock), *this);
     asio::error_code ec;
     auto remote = c->socket.remote_endpoint(ec);
     if (ec) co_return;
     c->ip = client_ip(remote);
     const config::Config& cfg = *rt->config;
-    auto settings = smtp::server::Settings::from_config(cfg, "smtp");
+    const std::string& service = c->endpoint.name;
+    auto settings = smtp::server::Settings::from_config(cfg, service, rt->tls != nullptr);
     std::string out;
 
     // Connection limits: overall, then per client address.
@@ -277,7 +381,7 @@ class Server {
       out = smtp::proto::Reply(421, "4.7.0", settings.hostname + " Error: too many connections from " + c->ip)
                 .render();
       c->deadline = Clock::now() + kFinalWriteTime;
-      co_await asio::async_write(c->socket, asio::buffer(out), kAsTuple);
+      if (!c->endpoint.implicit_tls) co_await asio::async_write(c->socket, asio::buffer(out), kAsTuple);
       co_return;
     }
     connections_.insert(c.get());
@@ -292,12 +396,17 @@ class Server {
     smtp::server::Session session(settings, client, [delivery](std::string_view l, std::string_view d) {
       return delivery->resolve(l, d);
     });
-    co_await run_session(*c, session, *rt, out);
+    if (c->endpoint.implicit_tls) {
+      if (auto info = co_await start_tls(*c, *rt, "smtpd")) {
+        session.set_tls(*info);
+        co_await run_session(*c, session, *rt, out);
+      }
+    } else {
+      co_await run_session(*c, session, *rt, out);
+    }
     log::info("smtpd", "disconnect from {} {}", client.log_name(), session.command_summary());
 
-    c->finished = true;
-    c->timer.cancel();
-    c->socket.close(ec);
+    co_await close(*c);
     connections_.erase(c.get());
     --open_[Service::kSmtp];
     if (--per_ip_[c->ip] <= 0) per_ip_.erase(c->ip);
@@ -337,7 +446,7 @@ class Server {
       co_await t.async_wait(kAsTuple);
     }
     asio::error_code ec;
-    if (c.socket.available(ec) > 0) {
+    if (!c.tls && c.socket.available(ec) > 0) {
       auto step = session.pregreet();
       for (auto& r : step.replies) out += r.render();
       co_await flush(c, out, timeout);
@@ -370,6 +479,14 @@ class Server {
           co_return;
         }
         if (step.next == smtp::server::Next::kCommand) break;
+        if (step.next == smtp::server::Next::kStartTls) {
+          if (!co_await flush(c, out, timeout)) co_return;
+          lines.clear();  // RFC 3207 / CVE-2011-0411: nothing sent before the handshake is a command
+          auto info = co_await start_tls(c, rt, "smtpd");
+          if (!info) co_return;
+          session.set_tls(*info);
+          break;
+        }
         if (step.next == smtp::server::Next::kData) {
           if (!co_await flush(c, out, timeout)) co_return;
           auto& reader = session.data_reader();
@@ -423,10 +540,9 @@ class Server {
     co_return next;
   }
 
-  awaitable<void> imap_connection(tcp::socket sock) {
+  awaitable<void> imap_connection(std::shared_ptr<Connection> c) {
     auto rt = runtime_;
     const config::Config& cfg = *rt->config;
-    auto c = std::make_shared<Connection>(std::move(sock), *this);
     asio::error_code ec;
     auto remote = c->socket.remote_endpoint(ec);
     if (ec) co_return;
@@ -436,7 +552,7 @@ class Server {
       log::warning("imap", "too many connections ({} open), refusing {}", open_[Service::kImap], c->ip);
       std::string bye = "* BYE Server is busy, try again later.\r\n";
       c->deadline = Clock::now() + kFinalWriteTime;
-      co_await asio::async_write(c->socket, asio::buffer(bye), kAsTuple);
+      if (!c->endpoint.implicit_tls) co_await asio::async_write(c->socket, asio::buffer(bye), kAsTuple);
       co_return;
     }
     connections_.insert(c.get());
@@ -447,7 +563,7 @@ class Server {
     long long per_user_ip = cfg.get_int("mail_max_userip_connections");
     auto limiter = user_ip_;
     std::string ip = c->ip;
-    imap::server::Session session(imap::server::Settings::from_config(cfg, false), c->ip,
+    imap::server::Session session(imap::server::Settings::from_config(cfg, rt->tls != nullptr), c->ip,
                                   [passdb, limiter, ip, per_user_ip](std::string_view u, std::string_view p) {
                                     imap::server::Session::LoginResult r;
                                     r.account = passdb->authenticate(u, p);
@@ -467,19 +583,21 @@ class Server {
         }
       });
     });
-    co_await run_imap(*c, session, cfg);
+    std::optional<tls::Info> implicit;
+    if (!c->endpoint.implicit_tls || (implicit = co_await start_tls(*c, *rt, "imap-login"))) {
+      if (implicit) session.set_tls(*implicit);
+      co_await run_imap(*c, session, *rt);
+    }
     if (session.authenticated()) user_ip_->release(session.user(), c->ip);
     log::info("imap", "Disconnected{}: user=<{}>, rip={}, {}", stopping_ ? " for shutdown" : "",
               session.user(), c->ip, session.summary());
-    c->finished = true;
-    c->timer.cancel();
-    c->wake.cancel();
-    c->socket.close(ec);
+    co_await close(*c);
     connections_.erase(c.get());
     --open_[Service::kImap];
   }
 
-  awaitable<void> run_imap(Connection& c, imap::server::Session& session, const config::Config& cfg) {
+  awaitable<void> run_imap(Connection& c, imap::server::Session& session, const Runtime& rt) {
+    const config::Config& cfg = *rt.config;
     using imap::proto::CommandReader;
     using imap::server::Next;
     // RFC 9051 5.4: at least 30 minutes of inactivity before an autologout; IDLE included.
@@ -513,7 +631,7 @@ class Server {
     auto read_more = [&]() -> awaitable<bool> {
       set_deadline(c, Clock::now() + timeout());
       buf.resize(kImapReadChunk);
-      auto [rec, n] = co_await c.socket.async_read_some(asio::buffer(buf), kAsTuple);
+      auto [rec, n] = co_await read_some(c, asio::buffer(buf));
       if (rec) co_return false;
       co_return take(std::string_view(buf.data(), n));
     };
@@ -588,8 +706,7 @@ class Server {
           // Thousands of sessions idle at once: each keeps only a small buffer meanwhile.
           buf.resize(kIdleReadChunk);
           buf.shrink_to_fit();
-          auto result =
-              co_await (c.socket.async_read_some(asio::buffer(buf), kAsTuple) || c.wake.async_wait(kAsTuple));
+          auto result = co_await (read_some(c, asio::buffer(buf)) || c.wake.async_wait(kAsTuple));
           if (result.index() == 0) {
             auto [rec, n] = std::get<0>(result);
             if (rec || !take(std::string_view(buf.data(), n))) co_return co_await lost();
@@ -604,6 +721,14 @@ class Server {
         if (!take(pending)) co_return;
         continue;
       }
+      if (next == Next::kStartTls) {
+        if (!co_await send(write_timeout)) co_return;
+        reader.clear();  // RFC 2595 / CVE-2011-0411: nothing sent before the handshake is a command
+        auto info = co_await start_tls(c, rt, "imap-login");
+        if (!info) co_return;
+        session.set_tls(*info);
+        continue;
+      }
       if (next == Next::kClose) {
         co_await send(write_timeout);
         co_return;
@@ -611,10 +736,9 @@ class Server {
     }
   }
 
-  awaitable<void> pop3_connection(tcp::socket sock) {
+  awaitable<void> pop3_connection(std::shared_ptr<Connection> c) {
     auto rt = runtime_;
     const config::Config& cfg = *rt->config;
-    auto c = std::make_shared<Connection>(std::move(sock), *this);
     asio::error_code ec;
     auto remote = c->socket.remote_endpoint(ec);
     if (ec) co_return;
@@ -624,54 +748,66 @@ class Server {
     log::info("pop3-login", "connect from {}", c->ip);
     auto passdb = rt->passdb;
     pop3::server::Session session(
-        pop3::server::Settings::from_config(cfg, false), c->ip,
+        pop3::server::Settings::from_config(cfg, rt->tls != nullptr), c->ip,
         [passdb](std::string_view u, std::string_view p) { return passdb->authenticate(u, p); });
+    std::optional<tls::Info> implicit;
+    if (!c->endpoint.implicit_tls || (implicit = co_await start_tls(*c, *rt, "pop3-login"))) {
+      if (implicit) session.set_tls(*implicit);
+      co_await run_pop3(*c, session, *rt);
+    }
+    log::info("pop3", "Disconnected: user=<{}>, rip={}, {}", session.user(), c->ip, session.summary());
+    co_await close(*c);
+    connections_.erase(c.get());
+  }
+
+  awaitable<void> run_pop3(Connection& c, pop3::server::Session& session, const Runtime& rt) {
+    using pop3::server::Next;
+    using Status = smtp::proto::LineBuffer::Status;
+    const config::Config& cfg = *rt.config;
     auto timeout = std::chrono::seconds(cfg.get_int("pop3_idle_timeout"));
     auto write_timeout = std::chrono::seconds(60);
     smtp::proto::LineBuffer lines(static_cast<size_t>(cfg.get_int("imap_max_line_length")));
     std::string out = session.greeting(), buf;
-    bool closing = false;
-    while (!closing) {
+    while (true) {
       std::string_view line;
       auto status = lines.next(line);
-      if (status == smtp::proto::LineBuffer::Status::kNeedMore) {
-        if (!co_await flush(*c, out, write_timeout)) break;
-        if (stopping_ || !co_await read_more(*c, lines, buf, timeout)) {
-          if (c->expired) out += "-ERR Disconnected for inactivity.\r\n";
+      if (status == Status::kNeedMore) {
+        if (!co_await flush(c, out, write_timeout)) co_return;
+        if (stopping_ || !co_await read_more(c, lines, buf, timeout)) {
+          if (c.expired) out += "-ERR Disconnected for inactivity.\r\n";
           if (stopping_) out += "-ERR Server shutting down.\r\n";
-          co_await flush(*c, out, write_timeout);
-          break;
+          co_await flush(c, out, write_timeout);
+          co_return;
         }
         continue;
       }
-      pop3::server::Next next;
-      if (status == smtp::proto::LineBuffer::Status::kTooLong) {
+      Next next;
+      if (status == Status::kTooLong) {
         next = session.line_too_long(out);
       } else {
         std::string command(line);
-        next = co_await on_pool(*c, [&] { return session.command(command, out); });
-        while (next == pop3::server::Next::kAuthenticate) {
-          if (!co_await flush(*c, out, write_timeout)) break;
-          while ((status = lines.next(line)) == smtp::proto::LineBuffer::Status::kNeedMore)
-            if (stopping_ || !co_await read_more(*c, lines, buf, timeout)) break;
-          if (status != smtp::proto::LineBuffer::Status::kLine) {
-            next = pop3::server::Next::kClose;
-            break;
-          }
+        next = co_await on_pool(c, [&] { return session.command(command, out); });
+        while (next == Next::kAuthenticate) {
+          if (!co_await flush(c, out, write_timeout)) co_return;
+          while ((status = lines.next(line)) == Status::kNeedMore)
+            if (stopping_ || !co_await read_more(c, lines, buf, timeout)) break;
+          if (status != Status::kLine) co_return;
           std::string response(line);
-          next = co_await on_pool(*c, [&] { return session.auth_line(response, out); });
+          next = co_await on_pool(c, [&] { return session.auth_line(response, out); });
         }
       }
-      if (next == pop3::server::Next::kClose) {
-        co_await flush(*c, out, write_timeout);
-        closing = true;
+      if (next == Next::kStartTls) {
+        if (!co_await flush(c, out, write_timeout)) co_return;
+        lines.clear();  // RFC 2595 / CVE-2011-0411: nothing sent before the handshake is a command
+        auto info = co_await start_tls(c, rt, "pop3-login");
+        if (!info) co_return;
+        session.set_tls(*info);
+      }
+      if (next == Next::kClose) {
+        co_await flush(c, out, write_timeout);
+        co_return;
       }
     }
-    log::info("pop3", "Disconnected: user=<{}>, rip={}, {}", session.user(), c->ip, session.summary());
-    c->finished = true;
-    c->timer.cancel();
-    c->socket.close(ec);
-    connections_.erase(c.get());
   }
 
   // Runs the delivery on a worker thread; the session coroutine resumes on the I/O thread.
@@ -694,7 +830,7 @@ class Server {
   std::shared_ptr<Runtime> runtime_;
   struct Listener {
     std::unique_ptr<tcp::acceptor> acceptor;
-    Service service;
+    Endpoint endpoint;
   };
   std::vector<Listener> acceptors_;
   std::set<Connection*> connections_;
@@ -767,9 +903,16 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   // with the default, 24 MiB with 2 arenas, same speed).
   ::mallopt(M_ARENA_MAX, 2);
   asio::io_context io(1);
-  auto rt = make_runtime(config);
   warn_unimplemented(*config);
-  Server server(io, rt);
+  if (tls_used(*config)) {
+    auto made = tls::ensure_self_signed(*config);
+    if (!made) return made.error();
+    if (!made->empty())
+      log::warning("master", "no ssl_cert_file configured: using the self-signed certificate {}", *made);
+  }
+  auto rt = make_runtime(config, tls::read_directly);
+  if (!rt) return rt.error();
+  Server server(io, *rt);
   if (auto st = server.listen(); !st) return st;
   std::unique_ptr<delivery::PrivilegedHelper> helper;
   if (::geteuid() == 0) {

@@ -25,13 +25,14 @@ enum StateBit { kNotAuthBit = 1, kAuthBit = 2, kSelBit = 4 };
 
 }  // namespace
 
-Settings Settings::from_config(const config::Config& config, bool tls) {
+Settings Settings::from_config(const config::Config& config, bool tls_available) {
   Settings s;
   s.hostname = config.get("myhostname");
   std::string sep = config.get("imap_hierarchy_separator");
   s.separator = sep.empty() ? '/' : sep[0];
   s.default_folders = config.get_list("imap_default_folders");
-  s.plaintext_auth = tls || !config.get_bool("disable_plaintext_auth");
+  s.plaintext_auth = !config.get_bool("disable_plaintext_auth");
+  s.starttls = tls_available && config.get("ssl") != "no";
   s.message_size_limit = static_cast<uint64_t>(config.get_int("message_size_limit"));
   s.mailbox_size_limit = static_cast<uint64_t>(config.get_int("mailbox_size_limit"));
   return s;
@@ -71,7 +72,8 @@ std::string Session::summary() const {
 std::string Session::capabilities() const {
   std::string caps = "IMAP4rev1 IMAP4rev2 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+";
   if (!account_) {
-    caps += settings_.plaintext_auth ? " AUTH=PLAIN AUTH=LOGIN" : " LOGINDISABLED";
+    if (settings_.starttls && !tls_.active) caps += " STARTTLS";
+    caps += plaintext_allowed() ? " AUTH=PLAIN AUTH=LOGIN" : " LOGINDISABLED";
     return caps;
   }
   caps +=
@@ -199,7 +201,11 @@ Next Session::cmd_logout(const Command& c, std::string& out) {
 }
 
 Next Session::cmd_starttls(const Command& c, std::string& out) {
-  return bad(c.tag, "TLS support isn't enabled.", out);
+  if (tls_.active) return bad(c.tag, "TLS is already active.", out);
+  if (!settings_.starttls) return bad(c.tag, "TLS support isn't enabled.", out);
+  if (!c.args.empty()) return bad(c.tag, "STARTTLS takes no arguments.", out);
+  ok(c.tag, "Begin TLS negotiation now.", out);
+  return Next::kStartTls;
 }
 
 Next Session::cmd_compress(const Command& c, std::string& out) {
@@ -247,7 +253,7 @@ Next Session::cmd_enable(const Command& c, std::string& out) {
 Next Session::cmd_login(const Command& c, std::string& out) {
   if (c.args.size() != 2 || !c.args[0].is_astring() || !c.args[1].is_astring())
     return bad(c.tag, "Invalid LOGIN arguments.", out);
-  if (!settings_.plaintext_auth)
+  if (!plaintext_allowed())
     return no(c.tag,
               "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.",
               out);
@@ -258,7 +264,7 @@ Next Session::cmd_authenticate(const Command& c, std::string& out) {
   if (c.args.empty() || c.args.size() > 2 || !c.args[0].is_atom())
     return bad(c.tag, "Invalid AUTHENTICATE arguments.", out);
   if (!iequals(c.args[0].value, "PLAIN")) return no(c.tag, "Unsupported authentication mechanism.", out);
-  if (!settings_.plaintext_auth)
+  if (!plaintext_allowed())
     return no(c.tag,
               "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.",
               out);

@@ -24,6 +24,7 @@
 #include "imap/proto/parser.hpp"
 #include "store/maildir/folders.hpp"
 #include "store/maildir/mailbox.hpp"
+#include "tls/info.hpp"
 
 namespace postern::imap::server {
 
@@ -31,13 +32,14 @@ struct Settings {
   std::string hostname;
   char separator = '/';
   std::vector<std::string> default_folders;
-  bool plaintext_auth = false;  // LOGIN / AUTHENTICATE PLAIN allowed on this connection
+  bool plaintext_auth = false;  // LOGIN / AUTHENTICATE PLAIN allowed without TLS (disable_plaintext_auth)
+  bool starttls = false;        // STARTTLS is offered (ssl is not "no" and a certificate is loaded)
   uint64_t message_size_limit = 0;
   uint64_t mailbox_size_limit = 0;
   int max_bad_commands = 20;
 
-  // `tls`: the connection is encrypted (implicit TLS or after STARTTLS).
-  static Settings from_config(const config::Config& config, bool tls);
+  // `tls_available`: the server has a certificate for this service.
+  static Settings from_config(const config::Config& config, bool tls_available);
 };
 
 enum class Next {
@@ -45,6 +47,7 @@ enum class Next {
   kIdle,          // IDLE: wait for DONE (idle_done) or a change (idle_poll)
   kAuthenticate,  // AUTHENTICATE: read one line for auth_continue
   kCompress,      // COMPRESS DEFLATE: write the output, then compress both directions
+  kStartTls,      // STARTTLS: write the output, drop unread input, run the handshake, then set_tls()
   kClose,         // write the output, then close
 };
 
@@ -80,6 +83,9 @@ class Session {
   // Bytes of literal data APPEND may send (message_size_limit).
   uint64_t append_limit() const { return settings_.message_size_limit; }
   std::string summary() const;
+  // The connection is now encrypted (implicit TLS, or STARTTLS done): nothing learned before counts.
+  void set_tls(const tls::Info& info) { tls_ = info; }
+  const tls::Info& tls() const { return tls_; }
 
  private:
   struct Selected;
@@ -87,6 +93,7 @@ class Session {
 
   static const std::map<std::string, std::pair<Handler, int>, std::less<>>& commands();
   std::string capabilities() const;
+  bool plaintext_allowed() const { return settings_.plaintext_auth || tls_.active; }
 
   // Not authenticated.
   Next cmd_capability(const proto::Command& c, std::string& out);
@@ -168,6 +175,7 @@ class Session {
   bool qresync_ = false;
   bool rev2_ = false;  // ENABLE IMAP4rev2
   bool compressed_ = false;
+  tls::Info tls_;
   int bad_count_ = 0;
   int commands_ = 0;
   std::string empty_;

@@ -34,15 +34,21 @@ void unlock_maildrop(const std::string& user) {
 
 }  // namespace
 
-Settings Settings::from_config(const config::Config& config, bool tls) {
+Settings Settings::from_config(const config::Config& config, bool tls_available) {
   Settings s;
   s.hostname = config.get("myhostname");
-  s.plaintext_auth = tls || !config.get_bool("disable_plaintext_auth");
+  s.plaintext_auth = !config.get_bool("disable_plaintext_auth");
+  s.starttls = tls_available && config.get("ssl") != "no";
   return s;
 }
 
 Session::Session(Settings settings, std::string client_ip, Login login)
     : settings_(std::move(settings)), ip_(std::move(client_ip)), login_(std::move(login)) {}
+
+void Session::set_tls(const tls::Info& info) {
+  tls_ = info;
+  pending_user_.clear();
+}
 
 Session::~Session() {
   if (holds_lock_) unlock_maildrop(user_);
@@ -170,7 +176,8 @@ Next Session::command(std::string_view line, std::string& out) {
   const auto& a = c.args;
   if (c.verb == "CAPA") {
     out += "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n";
-    if (!account_ && settings_.plaintext_auth) out += "USER\r\nSASL PLAIN\r\n";
+    if (!account_ && settings_.starttls && !tls_.active) out += "STLS\r\n";
+    if (!account_ && plaintext_allowed()) out += "USER\r\nSASL PLAIN\r\n";
     out += "IMPLEMENTATION Postern\r\n.\r\n";
     return Next::kCommand;
   }
@@ -186,7 +193,7 @@ Next Session::command(std::string_view line, std::string& out) {
   if (!account_) {
     if (c.verb == "USER") {
       if (a.size() != 1) return err("USER needs one argument.", out);
-      if (!settings_.plaintext_auth)
+      if (!plaintext_allowed())
         return err("[AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.", out);
       pending_user_ = a[0];
       out += "+OK\r\n";
@@ -207,14 +214,19 @@ Next Session::command(std::string_view line, std::string& out) {
         return Next::kCommand;
       }
       if (!iequals(a[0], "PLAIN")) return err("Unsupported authentication mechanism.", out);
-      if (!settings_.plaintext_auth)
+      if (!plaintext_allowed())
         return err("[AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.", out);
       if (a.size() == 2) return auth_line(a[1], out);
       out += "+ \r\n";
       return Next::kAuthenticate;
     }
     if (c.verb == "APOP") return err("APOP is not supported.", out);
-    if (c.verb == "STLS") return err("TLS support isn't enabled.", out);
+    if (c.verb == "STLS") {
+      if (tls_.active) return err("TLS is already active.", out);
+      if (!settings_.starttls) return err("TLS support isn't enabled.", out);
+      out += "+OK Begin TLS negotiation now.\r\n";
+      return Next::kStartTls;
+    }
     return err("Unknown command or not logged in.", out);
   }
   if (c.verb == "STAT") {

@@ -1,9 +1,9 @@
 // pop3/server/session.hpp: one POP3 server session (RFC 1939, CAPA RFC 2449, RESP-CODES and AUTH-RESP-CODE
-// RFC 3206, AUTH PLAIN RFC 5034): lines in, responses out; no sockets (the net/ driver runs command() on a
-// worker thread: RETR reads Maildir files, PASS runs crypt).
-// The maildrop is the user's INBOX (store::maildir::Mailbox) as it was at login: messages delivered later
-// show up in the next session. DELE only marks; the UPDATE state (QUIT) expunges the marked messages and
-// sets \Seen on those retrieved, so a dropped connection changes nothing. One session per user at a time
+// RFC 3206, AUTH PLAIN RFC 5034, STLS RFC 2595): lines in, responses out; no sockets (the net/ driver runs
+// command() on a worker thread: RETR reads Maildir files, PASS runs crypt). The maildrop is the user's INBOX
+// (store::maildir::Mailbox) as it was at login: messages delivered later show up in the next session. DELE
+// only marks; the UPDATE state (QUIT) expunges the marked messages and sets \Seen on those retrieved, so a
+// dropped connection changes nothing. One session per user at a time
 // ([IN-USE]).
 // Security: untrusted input; errors are counted and the session closes after too many; the password is
 // wiped after use and never logged.
@@ -20,17 +20,21 @@
 #include "auth/passdb.hpp"
 #include "config/config.hpp"
 #include "store/maildir/mailbox.hpp"
+#include "tls/info.hpp"
 
 namespace postern::pop3::server {
 
 struct Settings {
   std::string hostname;
-  bool plaintext_auth = false;  // USER/PASS and AUTH PLAIN allowed on this connection
+  bool plaintext_auth = false;  // USER/PASS and AUTH PLAIN allowed without TLS (disable_plaintext_auth)
+  bool starttls = false;        // STLS is offered (ssl is not "no" and a certificate is loaded)
   int max_bad_commands = 10;
-  static Settings from_config(const config::Config& config, bool tls);
+  // `tls_available`: the server has a certificate for this service.
+  static Settings from_config(const config::Config& config, bool tls_available);
 };
 
-enum class Next { kCommand, kAuthenticate, kClose };
+// kStartTls: write the output, drop unread input, run the TLS handshake, then set_tls().
+enum class Next { kCommand, kAuthenticate, kStartTls, kClose };
 
 class Session {
  public:
@@ -46,8 +50,12 @@ class Session {
   Next line_too_long(std::string& out);
   const std::string& user() const { return user_; }
   std::string summary() const;
+  // The connection is now encrypted (implicit TLS, or STLS done): nothing learned before counts.
+  void set_tls(const tls::Info& info);
+  const tls::Info& tls() const { return tls_; }
 
  private:
+  bool plaintext_allowed() const { return settings_.plaintext_auth || tls_.active; }
   struct Message {
     uint32_t uid;
     uint64_t size;  // with CRLF: what RETR sends before byte-stuffing
@@ -74,6 +82,7 @@ class Session {
   int errors_ = 0;
   size_t retrieved_ = 0, deleted_ = 0, tops_ = 0;
   bool holds_lock_ = false;
+  tls::Info tls_;
 };
 
 }  // namespace postern::pop3::server

@@ -38,8 +38,11 @@ std::string delivery_detail(delivery::RcptStatus status) {
 
 }  // namespace
 
-Settings Settings::from_config(const config::Config& config, std::string_view service) {
+Settings Settings::from_config(const config::Config& config, std::string_view service, bool tls_available) {
   Settings s;
+  std::string level = config.get("smtpd_tls_security_level", service);
+  if (tls_available && level == "may") s.tls_level = TlsLevel::kMay;
+  if (tls_available && level == "encrypt") s.tls_level = TlsLevel::kEncrypt;
   s.hostname = config.get("myhostname", service);
   s.banner = config.get("smtpd_banner", service);
   s.mail_name = config.get("mail_name", service);
@@ -58,6 +61,13 @@ Settings Settings::from_config(const config::Config& config, std::string_view se
 
 Session::Session(Settings settings, Client client, RecipientCheck check)
     : settings_(std::move(settings)), client_(std::move(client)), check_(std::move(check)) {}
+
+void Session::set_tls(const tls::Info& info) {
+  tls_ = info;
+  reset_transaction();
+  helo_.clear();
+  esmtp_ = false;
+}
 
 Reply Session::greeting() const {
   return Reply(220, "", settings_.banner);
@@ -148,6 +158,13 @@ Step Session::command(std::string_view line, bool more_pending) {
     return error(*parsed.error);
   }
   Step s;
+  bool allowed_before_tls = c.verb == Verb::kHelo || c.verb == Verb::kEhlo || c.verb == Verb::kStarttls ||
+                            c.verb == Verb::kNoop || c.verb == Verb::kRset || c.verb == Verb::kQuit ||
+                            c.verb == Verb::kHelp;
+  if (settings_.tls_level == TlsLevel::kEncrypt && !tls_.active && !allowed_before_tls) {
+    count(verb, false);
+    return error(Reply(530, "5.7.0", "Must issue a STARTTLS command first"));
+  }
   switch (c.verb) {
     case Verb::kHelo:
       s = on_helo(c, false);
@@ -184,7 +201,7 @@ Step Session::command(std::string_view line, bool more_pending) {
       s = reply(Reply(214, "2.0.0", "Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT"));
       break;
     case Verb::kStarttls:
-      s = error(Reply(502, "5.5.1", "Error: command not implemented"));
+      s = on_starttls(c);
       break;
     case Verb::kAuth:
       s = error(Reply(503, "5.5.1", "Error: authentication not enabled"));
@@ -213,11 +230,21 @@ Step Session::on_helo(const Command& c, bool extended) {
   r.lines.push_back(settings_.message_size_limit ? fmt::format("SIZE {}", settings_.message_size_limit)
                                                  : "SIZE");
   if (!settings_.disable_vrfy) r.lines.push_back("VRFY");
+  if (settings_.tls_level != TlsLevel::kNone && !tls_.active) r.lines.push_back("STARTTLS");
   r.lines.push_back("ENHANCEDSTATUSCODES");
   r.lines.push_back("8BITMIME");
   if (settings_.smtputf8) r.lines.push_back("SMTPUTF8");
   r.lines.push_back("CHUNKING");
   return reply(std::move(r));
+}
+
+Step Session::on_starttls(const Command& c) {
+  if (settings_.tls_level == TlsLevel::kNone)
+    return error(Reply(502, "5.5.1", "Error: command not implemented"));
+  if (tls_.active) return error(Reply(554, "5.5.1", "Error: TLS already active"));
+  if (!c.arg.empty()) return error(Reply(501, "5.5.4", "Syntax: STARTTLS"));
+  if (mail_given_) return error(Reply(503, "5.5.1", "Error: MAIL transaction in progress"));
+  return reply(Reply(220, "2.0.0", "Ready to start TLS"), Next::kStartTls);
 }
 
 Step Session::on_mail(const Command& c) {
@@ -375,7 +402,9 @@ std::string rfc5322_date(std::chrono::system_clock::time_point t) {
 }
 
 std::string Session::received_header() const {
+  // RFC 3848 / RFC 6531: ESMTPS, UTF8SMTPS when the session was encrypted.
   std::string proto = smtputf8_ ? "UTF8SMTP" : esmtp_ ? "ESMTP" : "SMTP";
+  if (tls_.active) proto += "S";
   std::string out = fmt::format("Received: from {} ({})\n\tby {} ({}) with {} id {}", printable(helo_, 255),
                                 client_.name + " [" + client_.address + "]", settings_.hostname,
                                 settings_.mail_name, proto, envelope_.queue_id);

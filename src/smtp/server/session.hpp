@@ -19,8 +19,12 @@
 #include "smtp/proto/data_reader.hpp"
 #include "smtp/proto/reply.hpp"
 #include "store/error.hpp"
+#include "tls/info.hpp"
 
 namespace postern::smtp::server {
+
+// smtpd_tls_security_level: none (no STARTTLS), may (offered), encrypt (required before mail or AUTH).
+enum class TlsLevel { kNone, kMay, kEncrypt };
 
 // The settings a session uses, read once from the configuration when the session starts.
 struct Settings {
@@ -37,8 +41,10 @@ struct Settings {
   bool disable_vrfy = false;
   bool helo_required = false;
   bool smtputf8 = true;
+  TlsLevel tls_level = TlsLevel::kNone;  // smtpd_tls_security_level; kNone also when no certificate loaded
 
-  static Settings from_config(const config::Config& config, std::string_view service);
+  // `tls_available`: the server has a certificate for this service.
+  static Settings from_config(const config::Config& config, std::string_view service, bool tls_available);
 };
 
 struct Client {
@@ -51,11 +57,12 @@ struct Client {
 using RecipientCheck = std::function<delivery::Resolution(std::string_view local, std::string_view domain)>;
 
 enum class Next {
-  kCommand,  // read the next command line
-  kData,     // read DATA content with a DataReader until CRLF.CRLF, then call data_done()
-  kBdat,     // read exactly bdat_size bytes into content() (or discard them), then call bdat_done()
-  kDeliver,  // run the delivery of envelope() + content(), then call delivered()
-  kClose,    // send the replies, then close the connection
+  kCommand,   // read the next command line
+  kData,      // read DATA content with a DataReader until CRLF.CRLF, then call data_done()
+  kBdat,      // read exactly bdat_size bytes into content() (or discard them), then call bdat_done()
+  kDeliver,   // run the delivery of envelope() + content(), then call delivered()
+  kStartTls,  // send the replies, drop unread input, run the TLS handshake, then call set_tls()
+  kClose,     // send the replies, then close the connection
 };
 
 struct Step {
@@ -91,6 +98,11 @@ class Session {
   std::string received_header() const;
   Step delivered(const store::StoreError& error);
 
+  // The connection is now encrypted (implicit TLS, or STARTTLS done). RFC 3207 4.2: everything learned
+  // before is forgotten; the client must send EHLO again.
+  void set_tls(const tls::Info& info);
+  const tls::Info& tls() const { return tls_; }
+
   const Client& client() const { return client_; }
   // "ehlo=1 mail=1 rcpt=1/2 data=1 quit=1 commands=5/6", as Postfix logs it at disconnect.
   std::string command_summary() const;
@@ -108,6 +120,7 @@ class Session {
   Step on_data();
   Step on_bdat(const proto::Command& c);
   Step on_vrfy();
+  Step on_starttls(const proto::Command& c);
   // The message is complete: refuse mail loops, else deliver.
   Step ready_to_deliver();
 
@@ -116,6 +129,7 @@ class Session {
   RecipientCheck check_;
 
   // Session state.
+  tls::Info tls_;
   std::string helo_;
   bool esmtp_ = false;
   int errors_ = 0;
