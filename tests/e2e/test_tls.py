@@ -1,19 +1,17 @@
-""
-    "TLS end to end: STARTTLS on SMTP, IMAP and POP3 (STLS), implicit TLS on submissions/imaps/pop3s, with
-    Python's smtplib/imaplib/poplib, openssl s_client and swaks; old protocols and weak ciphers refused; STARTTLS
-        command injection;
-certificates chosen by SNI and reloaded without a restart; handshake timeout.
+"""TLS end to end: STARTTLS on SMTP, IMAP and POP3 (STLS), implicit TLS on submissions/imaps/pop3s, with
+Python's smtplib/imaplib/poplib, openssl s_client and swaks; old protocols and weak ciphers refused;
+STARTTLS command injection; certificates chosen by SNI and reloaded without a restart; handshake timeout.
 """
+import imaplib
 import os
+import poplib
 import shutil
 import signal
+import smtplib
 import socket
 import ssl
 import subprocess
 import time
-import imaplib
-import poplib
-import smtplib
 
 import pytest
 
@@ -39,8 +37,7 @@ def make_cert(directory, name, cn, key_type="ec"):
 
 
 def der_of(pem_path):
-    with open(pem_path)
-as f:
+    with open(pem_path) as f:
         text = f.read()
     start = text.index("-----BEGIN CERTIFICATE-----")
     return ssl.PEM_cert_to_DER_cert(text[start:])
@@ -80,7 +77,8 @@ def s_client(port, *args, data=b"", timeout=10):
                        input=data, capture_output=True, timeout=timeout)
     return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace")
 
-#-- - STARTTLS and implicit TLS with Python's clients ---------------------------------------------------------
+
+# --- STARTTLS and implicit TLS with Python's clients ---------------------------------------------------------
 
 def test_smtp_starttls_forgets_the_session(tls_server):
     s = smtplib.SMTP("127.0.0.1", tls_server.smtp, timeout=10)
@@ -88,7 +86,7 @@ def test_smtp_starttls_forgets_the_session(tls_server):
     assert s.has_extn("starttls")
     code, _ = s.starttls(context=client_context())
     assert code == 220
-#RFC 3207 4.2 : the EHLO before TLS is forgotten : ESMTP parameters need a new EHLO.
+    # RFC 3207 4.2: the EHLO before TLS is forgotten: ESMTP parameters need a new EHLO.
     code, msg = s.docmd("MAIL FROM:<a@client.test> SIZE=100")
     assert code == 555 and b"5.5.4" in msg, msg
     s.ehlo("client.test")
@@ -197,8 +195,8 @@ def test_ssl_no_turns_tls_off_for_imap(make_postern):
         socket.create_connection(("127.0.0.1", imaps), timeout=2).close()
     assert "ssl = no: not listening on imaps_listen" in p.log()
 
-#-- - \
-    other clients -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
+
+# --- other clients ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("proto,key", [("smtp", None), ("imap", "imap"), ("pop3", "pop3")])
 def test_openssl_s_client_starttls(tls_server, proto, key):
@@ -219,18 +217,18 @@ def test_swaks_tls(tls_server):
     assert "TLS started" in p.stdout, p.stdout
     assert len(tls_server.p.messages("alice")) == 1
 
-#-- - refused protocols and \
-    ciphers -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
+
+# --- refused protocols and ciphers -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("version", ["-tls1", "-tls1_1"])
 def test_old_tls_versions_refused(tls_server, version):
     rc, out = s_client(tls_server.ports["imaps"], version, "-cipher", "DEFAULT@SECLEVEL=0", "-brief")
-#The client offered the old version(no local refusal) and the server answered with an alert.
+    # The client offered the old version (no local refusal) and the server answered with an alert.
     assert rc != 0 and "alert protocol version" in out, out
 
 
 def test_weak_tls12_cipher_refused(tls_server):
-#CBC suites(MAC - then - encrypt, SHA - 1 / SHA - 2 HMAC) : usable with the server's ECDSA key, but not on its list.
+    # CBC suites (MAC-then-encrypt, SHA-1/SHA-2 HMAC): usable with the server's ECDSA key, but not on its list.
     for cipher in ("ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384"):
         rc, out = s_client(tls_server.ports["imaps"], "-tls1_2", "-cipher", cipher + "@SECLEVEL=0", "-brief")
         assert rc != 0 and "alert handshake failure" in out, (cipher, out)
@@ -246,9 +244,8 @@ def test_min_protocol_tls13(make_postern):
     rc, out = s_client(imaps, "-brief", data=b"a LOGOUT\r\n")
     assert "Protocol version: TLSv1.3" in out, out
 
-#-- - STARTTLS injection( \
-    CVE - 2011 - 0411 and \
-    the 2021 family) -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
+
+# --- STARTTLS injection (CVE-2011-0411 and the 2021 family) ---------------------------------------------------
 
 def raw_starttls(port, greeting_lines, plain, expect):
     """Sends `plain` (STARTTLS and an injected command) in one write, completes TLS, then returns what the
@@ -264,118 +261,136 @@ def raw_starttls(port, greeting_lines, plain, expect):
     tls.settimeout(1.0)
     got = b""
     try:
-  while
-True : chunk = tls.recv(4096) if not chunk : break got += chunk except(socket.timeout, TimeoutError)
-    : pass return tls,
-       got
+        while True:
+            chunk = tls.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+    except (socket.timeout, TimeoutError):
+        pass
+    return tls, got
 
-           def
-           test_injection_smtp(tls_server)
-    :
-#SMTP refuses STARTTLS that is not the last command of a group(RFC 2920 3.1) : nothing runs after it.
-      sock = socket.create_connection(("127.0.0.1", tls_server.smtp), timeout = 5) f =
-          sock.makefile("rb") f.readline() sock.sendall(b "EHLO x\r\n") while not f.readline()
-              .startswith(b "250 ")
-    : pass sock.sendall(b "STARTTLS\r\nRSET\r\n") line = f.readline() assert line.startswith(b "554 5.5.0"),
-       line sock.close()
 
-           def test_injection_imap(tls_server)
-    : tls,
-       got =
-           raw_starttls(tls_server.ports["imap"], 1, b "a STARTTLS\r\nb CAPABILITY\r\n", b "a OK") assert got
-           == b "",
-       got #"b CAPABILITY" was sent in plaintext
-    : it must not be answered inside TLS tls.sendall(b "c NOOP\r\n") assert tls.recv(4096)
-          .startswith(b "c OK"),
-       "the session goes on normally" tls.close()
+def test_injection_smtp(tls_server):
+    # SMTP refuses STARTTLS that is not the last command of a group (RFC 2920 3.1): nothing runs after it.
+    sock = socket.create_connection(("127.0.0.1", tls_server.smtp), timeout=5)
+    f = sock.makefile("rb")
+    f.readline()
+    sock.sendall(b"EHLO x\r\n")
+    while not f.readline().startswith(b"250 "):
+        pass
+    sock.sendall(b"STARTTLS\r\nRSET\r\n")
+    line = f.readline()
+    assert line.startswith(b"554 5.5.0"), line
+    sock.close()
 
-           def test_injection_pop3(tls_server)
-    : tls,
-       got = raw_starttls(tls_server.ports["pop3"], 1, b "STLS\r\nCAPA\r\n", b "+OK") assert got == b "",
-       got tls.sendall(b "NOOP\r\n") assert tls.recv(4096).startswith(b "-ERR"),
-       "NOOP before login: an error, but an answer" tls.close()
 
-           def test_injection_smtp_after_220(tls_server)
-    :
-#The client's injected command arrives after the 220, before its ClientHello, in plaintext: Postern reads
-#it as(failed) TLS, so the handshake fails and the session ends; nothing is executed.
-      sock = socket.create_connection(("127.0.0.1", tls_server.smtp), timeout = 5) f =
-           sock.makefile("rb") f.readline() sock.sendall(b "EHLO x\r\n") while not f.readline()
-               .startswith(b "250 ")
-    : pass sock.sendall(b "STARTTLS\r\n") assert f.readline()
-               .startswith(b "220 2.0.0") sock.sendall(b "MAIL FROM:<evil@x.test>\r\n") sock.settimeout(
-                   5) data = sock.recv(4096) assert not data.startswith(b "250"),
-       data sock
-           .close()
+def test_injection_imap(tls_server):
+    tls, got = raw_starttls(tls_server.ports["imap"], 1, b"a STARTTLS\r\nb CAPABILITY\r\n", b"a OK")
+    assert got == b"", got  # "b CAPABILITY" was sent in plaintext: it must not be answered inside TLS
+    tls.sendall(b"c NOOP\r\n")
+    assert tls.recv(4096).startswith(b"c OK"), "the session goes on normally"
+    tls.close()
 
-#-- - certificates : SNI, reload, \
-    handshake timeout -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -- -
 
-               def test_sni_and_reload(make_postern, tmp_path)
-    : os.chmod(tmp_path, 0o755) main = make_cert(str(tmp_path), "main.pem", f "mail.{DOMAIN}") other =
-           make_cert(str(tmp_path), "other.pem", "mail.other.test") sni_map =
-               tmp_path / "sni" sni_map.write_text(f "mail.other.test  {other}\n.sub.test  {other}\n") imaps =
-                   free_port() p = make_postern(extra_config = f
-                                                "imaps_listen = 127.0.0.1:{imaps}\nssl_cert_file = {main}\n" f
-                                                "tls_server_sni_maps = {sni_map}\n")
+def test_injection_pop3(tls_server):
+    tls, got = raw_starttls(tls_server.ports["pop3"], 1, b"STLS\r\nCAPA\r\n", b"+OK")
+    assert got == b"", got
+    tls.sendall(b"NOOP\r\n")
+    assert tls.recv(4096).startswith(b"-ERR"), "NOOP before login: an error, but an answer"
+    tls.close()
 
-                                       def peer_cert(name)
-    : with socket.create_connection(("127.0.0.1", imaps), timeout = 5) as raw
-    : with client_context()
-          .wrap_socket(raw, server_hostname = name) as s
-    : return s.getpeercert(binary_form = True)
 
-          assert peer_cert(f "mail.{DOMAIN}") == der_of(main) assert peer_cert("mail.other.test") ==
-                                   der_of(other) assert peer_cert("a.sub.test") ==
-                                   der_of(other) assert peer_cert("unknown.test") ==
-                                   der_of(main)
+def test_injection_smtp_after_220(tls_server):
+    # The client's injected command arrives after the 220, before its ClientHello, in plaintext: Postern reads
+    # it as (failed) TLS, so the handshake fails and the session ends; nothing is executed.
+    sock = socket.create_connection(("127.0.0.1", tls_server.smtp), timeout=5)
+    f = sock.makefile("rb")
+    f.readline()
+    sock.sendall(b"EHLO x\r\n")
+    while not f.readline().startswith(b"250 "):
+        pass
+    sock.sendall(b"STARTTLS\r\n")
+    assert f.readline().startswith(b"220 2.0.0")
+    sock.sendall(b"MAIL FROM:<evil@x.test>\r\n")
+    sock.settimeout(5)
+    data = sock.recv(4096)
+    assert not data.startswith(b"250"), data
+    sock.close()
 
-#An open session survives the reload; new connections get the renewed certificate.
-                                       kept =
-                                       imaplib.IMAP4_SSL("127.0.0.1", imaps, ssl_context = client_context(),
-                                                         timeout = 10) renewed =
-                                           make_cert(str(tmp_path), "renewed.pem", f "mail.{DOMAIN}",
-                                                     key_type = "rsa") shutil.copy(renewed, main) p.proc
-                                               .send_signal(signal.SIGHUP) p.wait_log(
-                                                   "reload -- configuration") assert
-                                           peer_cert(f "mail.{DOMAIN}") ==
-                                           der_of(renewed) assert kept.noop()[0] ==
-                                           "OK" assert kept.login(ALICE, PASSWORD)[0] ==
-                                           "OK" kept
-                                               .logout()
 
-                                                   def test_bad_certificate_is_refused_at_start_and_reload(
-                                                       make_postern, tmp_path)
-    : os.chmod(tmp_path,
-               0o755) bad = tmp_path / "bad.pem" bad.write_text("not a certificate\n") p =
-                                make_postern(extra_config = f "ssl_cert_file = {bad}\n", start = False) r =
-                                    subprocess
-                                            .run([ BIN, "-c", p.dir, "serve" ], capture_output = True,
-                                                 text = True, timeout = 30) assert r.returncode
-                                        != 0 and
-                                    "no PEM certificate" in r.stderr,
-       r.stderr
-#A running server keeps its certificate when a reload finds a broken one.
-       good = make_cert(str(tmp_path), "good.pem", f "mail.{DOMAIN}") with
-              open(os.path.join(p.dir, "main.cf"), "a") as f
-    : f.write(f "ssl_cert_file = {good}\n") p.start() shutil.copy(bad, good) p.proc
-          .send_signal(signal.SIGHUP) p.wait_log("reload failed, keeping the running configuration") s =
-           smtplib.SMTP("127.0.0.1", p.port, timeout = 10) s.starttls(context = client_context()) s.quit()
+# --- certificates: SNI, reload, handshake timeout -------------------------------------------------------------
 
-               def test_self_signed_certificate_made_once(make_postern)
-    : p = make_postern() path =
-               os.path.join(p.root, "queue", "tls", "selfsigned.pem") assert os.path.exists(path) assert os
-                   .stat(path)
-                   .st_mode
-               & 0o077 == 0,
-       "the key is private" assert f "using the self-signed certificate {path}" in p.log() before =
-           open(path, "rb").read() p.stop() p.start() assert open(path, "rb").read() == before,
-       "the same certificate after a restart"
+def test_sni_and_reload(make_postern, tmp_path):
+    os.chmod(tmp_path, 0o755)
+    main = make_cert(str(tmp_path), "main.pem", f"mail.{DOMAIN}")
+    other = make_cert(str(tmp_path), "other.pem", "mail.other.test")
+    sni_map = tmp_path / "sni"
+    sni_map.write_text(f"mail.other.test  {other}\n.sub.test  {other}\n")
+    imaps = free_port()
+    p = make_postern(extra_config=f"imaps_listen = 127.0.0.1:{imaps}\nssl_cert_file = {main}\n"
+                                  f"tls_server_sni_maps = {sni_map}\n")
 
-       def test_handshake_timeout(make_postern)
-    : imaps = free_port() p = make_postern(
-           extra_config = f "imaps_listen = 127.0.0.1:{imaps}\ntls_handshake_timeout = 1s\n") sock =
-          socket.create_connection(("127.0.0.1", imaps), timeout = 10) start =
-              time.time() assert sock.recv(100) == b "" #closed without a byte
-    : the client never sent a ClientHello assert time
-          .time() - start < 5 sock.close() p.wait_log("TLS handshake failed from 127.0.0.1: timeout")
+    def peer_cert(name):
+        with socket.create_connection(("127.0.0.1", imaps), timeout=5) as raw:
+            with client_context().wrap_socket(raw, server_hostname=name) as s:
+                return s.getpeercert(binary_form=True)
+
+    assert peer_cert(f"mail.{DOMAIN}") == der_of(main)
+    assert peer_cert("mail.other.test") == der_of(other)
+    assert peer_cert("a.sub.test") == der_of(other)
+    assert peer_cert("unknown.test") == der_of(main)
+
+    # An open session survives the reload; new connections get the renewed certificate.
+    kept = imaplib.IMAP4_SSL("127.0.0.1", imaps, ssl_context=client_context(), timeout=10)
+    renewed = make_cert(str(tmp_path), "renewed.pem", f"mail.{DOMAIN}", key_type="rsa")
+    shutil.copy(renewed, main)
+    p.proc.send_signal(signal.SIGHUP)
+    p.wait_log("reload -- configuration")
+    assert peer_cert(f"mail.{DOMAIN}") == der_of(renewed)
+    assert kept.noop()[0] == "OK"
+    assert kept.login(ALICE, PASSWORD)[0] == "OK"
+    kept.logout()
+
+
+def test_bad_certificate_is_refused_at_start_and_reload(make_postern, tmp_path):
+    os.chmod(tmp_path, 0o755)
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    p = make_postern(extra_config=f"ssl_cert_file = {bad}\n", start=False)
+    r = subprocess.run([BIN, "-c", p.dir, "serve"], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "no PEM certificate" in r.stderr, r.stderr
+    # A running server keeps its certificate when a reload finds a broken one.
+    good = make_cert(str(tmp_path), "good.pem", f"mail.{DOMAIN}")
+    with open(os.path.join(p.dir, "main.cf"), "a") as f:
+        f.write(f"ssl_cert_file = {good}\n")
+    p.start()
+    shutil.copy(bad, good)
+    p.proc.send_signal(signal.SIGHUP)
+    p.wait_log("reload failed, keeping the running configuration")
+    s = smtplib.SMTP("127.0.0.1", p.port, timeout=10)
+    s.starttls(context=client_context())
+    s.quit()
+
+
+def test_self_signed_certificate_made_once(make_postern):
+    p = make_postern()
+    path = os.path.join(p.root, "queue", "tls", "selfsigned.pem")
+    assert os.path.exists(path)
+    assert os.stat(path).st_mode & 0o077 == 0, "the key is private"
+    assert f"using the self-signed certificate {path}" in p.log()
+    before = open(path, "rb").read()
+    p.stop()
+    p.start()
+    assert open(path, "rb").read() == before, "the same certificate after a restart"
+
+
+def test_handshake_timeout(make_postern):
+    imaps = free_port()
+    p = make_postern(extra_config=f"imaps_listen = 127.0.0.1:{imaps}\ntls_handshake_timeout = 1s\n")
+    sock = socket.create_connection(("127.0.0.1", imaps), timeout=10)
+    start = time.time()
+    assert sock.recv(100) == b""  # closed without a byte: the client never sent a ClientHello
+    assert time.time() - start < 5
+    sock.close()
+    p.wait_log("TLS handshake failed from 127.0.0.1: timeout")
