@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(
   build-essential cmake g++ clang libclang-rt-14-dev clang-format
-  libasio-dev libfmt-dev libssl-dev libcrypt-dev libgtest-dev libgmock-dev zlib1g-dev
+  libasio-dev libfmt-dev libssl-dev libcrypt-dev libpam0g-dev libgtest-dev libgmock-dev zlib1g-dev
   python3 python3-pytest python3-aiosmtpd
   swaks postfix telnet curl
   dovecot-imapd dovecot-pop3d isync offlineimap3 fetchmail mutt
@@ -34,6 +34,14 @@ if ! getent passwd postern >/dev/null; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo useradd --system --user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin postern
+fi
+# PAM service of Postern's system-user logins (auth_pam_service), as Dovecot's package installs its own.
+if [ ! -e /etc/pam.d/postern ]; then
+  echo "install-deps: installing /etc/pam.d/postern"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  printf '#%%PAM-1.0\n# Postern (IMAP, POP3, SMTP AUTH) logins of system users\n@include common-auth\n@include common-account\n' |
+    $sudo tee /etc/pam.d/postern >/dev/null
 fi
 # Node.js and the npm packages pinned in tests/e2e/js/package-lock.json (imapflow, for
 # tests/e2e/test_imap_imapflow.py). Node from Debian (apt) only when no node/npm is installed at all.

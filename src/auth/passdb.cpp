@@ -1,11 +1,5 @@
 #include "auth/passdb.hpp"
 
-#include <pwd.h>
-#include <shadow.h>
-#include <unistd.h>
-
-#include <vector>
-
 #include "base/strings.hpp"
 
 namespace postern::auth {
@@ -13,6 +7,7 @@ Passdb::Passdb(const config::Config& config)
     : virtual_domains_(config.get_list("virtual_mailbox_domains")),
       virtual_base_(config.get_path("virtual_mailbox_base")),
       home_mailbox_(config.get("home_mailbox")),
+      pam_service_(config.get("auth_pam_service")),
       passwd_(config.get_path("passwd_file")) {
   // Verified when the user does not exist, so that the answer takes as long as for a wrong password.
   auto dummy = hash_password("postern-dummy-password");
@@ -51,31 +46,14 @@ std::optional<Account> Passdb::virtual_user(std::string_view user, std::string_v
 }
 
 std::optional<Account> Passdb::system_user(std::string_view user, std::string_view password) {
-  std::string name(user.substr(0, user.rfind('@')));
-  passwd pw{};
-  passwd* found = nullptr;
-  std::vector<char> buf(16384);
-  std::string hash;
-  if (getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) == 0 && found) {
-    hash = pw.pw_passwd;
-    spwd sp{};
-    spwd* sfound = nullptr;
-    std::vector<char> sbuf(16384);
-    if ((hash == "x" || hash == "*") &&
-        getspnam_r(name.c_str(), &sp, sbuf.data(), sbuf.size(), &sfound) == 0 && sfound)
-      hash = sp.sp_pwdp;
-  }
-  // Locked, passwordless or unreadable (not root: no shadow) accounts cannot log in.
-  if (!found || hash.empty() || hash[0] == '!' || hash[0] == '*' || hash == "x") {
-    verify_password(password, dummy_hash_);
-    return std::nullopt;
-  }
-  if (!verify_password(password, "{CRYPT}" + hash)) return std::nullopt;
+  auto found = system_check_ ? system_check_(user, password)
+                             : check_system_user(user, password, pam_service_, dummy_hash_);
+  if (!found) return std::nullopt;
   Account a;
-  a.user = pw.pw_name;
-  a.maildir = std::string(pw.pw_dir) + "/" + home_mailbox_;
+  a.user = found->name;
+  a.maildir = found->home + "/" + home_mailbox_;
   if (a.maildir.back() == '/') a.maildir.pop_back();
-  if (::geteuid() == 0) a.owner = {true, pw.pw_uid, pw.pw_gid};
+  if (system_check_) a.owner = {true, found->uid, found->gid};
   return a;
 }
 

@@ -6,11 +6,13 @@
 // the same answer; passwords are never logged.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "auth/passwd_file.hpp"
+#include "auth/system.hpp"
 #include "config/config.hpp"
 #include "store/maildir/maildir.hpp"
 
@@ -26,6 +28,11 @@ class Passdb {
  public:
   explicit Passdb(const config::Config& config);
   std::optional<Account> authenticate(std::string_view user, std::string_view password);
+  // How system users are checked: by default here (auth/system); when Postern runs as root, through the
+  // privileged helper, which alone can read /etc/shadow or run PAM.
+  using SystemCheck =
+      std::function<std::optional<SystemUser>(std::string_view user, std::string_view password)>;
+  void set_system_check(SystemCheck check) { system_check_ = std::move(check); }
 
  private:
   std::optional<Account> virtual_user(std::string_view user, std::string_view password);
@@ -34,8 +41,10 @@ class Passdb {
   std::vector<std::string> virtual_domains_;
   std::string virtual_base_;
   std::string home_mailbox_;
+  std::string pam_service_;
   PasswdFile passwd_;
   std::string dummy_hash_;
+  SystemCheck system_check_;
 };
 
 }  // namespace postern::auth

@@ -12,6 +12,10 @@ using enum Type;
 constexpr std::array kParameters = std::to_array<Parameter>({
     {"alias_maps", kList, "hash:/etc/aliases",
      "alias tables in /etc/aliases format (hash:PATH or PATH; the text file itself is read)", true},
+    {"auth_pam_service", kString, "postern",
+     "PAM service that checks system users' passwords when /etc/pam.d/<service> exists; else shadow + crypt "
+     "(Postern)",
+     true},
     {"broken_sasl_auth_clients", kBool, "no", "also announce AUTH in the obsolete AUTH=LOGIN PLAIN form",
      false},
     {"delivery_threads", kInt, "16", "threads that write and fsync mail into Maildirs (Postern)", true},

@@ -20,6 +20,8 @@
 
 #include <fmt/format.h>
 
+#include "auth/passwd_file.hpp"
+#include "auth/system.hpp"
 #include "base/log.hpp"
 #include "base/strings.hpp"
 #include "store/maildir/maildir.hpp"
@@ -104,6 +106,8 @@ store::ErrorKind kind_from(const std::string& s) {
 // The helper's side of one channel.
 struct HelperState {
   std::string config_dir;
+  std::string pam_service;
+  std::string dummy_hash;
   std::string home_mailbox;
   uint64_t size_limit = 0;
 };
@@ -156,6 +160,13 @@ void serve_channel(int sock, const HelperState& state) {
           fail(err);
         }
       }
+    } else if (req.size() == 3 && req[0] == "auth") {
+      auto found = auth::check_system_user(req[1], req[2], state.pam_service, state.dummy_hash);
+      if (found) {
+        reply = {"ok", found->name, std::to_string(found->uid), std::to_string(found->gid), found->home};
+      } else {
+        reply = {"no"};
+      }
     } else if (req.size() == 2 && req[0] == "tlsfile") {
       // Only a file the configuration (read afresh: this serves reloads) names for TLS.
       auto cfg = config::Config::load(state.config_dir);
@@ -193,6 +204,7 @@ void serve_channel(int sock, const HelperState& state) {
     }
     if (fd >= 0) ::close(fd);
     fd = -1;
+    std::fill(packet.begin(), packet.end(), '\0');  // it may have held a password
     if (!send_packet(sock, encode(reply), -1)) break;
   }
   for (auto& [token, p] : pending) store::maildir::abort(p);
@@ -205,6 +217,9 @@ Result<std::unique_ptr<PrivilegedHelper>> PrivilegedHelper::start(const config::
                                                                   int channels) {
   HelperState state;
   state.config_dir = config.dir();
+  state.pam_service = config.get("auth_pam_service");
+  auto dummy = auth::hash_password("postern-dummy-password");
+  if (dummy) state.dummy_hash = *dummy;
   state.home_mailbox = config.get("home_mailbox");
   state.size_limit = static_cast<uint64_t>(config.get_int("mailbox_size_limit"));
   std::unique_ptr<PrivilegedHelper> h(new PrivilegedHelper());
@@ -307,6 +322,20 @@ Result<std::string> PrivilegedHelper::commit(uint64_t token, store::StoreError& 
            : reply->size() >= 3 ? (*reply)[2]
                                 : "bad reply"};
   return Error{error.detail};
+}
+
+std::optional<auth::SystemUser> PrivilegedHelper::check_system_user(std::string_view user,
+                                                                    std::string_view password) {
+  std::vector<std::string> request = {"auth", std::string(user), std::string(password)};
+  auto reply = call(request, -1);
+  for (auto& field : request) std::fill(field.begin(), field.end(), '\0');
+  if (!reply || reply->size() != 5 || (*reply)[0] != "ok") return std::nullopt;
+  auth::SystemUser u;
+  u.name = (*reply)[1];
+  u.uid = static_cast<uid_t>(std::strtoul((*reply)[2].c_str(), nullptr, 10));
+  u.gid = static_cast<gid_t>(std::strtoul((*reply)[3].c_str(), nullptr, 10));
+  u.home = (*reply)[4];
+  return u;
 }
 
 Result<std::string> PrivilegedHelper::read_tls_file(const std::string& path) {

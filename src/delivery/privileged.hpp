@@ -3,8 +3,8 @@
 // mail_owner. Its main job: write a message into a system user's Maildir as that user (setfsuid and
 // setfsgid per request, so the kernel checks every path as the user: no chown, no symlink tricks), in two
 // phases like store/maildir. Requests name a user, never a path: the helper computes the Maildir itself
-// from the password database and home_mailbox. It also opens the TLS certificate and key files the
-// configuration names, for reloads.
+// from the password database and home_mailbox. It also checks system users' passwords (PAM or shadow) and
+// opens the TLS certificate and key files the configuration names, for reloads.
 // Security: requests come from the unprivileged process and are validated here; message bytes arrive in a
 // memfd. One channel (a SOCK_SEQPACKET socketpair) per delivery thread, served by one helper thread each.
 #pragma once
@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "auth/system.hpp"
 #include "base/result.hpp"
 #include "config/config.hpp"
 #include "store/error.hpp"
@@ -38,6 +39,8 @@ class PrivilegedHelper {
   // refuses any other path; it passes the open file back): reloads read renewed certificates with it after
   // privileges were dropped.
   Result<std::string> read_tls_file(const std::string& path);
+  // A system user's login (PAM or shadow, auth/system): only the helper, as root, can check it.
+  std::optional<auth::SystemUser> check_system_user(std::string_view user, std::string_view password);
 
   pid_t pid() const { return pid_; }
 

@@ -208,7 +208,7 @@ class Server {
   // Starts the delivery threads and the accept loops. `helper`: writes system users' Maildirs (when root).
   void start(delivery::PrivilegedHelper* helper) {
     helper_ = helper;
-    runtime_->delivery->set_privileged_helper(helper_);
+    use_helper(*runtime_);
     pool_ = std::make_unique<asio::thread_pool>(
         static_cast<size_t>(std::max(1LL, runtime_->config->get_int("delivery_threads"))));
     for (auto& acc : acceptors_)
@@ -247,9 +247,18 @@ class Server {
       log::error("master", "reload failed, keeping the running configuration: {}", rt.error().message);
       return;
     }
-    (*rt)->delivery->set_privileged_helper(helper_);
+    use_helper(**rt);
     runtime_ = *rt;
     log::info("master", "reload -- configuration {}", cfg->dir());
+  }
+
+  // Started as root: system users' Maildirs are written, and their passwords checked, by the helper.
+  void use_helper(Runtime& rt) {
+    rt.delivery->set_privileged_helper(helper_);
+    if (helper_)
+      rt.passdb->set_system_check([h = helper_](std::string_view user, std::string_view password) {
+        return h->check_system_user(user, password);
+      });
   }
 
   void join_pool() {
