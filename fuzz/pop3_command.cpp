@@ -1,6 +1,6 @@
 // fuzz/pop3_command.cpp: libFuzzer target for a POP3 client's byte stream as the server reads it: LineBuffer
 // (the POP3 listener's line reader), then pop3::proto::parse_command on each line and parse_msg_number on
-// each argument; AUTH PLAIN's initial response goes through auth::decode_plain. Properties: the keyword is
+// each argument; AUTH PLAIN's initial response goes through sasl::split_plain. Properties: the keyword is
 // 3-4 upper-case letters, arguments are non-empty, carry no space and are at most 255 bytes (PASS: one
 // argument, the rest of the line, spaces kept); parsing is case-insensitive in the keyword and stable when
 // the command is written back; a message number is accepted only in its canonical decimal form; the stream
@@ -10,7 +10,8 @@
 #include <string>
 #include <string_view>
 
-#include "auth/sasl_plain.hpp"
+#include "auth/sasl/base64.hpp"
+#include "auth/sasl/simple.hpp"
 #include "fuzz/pieces.hpp"
 #include "fuzz/targets.hpp"
 #include "pop3/proto/command.hpp"
@@ -53,15 +54,16 @@ void check_msg_number(std::string_view arg) {
 }
 
 void check_plain(std::string_view response) {
-  postern::auth::PlainCredentials cred;
-  if (postern::auth::decode_plain(response, cred) != postern::auth::PlainStatus::kOk) return;
-  POSTERN_FUZZ_CHECK(!cred.authcid.empty());
-  POSTERN_FUZZ_CHECK(cred.authzid.find('\0') == std::string_view::npos);
-  POSTERN_FUZZ_CHECK(cred.authcid.find('\0') == std::string_view::npos);
-  POSTERN_FUZZ_CHECK(cred.password.find('\0') == std::string_view::npos);
+  auto decoded = postern::auth::sasl::base64_decode(response);
+  postern::auth::sasl::PlainFields f;
+  if (!decoded || !postern::auth::sasl::split_plain(*decoded, f)) return;
+  POSTERN_FUZZ_CHECK(!f.authcid.empty());
+  POSTERN_FUZZ_CHECK(f.authzid.find('\0') == std::string_view::npos);
+  POSTERN_FUZZ_CHECK(f.authcid.find('\0') == std::string_view::npos);
+  POSTERN_FUZZ_CHECK(f.password.find('\0') == std::string_view::npos);
   std::string joined =
-      std::string(cred.authzid) + '\0' + std::string(cred.authcid) + '\0' + std::string(cred.password);
-  POSTERN_FUZZ_CHECK(joined == cred.buffer);
+      std::string(f.authzid) + '\0' + std::string(f.authcid) + '\0' + std::string(f.password);
+  POSTERN_FUZZ_CHECK(joined == *decoded);
 }
 
 // What the parser decided for one line, checked against the properties above.

@@ -17,3 +17,4 @@ int postern_fuzz_mime_structure(const uint8_t* data, size_t size);
 int postern_fuzz_mutf7(const uint8_t* data, size_t size);
 int postern_fuzz_pop3_command(const uint8_t* data, size_t size);
 int postern_fuzz_imap_command(const uint8_t* data, size_t size);
+int postern_fuzz_sasl_exchange(const uint8_t* data, size_t size);

@@ -95,3 +95,6 @@ TEST(FuzzReplay, Pop3Command) {
 }
 
 }  // namespace
+TEST(FuzzReplay, SaslExchange) {
+  replay("sasl_exchange", postern_fuzz_sasl_exchange);
+}

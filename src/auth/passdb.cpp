@@ -1,8 +1,48 @@
 #include "auth/passdb.hpp"
 
+#include <pwd.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "auth/sasl/scram.hpp"
 #include "base/strings.hpp"
 
 namespace postern::auth {
+namespace {
+
+// Keys fake SCRAM salts for unknown users; the same for the whole process, so that repeated attempts for
+// one name see one salt, as for a real user.
+const std::string& scram_secret() {
+  static const std::string secret = sasl::random_bytes(32);
+  return secret;
+}
+
+bool valid_name(std::string_view user) {
+  return !user.empty() && user.size() <= 256 &&
+         user.find_first_of(std::string_view("/\0\r\n", 4)) == std::string_view::npos;
+}
+
+}  // namespace
+
+sasl::Options sasl_options(const config::Config& config, std::string_view service) {
+  sasl::Options o;
+  o.mechanisms = config.get_list("auth_mechanisms", service);
+  o.hostname = config.get("myhostname", service);
+  if (service.starts_with("smtp") || service.starts_with("submission")) {
+    o.plaintext_allowed = !config.get_bool("smtpd_tls_auth_only", service);
+    o.realm = config.get("smtpd_sasl_local_domain", service);
+    auto security = config.get_list("smtpd_sasl_security_options", service);
+    if (std::find(security.begin(), security.end(), "noplaintext") != security.end())
+      std::erase_if(o.mechanisms,
+                    [](const std::string& m) { return iequals(m, "plain") || iequals(m, "login"); });
+  } else {
+    o.allowed = config.get("ssl", service) != "required";
+    o.plaintext_allowed = !config.get_bool("disable_plaintext_auth", service);
+  }
+  return o;
+}
+
 Passdb::Passdb(const config::Config& config)
     : virtual_domains_(config.get_list("virtual_mailbox_domains")),
       virtual_base_(config.get_path("virtual_mailbox_base")),
@@ -15,45 +55,72 @@ Passdb::Passdb(const config::Config& config)
   for (auto& d : virtual_domains_) d = to_lower(d);
 }
 
-std::optional<Account> Passdb::authenticate(std::string_view user, std::string_view password) {
-  if (user.empty() || user.size() > 256 ||
-      user.find_first_of(std::string_view("/\0\r\n", 4)) != std::string_view::npos) {
-    verify_password(password, dummy_hash_);
-    return std::nullopt;
-  }
+bool Passdb::is_virtual(std::string_view user) const {
   size_t at = user.rfind('@');
-  if (at != std::string_view::npos) {
-    std::string domain = to_lower(user.substr(at + 1));
-    for (const auto& d : virtual_domains_)
-      if (d == domain) return virtual_user(user, password);
-  }
-  return system_user(user, password);
+  if (at == std::string_view::npos) return false;
+  std::string domain = to_lower(user.substr(at + 1));
+  return std::find(virtual_domains_.begin(), virtual_domains_.end(), domain) != virtual_domains_.end();
 }
 
-std::optional<Account> Passdb::virtual_user(std::string_view user, std::string_view password) {
-  auto entry = passwd_.find(user);
+std::optional<PasswdEntry> Passdb::find_virtual(std::string_view user) {
+  if (!valid_name(user) || !is_virtual(user)) return std::nullopt;
+  return passwd_.find(user);
+}
+
+std::optional<std::string> Passdb::verify(std::string_view user, std::string_view password) {
+  if (valid_name(user) && !is_virtual(user)) {
+    auto found = system_check_ ? system_check_(user, password)
+                               : check_system_user(user, password, pam_service_, dummy_hash_);
+    if (!found) return std::nullopt;
+    return found->name;
+  }
+  auto entry = find_virtual(user);
   if (!entry) {
     verify_password(password, dummy_hash_);
     return std::nullopt;
   }
   if (!verify_password(password, entry->password)) return std::nullopt;
-  size_t at = entry->user.rfind('@');
-  Account a;
-  a.user = to_lower(entry->user);
-  a.maildir =
-      virtual_base_ + "/" + to_lower(entry->user.substr(at + 1)) + "/" + to_lower(entry->user.substr(0, at));
-  return a;
+  return to_lower(entry->user);
 }
 
-std::optional<Account> Passdb::system_user(std::string_view user, std::string_view password) {
-  auto found = system_check_ ? system_check_(user, password)
-                             : check_system_user(user, password, pam_service_, dummy_hash_);
-  if (!found) return std::nullopt;
+sasl::ScramKeys Passdb::scram_sha256(std::string_view user) {
+  if (auto entry = find_virtual(user)) {
+    if (auto keys = scram_keys_of(*entry)) {
+      keys->user = to_lower(entry->user);
+      return std::move(*keys);
+    }
+  }
+  return sasl::fake_scram_keys(scram_secret(), user);
+}
+
+std::optional<sasl::Credentials::Cleartext> Passdb::cleartext(std::string_view user) {
+  auto entry = find_virtual(user);
+  if (!entry) return std::nullopt;
+  for (std::string_view scheme : {"{PLAIN}", "{CLEAR}", "{CLEARTEXT}"})
+    if (istarts_with(entry->password, scheme))
+      return Cleartext{to_lower(entry->user), sasl::Secret(entry->password.substr(scheme.size()))};
+  return std::nullopt;
+}
+
+std::optional<Account> Passdb::account(std::string_view user) {
   Account a;
-  a.user = found->name;
-  a.maildir = found->home + "/" + home_mailbox_;
+  if (is_virtual(user)) {
+    size_t at = user.rfind('@');
+    a.user = to_lower(user);
+    a.maildir = virtual_base_ + "/" + to_lower(user.substr(at + 1)) + "/" + to_lower(user.substr(0, at));
+    return a;
+  }
+  // A system user that verify() accepted: the password database is readable by everyone.
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  std::string name(user);
+  if (getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || !found) return std::nullopt;
+  a.user = pw.pw_name;
+  a.maildir = std::string(pw.pw_dir) + "/" + home_mailbox_;
   if (a.maildir.back() == '/') a.maildir.pop_back();
-  if (system_check_) a.owner = {true, found->uid, found->gid};
+  // Running as root: the privileged helper writes as the user.
+  if (system_check_) a.owner = {true, pw.pw_uid, pw.pw_gid};
   return a;
 }
 

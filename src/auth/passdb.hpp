@@ -1,9 +1,11 @@
-// auth/passdb.hpp: checks a login (user name + password) and says whose mail it opens: the one place every
-// protocol (IMAP LOGIN/AUTHENTICATE, POP3, SMTP AUTH) asks. Virtual users come from passwd_file (the
-// domain is in virtual_mailbox_domains), system users from the password database and shadow via crypt(3).
+// auth/passdb.hpp: the password database every protocol (IMAP LOGIN/AUTHENTICATE, POP3, SMTP AUTH) asks,
+// through the SASL mechanisms (sasl::Credentials), and whose mail a login opens (account()). Virtual users
+// come from passwd_file (the domain is in virtual_mailbox_domains), system users from PAM or shadow
+// (auth/system), through the privileged helper when Postern runs as root.
 // Blocking (crypt costs up to ~100 ms): call it off the I/O thread.
 // Security: an unknown user costs the same time as a wrong password (a dummy hash is verified) and gets
-// the same answer; passwords are never logged.
+// the same answer; for SCRAM it gets fake keys with a salt derived from the name and a per-process
+// secret; passwords are never logged.
 #pragma once
 
 #include <functional>
@@ -12,6 +14,7 @@
 #include <string_view>
 
 #include "auth/passwd_file.hpp"
+#include "auth/sasl/exchange.hpp"
 #include "auth/system.hpp"
 #include "config/config.hpp"
 #include "store/maildir/maildir.hpp"
@@ -24,10 +27,22 @@ struct Account {
   store::maildir::Owner owner;
 };
 
-class Passdb {
+// The SASL options of `service` ("smtp", "submission", "imap", "pop3", ...) before TLS, from the
+// configuration: auth_mechanisms; IMAP/POP3: ssl = required (nothing without TLS), disable_plaintext_auth;
+// SMTP: smtpd_tls_auth_only, smtpd_sasl_security_options (noplaintext), smtpd_sasl_local_domain.
+sasl::Options sasl_options(const config::Config& config, std::string_view service);
+
+class Passdb : public sasl::Credentials {
  public:
   explicit Passdb(const config::Config& config);
-  std::optional<Account> authenticate(std::string_view user, std::string_view password);
+
+  std::optional<std::string> verify(std::string_view user, std::string_view password) override;
+  // System users and users with only a crypt hash have no SCRAM keys: they get fake ones (SCRAM fails).
+  sasl::ScramKeys scram_sha256(std::string_view user) override;
+  std::optional<Cleartext> cleartext(std::string_view user) override;
+  // The account of a canonical login name that verify() or a SASL exchange returned.
+  std::optional<Account> account(std::string_view user);
+
   // How system users are checked: by default here (auth/system); when Postern runs as root, through the
   // privileged helper, which alone can read /etc/shadow or run PAM.
   using SystemCheck =
@@ -35,8 +50,9 @@ class Passdb {
   void set_system_check(SystemCheck check) { system_check_ = std::move(check); }
 
  private:
-  std::optional<Account> virtual_user(std::string_view user, std::string_view password);
-  std::optional<Account> system_user(std::string_view user, std::string_view password);
+  // A virtual user's passwd-file entry; nothing for system users, unknown users and bad names.
+  std::optional<PasswdEntry> find_virtual(std::string_view user);
+  bool is_virtual(std::string_view user) const;
 
   std::vector<std::string> virtual_domains_;
   std::string virtual_base_;

@@ -1,5 +1,6 @@
 #include "auth/passwd_file.hpp"
 
+#include <argon2.h>
 #include <crypt.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -11,6 +12,8 @@
 
 #include <fmt/format.h>
 
+#include "auth/sasl/crypto.hpp"
+#include "auth/sasl/scram.hpp"
 #include "base/files.hpp"
 #include "base/strings.hpp"
 
@@ -116,23 +119,60 @@ Result<std::string> hash_password(std::string_view password) {
   return std::string("{SHA512-CRYPT}") + h;
 }
 
+Status set_password(PasswdEntry& e, std::string_view password) {
+  auto hash = hash_password(password);
+  if (!hash) return hash.error();
+  e.password = *hash;
+  // The extra field is space-separated key=value pairs: replace ours, keep the others.
+  std::string extra;
+  for (const std::string& field : split_list(e.extra, " "))
+    if (!field.starts_with(std::string(kScramField) + "=")) extra += std::string(field) + " ";
+  auto keys = sasl::scram_keys(password, sasl::random_bytes(16), sasl::kScramIterations);
+  e.extra = extra + fmt::format("{}={{SCRAM-SHA-256}}{}", kScramField, sasl::format_scram_keys(keys));
+  return Ok{};
+}
+
+namespace {
+
+// Splits "{SCHEME}rest": the scheme in lower case (empty without braces) and the rest.
+std::pair<std::string, std::string_view> split_scheme(std::string_view stored) {
+  if (stored.empty() || stored.front() != '{') return {"", stored};
+  size_t close = stored.find('}');
+  if (close == std::string_view::npos) return {"{", stored};  // no scheme can match
+  return {to_lower(stored.substr(1, close - 1)), stored.substr(close + 1)};
+}
+
+}  // namespace
+
+std::optional<sasl::ScramKeys> scram_keys_of(const PasswdEntry& e) {
+  auto [scheme, rest] = split_scheme(e.password);
+  if (scheme == "scram-sha-256") return sasl::parse_scram_keys(rest);
+  std::string prefix = std::string(kScramField) + "={SCRAM-SHA-256}";
+  for (const std::string& field : split_list(e.extra, " "))
+    if (field.starts_with(prefix))
+      return sasl::parse_scram_keys(std::string_view(field).substr(prefix.size()));
+  return std::nullopt;
+}
+
 bool verify_password(std::string_view password, std::string_view stored) {
-  std::string_view hash = stored;
-  std::string scheme;
-  if (!stored.empty() && stored.front() == '{') {
-    size_t close = stored.find('}');
-    if (close == std::string_view::npos) return false;
-    scheme = to_lower(stored.substr(1, close - 1));
-    hash = stored.substr(close + 1);
+  auto [scheme, hash] = split_scheme(stored);
+  if (scheme == "plain" || scheme == "clear" || scheme == "cleartext") return sasl::equal(hash, password);
+  if (scheme == "scram-sha-256") {
+    auto keys = sasl::parse_scram_keys(hash);
+    return keys && sasl::scram_verify(password, *keys);
   }
-  if (scheme == "plain" || scheme == "clear" || scheme == "cleartext") return hash == password;
+  if (scheme == "argon2id" || scheme == "argon2i") {
+    std::string encoded(hash);
+    return argon2_verify(encoded.c_str(), password.data(), password.size(),
+                         scheme == "argon2id" ? Argon2_id : Argon2_i) == ARGON2_OK;
+  }
   if (!scheme.empty() && scheme != "crypt" && scheme != "sha512-crypt" && scheme != "sha256-crypt" &&
       scheme != "blf-crypt" && scheme != "md5-crypt")
     return false;
   crypt_data data{};
   std::string pw(password), h(hash);
   const char* out = crypt_rn(pw.c_str(), h.c_str(), &data, sizeof data);
-  explicit_bzero(pw.data(), pw.size());
+  sasl::wipe(pw);
   return out && out[0] != '*' && h == out;
 }
 

@@ -1,6 +1,7 @@
 // auth/passwd_file.hpp: virtual users in Dovecot's passwd-file format
 // ("user@domain:{SCHEME}hash:uid:gid:gecos:home:shell:extra", '#' comments), read with a cache that follows
 // the file's mtime, and edited atomically (write a temporary file, fsync, rename) by `postern user`.
+// Security: the file is trusted (root-owned) but its hashes are checked without ever logging a password.
 #pragma once
 
 #include <sys/types.h>
@@ -12,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "auth/sasl/mechanism.hpp"
 #include "base/files.hpp"
 #include "base/result.hpp"
 
@@ -52,7 +54,15 @@ std::optional<gid_t> passwd_file_group(const std::string& mail_owner);
 
 // Hashes a password for the passwd-file: "{SHA512-CRYPT}$6$..." (crypt(3), a fresh random salt).
 Result<std::string> hash_password(std::string_view password);
-// Checks a password against a stored "{SCHEME}hash" (SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT, CRYPT, PLAIN).
+// Sets an entry's password as `postern user add|passwd` stores it: the {SHA512-CRYPT} hash in the password
+// field (what Dovecot verifies) and the SCRAM-SHA-256 keys in the extra field kScramField (which Dovecot
+// ignores), so that PLAIN, LOGIN and SCRAM-SHA-256 all work.
+Status set_password(PasswdEntry& e, std::string_view password);
+inline constexpr std::string_view kScramField = "postern_scram_sha_256";
+// The SCRAM-SHA-256 keys of an entry: its {SCRAM-SHA-256} password, else its kScramField extra field.
+std::optional<sasl::ScramKeys> scram_keys_of(const PasswdEntry& e);
+// Checks a password against a stored "{SCHEME}hash": SHA512-CRYPT, SHA256-CRYPT, BLF-CRYPT, MD5-CRYPT, CRYPT
+// (crypt(3): yescrypt too), ARGON2ID, ARGON2I (libargon2), SCRAM-SHA-256 (Dovecot's form), PLAIN.
 bool verify_password(std::string_view password, std::string_view stored);
 
 }  // namespace postern::auth

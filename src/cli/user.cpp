@@ -135,19 +135,17 @@ int cmd_user(const std::string& dir, const Args& args) {
       fmt::print(stderr, "postern: user: no password given\n");
       return 1;
     }
-    auto hash = auth::hash_password(pw);
-    explicit_bzero(pw.data(), pw.size());
-    if (!hash) {
-      fmt::print(stderr, "postern: user: {}\n", hash.error().message);
-      return 1;
-    }
     if (it == entries->end()) {
       auth::PasswdEntry e;
       e.user = name;
-      e.password = *hash;
       entries->push_back(std::move(e));
-    } else {
-      it->password = *hash;
+      it = entries->end() - 1;
+    }
+    auto st = auth::set_password(*it, pw);
+    explicit_bzero(pw.data(), pw.size());
+    if (!st) {
+      fmt::print(stderr, "postern: user: {}\n", st.error().message);
+      return 1;
     }
   } else if (verb == "del") {
     if (it == entries->end()) {

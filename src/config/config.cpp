@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "auth/sasl/exchange.hpp"
 #include "base/files.hpp"
 #include "base/strings.hpp"
 #include "config/parameters.hpp"
@@ -210,6 +211,11 @@ Status Config::validate() const {
       case Type::kList:
         break;
     }
+    if (name == "auth_mechanisms")
+      for (const auto& m : get_list(name, service))
+        if (!auth::sasl::known_mechanism(m))
+          return bad("unknown mechanism " + m +
+                     " (plain, login, cram-md5, scram-sha-256, scram-sha-256-plus)");
     if (name == "home_mailbox" && (v.empty() || v.back() != '/' || v.front() == '/'))
       return bad("Postern delivers to Maildir only: a path relative to the home directory ending in /");
   }

@@ -405,6 +405,7 @@ class Server {
     smtp::server::Session session(settings, client, [delivery](std::string_view l, std::string_view d) {
       return delivery->resolve(l, d);
     });
+    session.set_credentials(*rt->passdb);
     if (c->endpoint.implicit_tls) {
       if (auto info = co_await start_tls(*c, *rt, "smtpd")) {
         session.set_tls(*info);
@@ -472,9 +473,16 @@ class Server {
         if (!co_await read_more(c, lines, buf, timeout)) co_return co_await lost();
         continue;
       }
-      smtp::server::Step step = status == smtp::proto::LineBuffer::Status::kTooLong
-                                    ? session.line_too_long()
-                                    : session.command(line, !lines.empty());
+      smtp::server::Step step;
+      if (status == smtp::proto::LineBuffer::Status::kTooLong) {
+        step = session.line_too_long();
+      } else if (smtp::server::Session::may_block(line)) {
+        std::string command(line);
+        if (!co_await smtp_on_pool(c, step, [&] { return session.command(command, !lines.empty()); }))
+          co_return;
+      } else {
+        step = session.command(line, !lines.empty());
+      }
       while (true) {
         if (step.delay) {
           if (!co_await flush(c, out, timeout)) co_return;
@@ -525,6 +533,15 @@ class Server {
           step = session.bdat_done();
           continue;
         }
+        if (step.next == smtp::server::Next::kAuth) {
+          // One response line of the AUTH exchange; checking it may hash a password.
+          if (!co_await flush(c, out, timeout)) co_return;
+          while ((status = lines.next(line)) == smtp::proto::LineBuffer::Status::kNeedMore)
+            if (!co_await read_more(c, lines, buf, timeout)) co_return co_await lost();
+          std::string response(status == smtp::proto::LineBuffer::Status::kLine ? line : "*");
+          if (!co_await smtp_on_pool(c, step, [&] { return session.auth_line(response); })) co_return;
+          continue;
+        }
         if (step.next == smtp::server::Next::kDeliver) {
           step = session.delivered(co_await deliver(c, session, rt));
           if (stopping_) {
@@ -547,6 +564,18 @@ class Server {
     c.delivering = false;
     if (ep) co_return R::kClose;
     co_return next;
+  }
+
+  // Runs an SMTP session step on a worker thread; false when it failed with an exception.
+  template <class F>
+  awaitable<bool> smtp_on_pool(Connection& c, smtp::server::Step& step, F work) {
+    bool done = false;
+    co_await on_pool(c, [&] {
+      step = work();
+      done = true;
+      return step.next;
+    });
+    co_return done;
   }
 
   awaitable<void> imap_connection(std::shared_ptr<Connection> c) {
@@ -573,9 +602,9 @@ class Server {
     auto limiter = user_ip_;
     std::string ip = c->ip;
     imap::server::Session session(imap::server::Settings::from_config(cfg, rt->tls != nullptr), c->ip,
-                                  [passdb, limiter, ip, per_user_ip](std::string_view u, std::string_view p) {
+                                  *passdb, [passdb, limiter, ip, per_user_ip](std::string_view u) {
                                     imap::server::Session::LoginResult r;
-                                    r.account = passdb->authenticate(u, p);
+                                    r.account = passdb->account(u);
                                     if (r.account && !limiter->acquire(r.account->user, ip, per_user_ip)) {
                                       r.account.reset();
                                       r.over_limit = true;
@@ -756,9 +785,8 @@ class Server {
     asio::co_spawn(io_, watchdog(c), asio::detached);
     log::info("pop3-login", "connect from {}", c->ip);
     auto passdb = rt->passdb;
-    pop3::server::Session session(
-        pop3::server::Settings::from_config(cfg, rt->tls != nullptr), c->ip,
-        [passdb](std::string_view u, std::string_view p) { return passdb->authenticate(u, p); });
+    pop3::server::Session session(pop3::server::Settings::from_config(cfg, rt->tls != nullptr), c->ip,
+                                  *passdb, [passdb](std::string_view u) { return passdb->account(u); });
     std::optional<tls::Info> implicit;
     if (!c->endpoint.implicit_tls || (implicit = co_await start_tls(*c, *rt, "pop3-login"))) {
       if (implicit) session.set_tls(*implicit);

@@ -569,7 +569,7 @@ def test_capa_postern(postern_pop3):
     r = postern_pop3.raw()
     assert r.cmd("CAPA").startswith("+OK")
     caps = [c.decode() for c in r.multi()]
-    for cap in ("TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "SASL PLAIN", "STLS"):
+    for cap in ("TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "SASL PLAIN LOGIN SCRAM-SHA-256", "STLS"):
         assert cap in caps, caps
     assert any(c.startswith("IMPLEMENTATION ") for c in caps), caps
     assert not any(c.startswith("APOP") for c in caps), caps

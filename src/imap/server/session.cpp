@@ -5,7 +5,6 @@
 
 #include <fmt/format.h>
 
-#include "auth/sasl_plain.hpp"
 #include "base/log.hpp"
 #include "base/mutf7.hpp"
 #include "base/strings.hpp"
@@ -31,7 +30,7 @@ Settings Settings::from_config(const config::Config& config, bool tls_available)
   std::string sep = config.get("imap_hierarchy_separator");
   s.separator = sep.empty() ? '/' : sep[0];
   s.default_folders = config.get_list("imap_default_folders");
-  s.plaintext_auth = !config.get_bool("disable_plaintext_auth");
+  s.sasl = auth::sasl_options(config, "imap");
   s.starttls = tls_available && config.get("ssl") != "no";
   s.message_size_limit = static_cast<uint64_t>(config.get_int("message_size_limit"));
   s.mailbox_size_limit = static_cast<uint64_t>(config.get_int("mailbox_size_limit"));
@@ -54,8 +53,11 @@ std::string store_error_text(const store::StoreError& e) {
   return "[UNAVAILABLE] Temporary failure, try again later";
 }
 
-Session::Session(Settings settings, std::string client_ip, Login login)
-    : settings_(std::move(settings)), ip_(std::move(client_ip)), login_(std::move(login)) {}
+Session::Session(Settings settings, std::string client_ip, auth::sasl::Credentials& credentials, Login login)
+    : settings_(std::move(settings)),
+      ip_(std::move(client_ip)),
+      credentials_(credentials),
+      login_(std::move(login)) {}
 
 Session::~Session() {
   close_selected();
@@ -73,7 +75,9 @@ std::string Session::capabilities() const {
   std::string caps = "IMAP4rev1 IMAP4rev2 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+";
   if (!account_) {
     if (settings_.starttls && !tls_.active) caps += " STARTTLS";
-    caps += plaintext_allowed() ? " AUTH=PLAIN AUTH=LOGIN" : " LOGINDISABLED";
+    auto opts = sasl_options();
+    for (const auto& m : auth::sasl::offered_mechanisms(opts)) caps += " AUTH=" + m;
+    if (!opts.allowed || !opts.plaintext_allowed) caps += " LOGINDISABLED";
     return caps;
   }
   caps +=
@@ -250,59 +254,70 @@ Next Session::cmd_enable(const Command& c, std::string& out) {
   return ok(c.tag, "Enabled.", out);
 }
 
+namespace {
+constexpr std::string_view kPrivacyRequired =
+    "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.";
+}  // namespace
+
 Next Session::cmd_login(const Command& c, std::string& out) {
   if (c.args.size() != 2 || !c.args[0].is_astring() || !c.args[1].is_astring())
     return bad(c.tag, "Invalid LOGIN arguments.", out);
-  if (!plaintext_allowed())
-    return no(c.tag,
-              "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.",
-              out);
-  return finish_login(c.tag, login_(c.args[0].text(), c.args[1].text()), out);
+  auto opts = sasl_options();
+  if (!opts.allowed || !opts.plaintext_allowed) return no(c.tag, kPrivacyRequired, out);
+  auto user = credentials_.verify(c.args[0].text(), c.args[1].text());
+  return finish_login(c.tag, "LOGIN", user ? login_(*user) : LoginResult{}, out);
 }
 
 Next Session::cmd_authenticate(const Command& c, std::string& out) {
-  if (c.args.empty() || c.args.size() > 2 || !c.args[0].is_atom())
+  if (c.args.empty() || c.args.size() > 2 || !c.args[0].is_atom() ||
+      (c.args.size() == 2 && !c.args[1].is_atom()))
     return bad(c.tag, "Invalid AUTHENTICATE arguments.", out);
-  if (!iequals(c.args[0].value, "PLAIN")) return no(c.tag, "Unsupported authentication mechanism.", out);
-  if (!plaintext_allowed())
-    return no(c.tag,
-              "[PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.",
-              out);
-  if (c.args.size() == 2) {
-    pending_auth_tag_ = c.tag;
-    return auth_line(c.args[1].text(), out);
-  }
-  pending_auth_tag_ = c.tag;
-  out += "+ \r\n";
-  return Next::kAuthenticate;
+  sasl_ = std::make_unique<auth::sasl::Exchange>(sasl_options(), credentials_);
+  auto outcome =
+      c.args.size() == 2 ? sasl_->start(c.args[0].value, c.args[1].text()) : sasl_->start(c.args[0].value);
+  return sasl_outcome(c.tag, outcome, out);
 }
 
 Next Session::auth_line(std::string_view line, std::string& out) {
   std::string tag = std::move(pending_auth_tag_);
   pending_auth_tag_.clear();
-  if (line == "*") return bad(tag, "Authentication aborted by client.", out);
-  auth::PlainCredentials cred;
-  switch (auth::decode_plain(line, cred)) {
-    case auth::PlainStatus::kBadBase64:
-      return bad(tag, "Invalid base64 data in continued response", out);
-    case auth::PlainStatus::kMalformed:
-      return no(tag, "[AUTHENTICATIONFAILED] Authentication failed.", out);
-    case auth::PlainStatus::kOk:
-      break;
-  }
-  if (!cred.authzid.empty() && cred.authzid != cred.authcid)
-    return no(tag, "[AUTHORIZATIONFAILED] Authorization identity differs from the login.", out);
-  return finish_login(tag, login_(cred.authcid, cred.password), out);
+  return sasl_outcome(tag, sasl_->respond(line), out);
 }
 
-Next Session::finish_login(const std::string& tag, LoginResult result, std::string& out) {
+Next Session::sasl_outcome(const std::string& tag, auth::sasl::Outcome outcome, std::string& out) {
+  using auth::sasl::Outcome;
+  switch (outcome) {
+    case Outcome::kChallenge:
+      pending_auth_tag_ = tag;
+      out += "+ " + sasl_->challenge() + "\r\n";
+      return Next::kAuthenticate;
+    case Outcome::kSuccess:
+      return finish_login(tag, sasl_->mechanism(), login_(sasl_->user()), out);
+    case Outcome::kFailed:
+      return finish_login(tag, sasl_->mechanism(), LoginResult{}, out);
+    case Outcome::kAuthzFailed:
+      return no(tag, "[AUTHORIZATIONFAILED] Authorization identity differs from the login.", out);
+    case Outcome::kCancelled:
+      return bad(tag, "Authentication aborted by client.", out);
+    case Outcome::kBadBase64:
+      return bad(tag, "Invalid base64 data in continued response", out);
+    case Outcome::kUnknownMechanism:
+      return no(tag, "Unsupported authentication mechanism.", out);
+    case Outcome::kPrivacyRequired:
+      break;
+  }
+  return no(tag, kPrivacyRequired, out);
+}
+
+Next Session::finish_login(const std::string& tag, std::string_view method, LoginResult result,
+                           std::string& out) {
   if (result.over_limit)
     return no(tag,
               "[LIMIT] Maximum number of connections from user+IP exceeded (mail_max_userip_connections).",
               out);
   auto& account = result.account;
   if (!account) {
-    log::info("imap-login", "authentication failed: rip={}", ip_);
+    log::info("imap-login", "authentication failed: method={}, rip={}", method, ip_);
     return no(tag, "[AUTHENTICATIONFAILED] Authentication failed.", out);
   }
   account_ = std::move(account);
@@ -314,7 +329,7 @@ Next Session::finish_login(const std::string& tag, LoginResult result, std::stri
     return no(tag, "[UNAVAILABLE] Mailbox is not available, try again later.", out);
   }
   folders_->ensure_defaults(settings_.default_folders);
-  log::info("imap-login", "Login: user=<{}>, rip={}", account_->user, ip_);
+  log::info("imap-login", "Login: user=<{}>, method={}, rip={}", account_->user, method, ip_);
   return ok(tag, fmt::format("[CAPABILITY {}] Logged in", capabilities()), out);
 }
 

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "auth/passdb.hpp"
+#include "auth/sasl/exchange.hpp"
 #include "config/config.hpp"
 #include "imap/proto/parser.hpp"
 #include "store/maildir/folders.hpp"
@@ -32,8 +33,8 @@ struct Settings {
   std::string hostname;
   char separator = '/';
   std::vector<std::string> default_folders;
-  bool plaintext_auth = false;  // LOGIN / AUTHENTICATE PLAIN allowed without TLS (disable_plaintext_auth)
-  bool starttls = false;        // STARTTLS is offered (ssl is not "no" and a certificate is loaded)
+  auth::sasl::Options sasl;  // before TLS (auth::sasl_options)
+  bool starttls = false;     // STARTTLS is offered (ssl is not "no" and a certificate is loaded)
   uint64_t message_size_limit = 0;
   uint64_t mailbox_size_limit = 0;
   int max_bad_commands = 20;
@@ -53,15 +54,16 @@ enum class Next {
 
 class Session {
  public:
-  // Checks a login. `over_limit`: the password was right but the user has too many sessions from this
-  // address (mail_max_userip_connections); the driver counts them.
+  // Opens the account of an authenticated login name. `over_limit`: the user has too many sessions from
+  // this address (mail_max_userip_connections); the driver counts them.
   struct LoginResult {
     std::optional<auth::Account> account;
     bool over_limit = false;
   };
-  using Login = std::function<LoginResult(std::string_view user, std::string_view password)>;
+  using Login = std::function<LoginResult(std::string_view user)>;
 
-  Session(Settings settings, std::string client_ip, Login login);
+  // `credentials` checks passwords (LOGIN, AUTHENTICATE) and must outlive the session.
+  Session(Settings settings, std::string client_ip, auth::sasl::Credentials& credentials, Login login);
   ~Session();
 
   std::string greeting() const;
@@ -93,7 +95,6 @@ class Session {
 
   static const std::map<std::string, std::pair<Handler, int>, std::less<>>& commands();
   std::string capabilities() const;
-  bool plaintext_allowed() const { return settings_.plaintext_auth || tls_.active; }
 
   // Not authenticated.
   Next cmd_capability(const proto::Command& c, std::string& out);
@@ -139,7 +140,10 @@ class Session {
   std::optional<Next> match_keys(const proto::Command& c, size_t first, std::vector<uint32_t>& found,
                                  Matched& info, std::string& out);
 
-  Next finish_login(const std::string& tag, LoginResult result, std::string& out);
+  auth::sasl::Options sasl_options() const { return auth::sasl::for_connection(settings_.sasl, tls_); }
+  // Answers the SASL exchange's outcome for the AUTHENTICATE command `tag`.
+  Next sasl_outcome(const std::string& tag, auth::sasl::Outcome outcome, std::string& out);
+  Next finish_login(const std::string& tag, std::string_view method, LoginResult result, std::string& out);
   Next bad(const std::string& tag, std::string_view text, std::string& out);
   Next ok(const std::string& tag, std::string_view text, std::string& out);
   Next no(const std::string& tag, std::string_view text, std::string& out);
@@ -164,7 +168,9 @@ class Session {
 
   Settings settings_;
   std::string ip_;
+  auth::sasl::Credentials& credentials_;
   Login login_;
+  std::unique_ptr<auth::sasl::Exchange> sasl_;
   std::optional<auth::Account> account_;
   std::unique_ptr<store::maildir::Folders> folders_;
   std::unique_ptr<Selected> selected_;

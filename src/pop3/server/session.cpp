@@ -5,7 +5,6 @@
 
 #include <fmt/format.h>
 
-#include "auth/sasl_plain.hpp"
 #include "base/log.hpp"
 #include "base/strings.hpp"
 #include "mime/headers.hpp"
@@ -37,13 +36,16 @@ void unlock_maildrop(const std::string& user) {
 Settings Settings::from_config(const config::Config& config, bool tls_available) {
   Settings s;
   s.hostname = config.get("myhostname");
-  s.plaintext_auth = !config.get_bool("disable_plaintext_auth");
+  s.sasl = auth::sasl_options(config, "pop3");
   s.starttls = tls_available && config.get("ssl") != "no";
   return s;
 }
 
-Session::Session(Settings settings, std::string client_ip, Login login)
-    : settings_(std::move(settings)), ip_(std::move(client_ip)), login_(std::move(login)) {}
+Session::Session(Settings settings, std::string client_ip, auth::sasl::Credentials& credentials, Login login)
+    : settings_(std::move(settings)),
+      ip_(std::move(client_ip)),
+      credentials_(credentials),
+      login_(std::move(login)) {}
 
 void Session::set_tls(const tls::Info& info) {
   tls_ = info;
@@ -75,10 +77,10 @@ Next Session::line_too_long(std::string& out) {
   return err("Command line too long.", out);
 }
 
-Next Session::login(std::string_view user, std::string_view password, std::string& out) {
-  auto account = login_(user, password);
+Next Session::login(const std::optional<std::string>& user, std::string_view method, std::string& out) {
+  auto account = user ? login_(*user) : std::nullopt;
   if (!account) {
-    log::info("pop3-login", "authentication failed: rip={}", ip_);
+    log::info("pop3-login", "authentication failed: method={}, rip={}", method, ip_);
     return err("[AUTH] Authentication failed.", out);
   }
   if (!lock_maildrop(account->user)) {
@@ -103,7 +105,7 @@ Next Session::login(std::string_view user, std::string_view password, std::strin
   uidvalidity_ = snap->uidvalidity;
   messages_.reserve(snap->messages.size());
   for (const auto& m : snap->messages) messages_.push_back({m.uid, m.vsize});
-  log::info("pop3-login", "Login: user=<{}>, rip={}", user_, ip_);
+  log::info("pop3-login", "Login: user=<{}>, method={}, rip={}", user_, method, ip_);
   out += "+OK Logged in.\r\n";
   return Next::kCommand;
 }
@@ -177,7 +179,13 @@ Next Session::command(std::string_view line, std::string& out) {
   if (c.verb == "CAPA") {
     out += "+OK\r\nCAPA\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n";
     if (!account_ && settings_.starttls && !tls_.active) out += "STLS\r\n";
-    if (!account_ && plaintext_allowed()) out += "USER\r\nSASL PLAIN\r\n";
+    if (!account_) {
+      auto opts = sasl_options();
+      if (opts.allowed && opts.plaintext_allowed) out += "USER\r\n";
+      std::string mechanisms;
+      for (const auto& m : auth::sasl::offered_mechanisms(opts)) mechanisms += " " + m;
+      if (!mechanisms.empty()) out += "SASL" + mechanisms + "\r\n";
+    }
     out += "IMPLEMENTATION Postern\r\n.\r\n";
     return Next::kCommand;
   }
@@ -193,7 +201,8 @@ Next Session::command(std::string_view line, std::string& out) {
   if (!account_) {
     if (c.verb == "USER") {
       if (a.size() != 1) return err("USER needs one argument.", out);
-      if (!plaintext_allowed())
+      auto opts = sasl_options();
+      if (!opts.allowed || !opts.plaintext_allowed)
         return err("[AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.", out);
       pending_user_ = a[0];
       out += "+OK\r\n";
@@ -203,22 +212,19 @@ Next Session::command(std::string_view line, std::string& out) {
       if (pending_user_.empty()) return err("No username given.", out);
       std::string user = std::move(pending_user_);
       pending_user_.clear();
-      std::string password = a.empty() ? std::string() : a[0];
-      Next n = login(user, password, out);
-      std::fill(password.begin(), password.end(), '\0');
-      return n;
+      auth::sasl::Secret password(a.empty() ? std::string() : a[0]);
+      return login(credentials_.verify(user, password.view()), "USER", out);
     }
     if (c.verb == "AUTH") {
       if (a.empty()) {
-        out += "+OK\r\nPLAIN\r\n.\r\n";
+        out += "+OK\r\n";
+        for (const auto& m : auth::sasl::offered_mechanisms(sasl_options())) out += m + "\r\n";
+        out += ".\r\n";
         return Next::kCommand;
       }
-      if (!iequals(a[0], "PLAIN")) return err("Unsupported authentication mechanism.", out);
-      if (!plaintext_allowed())
-        return err("[AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.", out);
-      if (a.size() == 2) return auth_line(a[1], out);
-      out += "+ \r\n";
-      return Next::kAuthenticate;
+      if (a.size() > 2) return err("AUTH takes a mechanism and an initial response.", out);
+      sasl_ = std::make_unique<auth::sasl::Exchange>(sasl_options(), credentials_);
+      return sasl_outcome(a.size() == 2 ? sasl_->start(a[0], a[1]) : sasl_->start(a[0]), out);
     }
     if (c.verb == "APOP") return err("APOP is not supported.", out);
     if (c.verb == "STLS") {
@@ -295,13 +301,31 @@ Next Session::command(std::string_view line, std::string& out) {
 }
 
 Next Session::auth_line(std::string_view line, std::string& out) {
-  if (line == "*") return err("Authentication aborted.", out);
-  auth::PlainCredentials cred;
-  if (auth::decode_plain(line, cred) != auth::PlainStatus::kOk)
-    return err("[AUTH] Authentication failed.", out);
-  if (!cred.authzid.empty() && cred.authzid != cred.authcid)
-    return err("[AUTH] Authorization identity differs from the login.", out);
-  return login(cred.authcid, cred.password, out);
+  return sasl_outcome(sasl_->respond(line), out);
+}
+
+Next Session::sasl_outcome(auth::sasl::Outcome outcome, std::string& out) {
+  using auth::sasl::Outcome;
+  switch (outcome) {
+    case Outcome::kChallenge:
+      out += "+ " + sasl_->challenge() + "\r\n";
+      return Next::kAuthenticate;
+    case Outcome::kSuccess:
+      return login(sasl_->user(), sasl_->mechanism(), out);
+    case Outcome::kFailed:
+      return login(std::nullopt, sasl_->mechanism(), out);
+    case Outcome::kAuthzFailed:
+      return err("[AUTH] Authorization identity differs from the login.", out);
+    case Outcome::kCancelled:
+      return err("Authentication aborted.", out);
+    case Outcome::kBadBase64:
+      return err("Invalid base64 data in continued response.", out);
+    case Outcome::kUnknownMechanism:
+      return err("Unsupported authentication mechanism.", out);
+    case Outcome::kPrivacyRequired:
+      break;
+  }
+  return err("[AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.", out);
 }
 
 }  // namespace postern::pop3::server

@@ -1,5 +1,5 @@
 // pop3/server/session.hpp: one POP3 server session (RFC 1939, CAPA RFC 2449, RESP-CODES and AUTH-RESP-CODE
-// RFC 3206, AUTH PLAIN RFC 5034, STLS RFC 2595): lines in, responses out; no sockets (the net/ driver runs
+// RFC 3206, SASL AUTH RFC 5034, STLS RFC 2595): lines in, responses out; no sockets (the net/ driver runs
 // command() on a worker thread: RETR reads Maildir files, PASS runs crypt). The maildrop is the user's INBOX
 // (store::maildir::Mailbox) as it was at login: messages delivered later show up in the next session. DELE
 // only marks; the UPDATE state (QUIT) expunges the marked messages and sets \Seen on those retrieved, so a
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "auth/passdb.hpp"
+#include "auth/sasl/exchange.hpp"
 #include "config/config.hpp"
 #include "store/maildir/mailbox.hpp"
 #include "tls/info.hpp"
@@ -26,8 +27,8 @@ namespace postern::pop3::server {
 
 struct Settings {
   std::string hostname;
-  bool plaintext_auth = false;  // USER/PASS and AUTH PLAIN allowed without TLS (disable_plaintext_auth)
-  bool starttls = false;        // STLS is offered (ssl is not "no" and a certificate is loaded)
+  auth::sasl::Options sasl;  // before TLS (auth::sasl_options)
+  bool starttls = false;     // STLS is offered (ssl is not "no" and a certificate is loaded)
   int max_bad_commands = 10;
   // `tls_available`: the server has a certificate for this service.
   static Settings from_config(const config::Config& config, bool tls_available);
@@ -38,14 +39,16 @@ enum class Next { kCommand, kAuthenticate, kStartTls, kClose };
 
 class Session {
  public:
-  using Login = std::function<std::optional<auth::Account>(std::string_view user, std::string_view password)>;
+  // Opens the account of an authenticated login name.
+  using Login = std::function<std::optional<auth::Account>(std::string_view user)>;
 
-  Session(Settings settings, std::string client_ip, Login login);
+  // `credentials` checks passwords (USER/PASS, AUTH) and must outlive the session.
+  Session(Settings settings, std::string client_ip, auth::sasl::Credentials& credentials, Login login);
   ~Session();
 
   std::string greeting() const;
   Next command(std::string_view line, std::string& out);
-  // AUTH PLAIN's response line, after "+ ".
+  // A client response in an AUTH exchange, after "+ ...".
   Next auth_line(std::string_view line, std::string& out);
   Next line_too_long(std::string& out);
   const std::string& user() const { return user_; }
@@ -55,7 +58,6 @@ class Session {
   const tls::Info& tls() const { return tls_; }
 
  private:
-  bool plaintext_allowed() const { return settings_.plaintext_auth || tls_.active; }
   struct Message {
     uint32_t uid;
     uint64_t size;  // with CRLF: what RETR sends before byte-stuffing
@@ -64,7 +66,10 @@ class Session {
   };
 
   Next err(std::string_view text, std::string& out);
-  Next login(std::string_view user, std::string_view password, std::string& out);
+  auth::sasl::Options sasl_options() const { return auth::sasl::for_connection(settings_.sasl, tls_); }
+  Next sasl_outcome(auth::sasl::Outcome outcome, std::string& out);
+  // Opens the maildrop of an authenticated user (nothing: authentication failed).
+  Next login(const std::optional<std::string>& user, std::string_view method, std::string& out);
   // The message numbered `arg` (1-based), not deleted; null with the error written.
   Message* message(std::string_view arg, std::string& out);
   void send_message(uint32_t uid, long long body_lines, std::string& out);
@@ -72,7 +77,9 @@ class Session {
 
   Settings settings_;
   std::string ip_;
+  auth::sasl::Credentials& credentials_;
   Login login_;
+  std::unique_ptr<auth::sasl::Exchange> sasl_;
   std::string pending_user_;
   std::string user_;
   std::optional<auth::Account> account_;

@@ -1,9 +1,11 @@
 #include "smtp/server/session.hpp"
 
+#include <algorithm>
 #include <ctime>
 
 #include <fmt/format.h>
 
+#include "auth/passdb.hpp"
 #include "base/log.hpp"
 #include "base/strings.hpp"
 #include "mime/headers.hpp"
@@ -56,6 +58,12 @@ Settings Settings::from_config(const config::Config& config, std::string_view se
   s.disable_vrfy = config.get_bool("disable_vrfy_command", service);
   s.helo_required = config.get_bool("smtpd_helo_required", service);
   s.smtputf8 = config.get_bool("smtputf8_enable", service);
+  s.sasl_enabled = config.get_bool("smtpd_sasl_auth_enable", service);
+  s.broken_sasl_auth_clients = config.get_bool("broken_sasl_auth_clients", service);
+  s.sasl_authenticated_header = config.get_bool("smtpd_sasl_authenticated_header", service);
+  auto security = config.get_list("smtpd_sasl_security_options", service);
+  s.sasl_noplaintext = std::find(security.begin(), security.end(), "noplaintext") != security.end();
+  s.sasl = auth::sasl_options(config, service);
   return s;
 }
 
@@ -67,6 +75,9 @@ void Session::set_tls(const tls::Info& info) {
   reset_transaction();
   helo_.clear();
   esmtp_ = false;
+  sasl_.reset();
+  sasl_user_.clear();
+  sasl_method_.clear();
 }
 
 Reply Session::greeting() const {
@@ -204,7 +215,7 @@ Step Session::command(std::string_view line, bool more_pending) {
       s = on_starttls(c);
       break;
     case Verb::kAuth:
-      s = error(Reply(503, "5.5.1", "Error: authentication not enabled"));
+      s = on_auth(c);
       break;
     case Verb::kExpn:  // known, deliberately not implemented (it would list alias members): 502
       s = error(Reply(502, "5.5.1", "Error: command not implemented"));
@@ -213,8 +224,8 @@ Step Session::command(std::string_view line, bool more_pending) {
       s = error(Reply(500, "5.5.2", "Error: command not recognized"));
       break;
   }
-  bool ok = !s.replies.empty() && s.replies.front().code < 400;
-  count(verb, ok);
+  // An AUTH exchange is counted once, when it ends (auth_line).
+  if (s.next != Next::kAuth) count(verb, !s.replies.empty() && s.replies.front().code < 400);
   return s;
 }
 
@@ -235,6 +246,15 @@ Step Session::on_helo(const Command& c, bool extended) {
   r.lines.push_back("8BITMIME");
   if (settings_.smtputf8) r.lines.push_back("SMTPUTF8");
   r.lines.push_back("CHUNKING");
+  if (settings_.sasl_enabled && credentials_) {
+    std::string mechanisms;
+    for (const auto& m : auth::sasl::offered_mechanisms(sasl_options())) mechanisms += " " + m;
+    if (!mechanisms.empty()) {
+      r.lines.insert(r.lines.end() - 1, "AUTH" + mechanisms);
+      if (settings_.broken_sasl_auth_clients)
+        r.lines.insert(r.lines.end() - 1, "AUTH=" + mechanisms.substr(1));
+    }
+  }
   return reply(std::move(r));
 }
 
@@ -266,7 +286,9 @@ Step Session::on_mail(const Command& c) {
     if (a.domain.empty()) a.domain = settings_.myorigin;
     envelope_.sender = a.str();
   }
-  log::info("smtpd", "{}: client={}", envelope_.queue_id, client_.log_name());
+  log::info(
+      "smtpd", "{}: client={}{}", envelope_.queue_id, client_.log_name(),
+      sasl_user_.empty() ? "" : fmt::format(", sasl_method={}, sasl_username={}", sasl_method_, sasl_user_));
   return reply(Reply(250, "2.1.0", "Ok"));
 }
 
@@ -392,6 +414,58 @@ Step Session::on_vrfy() {
   return reply(Reply(252, "2.0.0", "Cannot VRFY user, but will accept message and attempt delivery"));
 }
 
+bool Session::may_block(std::string_view line) {
+  return istarts_with(line, "AUTH ");
+}
+
+Step Session::on_auth(const Command& c) {
+  if (!settings_.sasl_enabled || !credentials_)
+    return error(Reply(503, "5.5.1", "Error: authentication not enabled"));
+  if (!esmtp_) return error(Reply(503, "5.5.1", "Error: send EHLO first"));
+  if (!sasl_user_.empty()) return error(Reply(503, "5.5.1", "Error: already authenticated"));
+  if (mail_given_) return error(Reply(503, "5.5.1", "Error: MAIL transaction in progress"));
+  auto args = split_list(c.arg, " ");
+  if (args.empty() || args.size() > 2)
+    return error(Reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]"));
+  if (settings_.sasl_noplaintext && (iequals(args[0], "PLAIN") || iequals(args[0], "LOGIN")))
+    return error(Reply(534, "5.7.9", "Authentication mechanism is too weak"));
+  sasl_ = std::make_unique<auth::sasl::Exchange>(sasl_options(), *credentials_);
+  return sasl_outcome(args.size() == 2 ? sasl_->start(args[0], args[1]) : sasl_->start(args[0]));
+}
+
+Step Session::auth_line(std::string_view line) {
+  Step s = sasl_outcome(sasl_->respond(line));
+  if (s.next != Next::kAuth) count("auth", !s.replies.empty() && s.replies.front().code < 400);
+  return s;
+}
+
+Step Session::sasl_outcome(auth::sasl::Outcome outcome) {
+  using auth::sasl::Outcome;
+  switch (outcome) {
+    case Outcome::kChallenge:
+      return reply(Reply(334, "", sasl_->challenge()), Next::kAuth);
+    case Outcome::kSuccess:
+      sasl_user_ = sasl_->user();
+      sasl_method_ = sasl_->mechanism();
+      log::info("smtpd", "{}: sasl_method={}, sasl_username={}", client_.log_name(), sasl_method_,
+                sasl_user_);
+      return reply(Reply(235, "2.7.0", "Authentication successful"));
+    case Outcome::kFailed:
+    case Outcome::kAuthzFailed:
+      log::warning("smtpd", "{}: SASL {} authentication failed", client_.log_name(), sasl_->mechanism());
+      return error(Reply(535, "5.7.8", "Error: authentication failed: authentication failure"));
+    case Outcome::kCancelled:
+      return error(Reply(501, "5.7.0", "Authentication aborted"));
+    case Outcome::kBadBase64:
+      return error(Reply(501, "5.5.2", "Cannot decode response"));
+    case Outcome::kUnknownMechanism:
+      return error(Reply(504, "5.5.4", "Unrecognized authentication type"));
+    case Outcome::kPrivacyRequired:
+      break;
+  }
+  return error(Reply(538, "5.7.11", "Encryption required for requested authentication mechanism"));
+}
+
 std::string rfc5322_date(std::chrono::system_clock::time_point t) {
   std::time_t tt = std::chrono::system_clock::to_time_t(t);
   std::tm tm{};
@@ -402,12 +476,16 @@ std::string rfc5322_date(std::chrono::system_clock::time_point t) {
 }
 
 std::string Session::received_header() const {
-  // RFC 3848 / RFC 6531: ESMTPS, UTF8SMTPS when the session was encrypted.
+  // RFC 3848 / RFC 6531: ESMTPS, ESMTPA, ESMTPSA: "S" when the session was encrypted, "A" authenticated.
   std::string proto = smtputf8_ ? "UTF8SMTP" : esmtp_ ? "ESMTP" : "SMTP";
   if (tls_.active) proto += "S";
-  std::string out = fmt::format("Received: from {} ({})\n\tby {} ({}) with {} id {}", printable(helo_, 255),
-                                client_.name + " [" + client_.address + "]", settings_.hostname,
-                                settings_.mail_name, proto, envelope_.queue_id);
+  if (!sasl_user_.empty()) proto += "A";
+  std::string authenticated = settings_.sasl_authenticated_header && !sasl_user_.empty()
+                                  ? fmt::format("\n\t(Authenticated sender: {})", printable(sasl_user_, 255))
+                                  : "";
+  std::string out = fmt::format("Received: from {} ({}){}\n\tby {} ({}) with {} id {}", printable(helo_, 255),
+                                client_.name + " [" + client_.address + "]", authenticated,
+                                settings_.hostname, settings_.mail_name, proto, envelope_.queue_id);
   if (envelope_.recipients.size() == 1) out += fmt::format("\n\tfor <{}>", envelope_.recipients.front());
   out += fmt::format("; {}\n", rfc5322_date(envelope_.arrival));
   return out;

@@ -2,16 +2,18 @@
 // and the next step out. The net/ driver does all I/O: it feeds lines, reads DATA/BDAT content into content()
 // and runs deliveries; nothing here touches a socket or a file.
 // Security: every input is untrusted; errors are counted (smtpd_soft/hard_error_limit); the transaction is
-// forgotten on RSET, HELO/EHLO and after each message.
+// forgotten on RSET, HELO/EHLO and after each message. AUTH (RFC 4954) runs through auth::sasl::Exchange.
 #pragma once
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "auth/sasl/exchange.hpp"
 #include "config/config.hpp"
 #include "delivery/local.hpp"
 #include "queue/envelope.hpp"
@@ -42,6 +44,12 @@ struct Settings {
   bool helo_required = false;
   bool smtputf8 = true;
   TlsLevel tls_level = TlsLevel::kNone;  // smtpd_tls_security_level; kNone also when no certificate loaded
+  // SMTP AUTH (RFC 4954).
+  bool sasl_enabled = false;               // smtpd_sasl_auth_enable
+  bool broken_sasl_auth_clients = false;   // also the obsolete "AUTH=LOGIN PLAIN" line
+  bool sasl_authenticated_header = false;  // the login in the Received: header
+  bool sasl_noplaintext = false;           // smtpd_sasl_security_options = noplaintext: PLAIN/LOGIN too weak
+  auth::sasl::Options sasl;                // before TLS (auth::sasl_options)
 
   // `tls_available`: the server has a certificate for this service.
   static Settings from_config(const config::Config& config, std::string_view service, bool tls_available);
@@ -60,6 +68,7 @@ enum class Next {
   kCommand,   // read the next command line
   kData,      // read DATA content with a DataReader until CRLF.CRLF, then call data_done()
   kBdat,      // read exactly bdat_size bytes into content() (or discard them), then call bdat_done()
+  kAuth,      // read one line (an AUTH response) and pass it to auth_line()
   kDeliver,   // run the delivery of envelope() + content(), then call delivered()
   kStartTls,  // send the replies, drop unread input, run the TLS handshake, then call set_tls()
   kClose,     // send the replies, then close the connection
@@ -77,13 +86,23 @@ class Session {
  public:
   Session(Settings settings, Client client, RecipientCheck check);
 
+  // SMTP AUTH checks passwords with `credentials` (which must outlive the session); without, AUTH is off.
+  void set_credentials(auth::sasl::Credentials& credentials) { credentials_ = &credentials; }
+
   proto::Reply greeting() const;
   // One command line. `more_pending`: further bytes arrived with it (pipelined), which is refused after
   // commands that must end a group (RFC 2920 3.1) or when PIPELINING was not negotiated.
   Step command(std::string_view line, bool more_pending);
+  // Whether command() may block on this line (AUTH with an initial response hashes a password): the driver
+  // runs it off the I/O thread.
+  static bool may_block(std::string_view line);
   Step line_too_long();
   // The client talked before the greeting.
   Step pregreet();
+  // A client response line in an AUTH exchange. Blocking (password hashing): run it off the I/O thread.
+  Step auth_line(std::string_view line);
+  // The SASL login name after a successful AUTH; empty before.
+  const std::string& sasl_user() const { return sasl_user_; }
 
   // DATA and BDAT content accumulates here (LF line ends).
   std::string& content() { return content_; }
@@ -121,12 +140,16 @@ class Session {
   Step on_bdat(const proto::Command& c);
   Step on_vrfy();
   Step on_starttls(const proto::Command& c);
+  Step on_auth(const proto::Command& c);
+  Step sasl_outcome(auth::sasl::Outcome outcome);
+  auth::sasl::Options sasl_options() const { return auth::sasl::for_connection(settings_.sasl, tls_); }
   // The message is complete: refuse mail loops, else deliver.
   Step ready_to_deliver();
 
   Settings settings_;
   Client client_;
   RecipientCheck check_;
+  auth::sasl::Credentials* credentials_ = nullptr;
 
   // Session state.
   tls::Info tls_;
@@ -134,6 +157,8 @@ class Session {
   bool esmtp_ = false;
   int errors_ = 0;
   std::map<std::string, std::pair<int, int>> counts_;  // verb -> (ok, total), in Postfix's order on output
+  std::unique_ptr<auth::sasl::Exchange> sasl_;
+  std::string sasl_user_, sasl_method_;
 
   // Transaction state.
   bool mail_given_ = false;
