@@ -11,7 +11,8 @@
 
    Every reply code is checked; a wrong one counts as an error (the first few are printed on stderr) and the
    thread goes on with a new connection.  At the end one line of key=value pairs goes to stdout: completed
-   operations, messages accepted, errors, wall time, this process's own CPU (getrusage), the TLS version,
+   operations, messages accepted, errors, wall time, the median and 99th percentile time of one operation
+   (connection), this process's own CPU (getrusage), the TLS version,
    cipher and key exchange group of the last handshake, and how many handshakes were resumptions.
 
    Loopback only; the server certificate is not verified (self-signed, the same for every server). */
@@ -283,14 +284,31 @@ out:
   return ok ? 0 : -1;
 }
 
+/* durations of successful operations, per thread (merged at the end for the percentiles) */
+struct lat {
+  double *v;
+  size_t n, cap;
+};
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
 static void *worker(void *arg) {
-  (void)arg;
+  struct lat *lat = arg;
   SSL_SESSION *session = NULL;
   int submit = strcmp(mode, "submit") == 0;
   while (!past_deadline()) {
+    double t0 = now();
     int r = submit ? one_submission(&session) : one_handshake(&session);
     if (r == 0) {
       atomic_fetch_add(&ops, 1);
+      if (lat->n == lat->cap) {
+        lat->cap = lat->cap ? 2 * lat->cap : 1024;
+        lat->v = realloc(lat->v, lat->cap * sizeof *lat->v);
+      }
+      lat->v[lat->n++] = now() - t0;
     } else {
       struct timespec pause = {0, 20 * 1000 * 1000}; /* no tight loop against a refusing server */
       nanosleep(&pause, NULL);
@@ -389,11 +407,12 @@ int main(int argc, char **argv) {
   }
   double t0 = now();
   pthread_t *th = calloc((size_t)concurrency, sizeof *th);
+  struct lat *lats = calloc((size_t)concurrency, sizeof *lats);
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setstacksize(&attr, 256 * 1024);
   for (int i = 0; i < concurrency; ++i)
-    if (pthread_create(&th[i], &attr, worker, NULL) != 0) {
+    if (pthread_create(&th[i], &attr, worker, &lats[i]) != 0) {
       perror("pthread_create");
       return 1;
     }
@@ -401,10 +420,20 @@ int main(int argc, char **argv) {
   double elapsed = now() - t0;
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  printf("ops=%ld msgs=%ld errors=%ld handshakes=%ld resumed=%ld elapsed=%.6f utime=%.6f stime=%.6f "
+  size_t total = 0;
+  for (int i = 0; i < concurrency; ++i) total += lats[i].n;
+  double *all = malloc((total + 1) * sizeof *all), p50 = 0, p99 = 0;
+  for (int i = 0, k = 0; i < concurrency; ++i)
+    for (size_t j = 0; j < lats[i].n; ++j) all[k++] = lats[i].v[j];
+  if (total) {
+    qsort(all, total, sizeof *all, cmp_double);
+    p50 = all[total / 2];
+    p99 = all[(size_t)((double)(total - 1) * 0.99)];
+  }
+  printf("ops=%ld msgs=%ld errors=%ld handshakes=%ld resumed=%ld elapsed=%.6f p50=%.6f p99=%.6f utime=%.6f stime=%.6f "
          "version=%s cipher=%s group=%s\n",
          atomic_load(&ops), atomic_load(&msgs), atomic_load(&errors), atomic_load(&handshakes),
-         atomic_load(&resumed), elapsed, ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
+         atomic_load(&resumed), elapsed, p50, p99, ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6,
          ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6, info_version, info_cipher, info_group);
   return 0;
 }

@@ -404,7 +404,7 @@ def parse_client(out):
     m = dict(kv.split("=", 1) for kv in out.split() if "=" in kv)
     for k in ("ops", "msgs", "errors", "handshakes", "resumed"):
         m[k] = int(m.get(k, 0))
-    for k in ("elapsed", "utime", "stime"):
+    for k in ("elapsed", "utime", "stime", "p50", "p99"):
         m[k] = float(m.get(k, 0))
     return m
 
@@ -463,7 +463,7 @@ def measure(args, client, side, argv, seconds):
     elapsed = max(t_end - t0, 1e-9) if side["new"] else res["elapsed"]
     count = res["msgs"] if side["new"] else res["ops"]
     res.update(cpu=cpu, client_cpu=client_cpu, others=others, count=count, rate=count / elapsed,
-               busy=(busy1 - busy0) / window, wall=elapsed)
+               busy=(busy1 - busy0) / window, wall=elapsed, window=window)
     if res["errors"]:
         notes.append(f"{res['errors']} failed operations" + (f": {err.splitlines()[0]}" if err else ""))
     if others > DISTURBED:
@@ -495,18 +495,20 @@ def print_report(meta, rows, problems, ncpu):
         w(f"  {k}: {v}\n")
     w("\n")
     hdr = ["key", "test", "conc", "Postern/s", "ref/s", "ratio", "Postern CPU ms/op", "ref CPU ms/op",
-           "client CPUs P|R", "busy P|R", "resumed P|R", "reference"]
+           "p50 ms P|R", "server CPUs P|R", "client CPUs P|R", "busy P|R", "resumed P|R", "reference"]
     out = []
     for row in rows:
         a, b = row["postern"], row["ref"]
         ratio = f"{a['rate'] / b['rate']:.2f}x" if a and b and b["rate"] > 0 else "-"
+        lat = "|".join(f"{1000 * r['p50']:.1f}" if r else "-" for r in (a, b))
+        sc = "|".join(f"{r['cpu'] / r['window']:.2f}" if r else "-" for r in (a, b))
         cc = "|".join(f"{r['client_cpu'] / r['wall']:.2f}" if r else "-" for r in (a, b))
         busy = "|".join(f"{100 * r['busy'] / ncpu:.0f}%" if r else "-" for r in (a, b))
         res = "|".join(f"{100 * r['resumed'] / r['handshakes']:.0f}%" if r and r["handshakes"] else "-"
                        for r in (a, b))
         out.append([row["key"], row["test"], str(row["conc"]), fmt_rate(a), fmt_rate(b), ratio,
                     fmt_ms(a["cpu"], a["count"]) if a else "-", fmt_ms(b["cpu"], b["count"]) if b else "-",
-                    cc, busy, res, row["refname"]])
+                    lat, sc, cc, busy, res, row["refname"]])
     widths = [max(len(h), *(len(r[i]) for r in out)) if out else len(h) for i, h in enumerate(hdr)]
     line = "  ".join(h.rjust(widths[i]) for i, h in enumerate(hdr))
     w(line + "\n" + "-" * len(line) + "\n")
@@ -517,9 +519,11 @@ def print_report(meta, rows, problems, ncpu):
       "  Maildir's new/) per second; ratio = Postern / reference.\n"
       "CPU ms/op: CPU time (user + system) of all the server's processes per handshake or message; the reference\n"
       "  is Postfix (all its processes) + Dovecot (auth) for SMTP, Dovecot for IMAP.\n"
+      "server CPUs: the server's CPU time / wall time (1.00 = one CPU busy all the time).\n"
       "client CPUs: CPUs used by the load generator (bench/tls_load.c, getrusage) during the run; busy: the whole\n"
       f"  machine's CPU use ({ncpu} CPUs = 100%).  Near 100% busy the machine, not one server, is the limit: the\n"
       "  client competes with the server for the same CPUs; then compare CPU ms/op rather than the rates.\n"
+      "p50: median time of one connection as the client saw it (connect to close).\n"
       "resumed: share of handshakes that resumed the previous connection's TLS session (ticket).\n")
     notes = [(row, side, n) for row in rows for side in ("postern", "ref") if row[side] for n in row[side]["notes"]]
     if notes or problems:
@@ -609,6 +613,7 @@ def main():
     if bad:
         sys.exit(f"unknown: {', '.join(bad)}")
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (nohup, &)
     for s in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, sb._terminate)
     work = tempfile.mkdtemp(prefix="postern-tls-bench-", dir=args.tmpdir)
