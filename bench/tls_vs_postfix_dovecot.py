@@ -74,8 +74,8 @@ def build_client(work):
     return out
 
 
-def tls_greeting(port, prefix, timeout, alive, starttls=False):
-    """True once a TLS client gets `prefix` as the greeting on 127.0.0.1:port (implicit TLS, or SMTP STARTTLS)."""
+def tls_greeting(port, prefix, timeout, alive):
+    """True once a TLS client gets `prefix` as the greeting on 127.0.0.1:port (implicit TLS)."""
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
@@ -86,24 +86,9 @@ def tls_greeting(port, prefix, timeout, alive, starttls=False):
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2) as raw:
                 raw.settimeout(5)
-                if starttls:
-                    f = raw.makefile("rb")
-                    if not f.readline().startswith(b"220"):
-                        raise OSError("no 220")
-                    raw.sendall(b"EHLO probe\r\n")
-                    while (line := f.readline())[3:4] == b"-":
-                        pass
-                    raw.sendall(b"STARTTLS\r\n")
-                    if not f.readline().startswith(b"220"):
-                        raise OSError("STARTTLS refused")
-                    with ctx.wrap_socket(raw, server_hostname=HOSTNAME) as s:
-                        s.sendall(b"EHLO probe\r\n")
-                        if s.recv(512).startswith(b"250"):
-                            return True
-                else:
-                    with ctx.wrap_socket(raw, server_hostname=HOSTNAME) as s:
-                        if s.recv(512).startswith(prefix):
-                            return True
+                with ctx.wrap_socket(raw, server_hostname=HOSTNAME) as s:
+                    if s.recv(512).startswith(prefix):
+                        return True
         except OSError:
             pass
         time.sleep(0.1)
@@ -400,6 +385,21 @@ service anvil {{
 
 # ------------------------------------------------------------------------------------------------ measuring
 
+class DovecotAlive:
+    """settled()/crashed() for a Dovecot side (nothing pending after a handshake)."""
+
+    def __init__(self, d):
+        self.d = d
+
+    def settled(self):
+        return True
+
+    def crashed(self):
+        if self.d.proc is not None and self.d.proc.poll() is not None:
+            return f"Dovecot exited with status {self.d.proc.returncode}"
+        return None
+
+
 def parse_client(out):
     m = dict(kv.split("=", 1) for kv in out.split() if "=" in kv)
     for k in ("ops", "msgs", "errors", "handshakes", "resumed"):
@@ -474,6 +474,37 @@ def measure(args, client, side, argv, seconds):
             notes.append(c)
     res["notes"] = notes
     return res
+
+
+def cell(args, test, k, c, postern, postfix, dovecot, postern_auth):
+    """What one table row measures: (label, tls_load arguments without --port, the two sides, reference name).
+    A side: port, groups (ProcGroups whose CPU counts), servers (settled()/crashed()), new (the Maildir's new/
+    whose files are counted, or None), skip."""
+    def side(port, groups, servers, new=None, skip=False):
+        return dict(port=port, groups=groups, servers=servers, new=new, skip=skip)
+
+    if test == "submit":
+        implicit = args.submit_tls == "implicit"
+        argv = ["--mode", "submit", "--tls", args.submit_tls, "--user", USER, "--password", PASSWORD,
+                "--from", USER, "--to", USER, "--messages", str(k), "--size", str(args.size)]
+        sides = {"postern": side(postern.submissions if implicit else postern.submission, [postern.group],
+                                 [postern], postern.new, skip=not postern_auth),
+                 "ref": side(postfix.submissions if implicit else postfix.submission, [postfix.group, dovecot.group],
+                             [postfix, DovecotAlive(dovecot)], postfix.new)}
+        label, refname = f"submit {args.submit_tls} x{k} msg", "Postfix+Dovecot auth"
+    else:
+        proto = "smtp" if test.startswith("smtps") else "imap"
+        label = f"{proto}s handshake" + (" resumed" if test.endswith("resume") else " full")
+        argv = ["--mode", "handshake", "--proto", proto] + (["--resume"] if test.endswith("resume") else [])
+        if proto == "smtp":
+            sides = {"postern": side(postern.submissions, [postern.group], [postern]),
+                     "ref": side(postfix.submissions, [postfix.group], [postfix])}
+            refname = "Postfix"
+        else:
+            sides = {"postern": side(postern.imaps, [postern.group], [postern]),
+                     "ref": side(dovecot.imaps, [dovecot.group], [DovecotAlive(dovecot)])}
+            refname = "Dovecot"
+    return label, argv + ["--concurrency", str(c), "--sni", HOSTNAME], sides, refname
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -646,45 +677,11 @@ def main():
             if "submit" in tests and not postern_auth:
                 problems.append(f"{key}: this Postern build offers no AUTH on its submission listener (SMTP AUTH "
                                 "not on this branch yet?): Postern's submission cells are skipped")
-            plan = []
-            for t in tests:
-                if t == "submit":
-                    for k in per_conn:
-                        plan.append((t, k))
-                else:
-                    plan.append((t, None))
+            plan = [(t, k) for t in tests for k in (per_conn if t == "submit" else [None])]
             for test, k in plan:
                 for c in conc:
-                    if test == "submit":
-                        label = f"submit {args.submit_tls} x{k} msg"
-                        common = ["--mode", "submit", "--tls", args.submit_tls, "--user", USER, "--password",
-                                  PASSWORD, "--from", USER, "--to", USER, "--messages", str(k), "--size",
-                                  str(args.size), "--concurrency", str(c), "--sni", HOSTNAME]
-                        pport = postern.submissions if args.submit_tls == "implicit" else postern.submission
-                        fport = postfix.submissions if args.submit_tls == "implicit" else postfix.submission
-                        sides = {"postern": dict(port=pport, groups=[postern.group], servers=[postern],
-                                                 new=postern.new, skip=not postern_auth),
-                                 "ref": dict(port=fport, groups=[postfix.group, dovecot.group],
-                                             servers=[postfix], new=postfix.new, skip=False)}
-                        refname = "Postfix+Dovecot auth"
-                    else:
-                        proto = "smtp" if test.startswith("smtps") else "imap"
-                        label = f"{proto}s handshake" + (" resumed" if test.endswith("resume") else " full")
-                        common = ["--mode", "handshake", "--proto", proto, "--concurrency", str(c), "--sni", HOSTNAME]
-                        if test.endswith("resume"):
-                            common.append("--resume")
-                        if proto == "smtp":
-                            sides = {"postern": dict(port=postern.submissions, groups=[postern.group],
-                                                     servers=[postern], new=None, skip=False),
-                                     "ref": dict(port=postfix.submissions, groups=[postfix.group],
-                                                 servers=[postfix], new=None, skip=False)}
-                            refname = "Postfix"
-                        else:
-                            sides = {"postern": dict(port=postern.imaps, groups=[postern.group],
-                                                     servers=[postern], new=None, skip=False),
-                                     "ref": dict(port=dovecot.imaps, groups=[dovecot.group],
-                                                 servers=[dovecot_alive(dovecot)], new=None, skip=False)}
-                            refname = "Dovecot"
+                    label, common, sides, refname = cell(args, test, k, c, postern, postfix, dovecot,
+                                                         postern_auth)
                     row = {"key": key, "test": label, "conc": c, "refname": refname, "postern": None, "ref": None}
                     rows.append(row)
                     order = ["postern", "ref"] if seq % 2 == 0 else ["ref", "postern"]
@@ -730,21 +727,6 @@ def main():
     print_report(meta, rows, problems, os.cpu_count() or 1)
     failed = any(row[s] and row[s]["errors"] for row in rows for s in ("postern", "ref"))
     sys.exit(2 if failed else 0)
-
-
-class dovecot_alive:
-    """settled()/crashed() for a Dovecot side (nothing pending after a handshake)."""
-
-    def __init__(self, d):
-        self.d = d
-
-    def settled(self):
-        return True
-
-    def crashed(self):
-        if self.d.proc is not None and self.d.proc.poll() is not None:
-            return f"Dovecot exited with status {self.d.proc.returncode}"
-        return None
 
 
 if __name__ == "__main__":
