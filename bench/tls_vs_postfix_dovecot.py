@@ -434,7 +434,7 @@ def measure(args, client, side, argv, seconds):
         while not srv.settled() and time.monotonic() < deadline:
             time.sleep(0.05)
     if args.quiet_wait > 0:
-        sb.wait_quiet(args.quiet_wait, args.quiet_threshold, max_writes=10 ** 9)
+        sb.wait_quiet(args.quiet_wait, args.quiet_threshold)  # also: the disk settled (fsync-bound submissions)
     n0 = sb.count_files(side["new"]) if side["new"] else 0
     cpu0 = [g.cpu_seconds() for g in side["groups"]]
     busy0, (self0, _k0) = sb.sys_busy_seconds(), sb.own_cpu_seconds()
@@ -466,6 +466,10 @@ def measure(args, client, side, argv, seconds):
                busy=(busy1 - busy0) / window, wall=elapsed, window=window)
     if res["errors"]:
         notes.append(f"{res['errors']} failed operations" + (f": {err.splitlines()[0]}" if err else ""))
+    ncpu = os.cpu_count() or 1
+    if res["busy"] >= 0.9 * ncpu and client_cpu >= cpu:
+        notes.append(f"the machine's CPUs were saturated and the client used as much CPU as the server or more "
+                     f"({client_cpu / window:.2f} vs {cpu / window:.2f} CPUs): the client limits this rate too")
     if others > DISTURBED:
         notes.append(f"other processes used {others:.2f} CPUs meanwhile (disturbed)")
     for srv in side["servers"]:
