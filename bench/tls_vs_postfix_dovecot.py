@@ -4,7 +4,8 @@ second, side by side in one run on this machine.  See bench/README.md.
 
 1. Handshakes: Postern submissions_listen vs Postfix smtpd in wrapper mode (465-style), Postern imaps_listen vs
    Dovecot imaps (993-style); N concurrent connections each doing connect + TLS handshake + read the greeting +
-   close, for a fixed time; full handshakes and (--resume) resumptions with the previous connection's ticket.
+   close, for a fixed time; full handshakes, and (the *-resume tests) resumptions with the previous
+   connection's ticket.
 2. Submissions: STARTTLS (or --submit-tls implicit) + AUTH PLAIN + K small messages + QUIT per connection,
    Postern's submission listener vs Postfix smtpd with SASL from Dovecot's auth socket; the user's password is
    the same SHA512-CRYPT line in both passwd-files; mail goes into a Maildir on both sides (fsync'd).
