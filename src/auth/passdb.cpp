@@ -72,6 +72,10 @@ std::optional<std::string> Passdb::verify(std::string_view user, std::string_vie
     auto found = system_check_ ? system_check_(user, password)
                                : check_system_user(user, password, pam_service_, dummy_hash_);
     if (!found) return std::nullopt;
+    if (!found->session_token.empty()) {
+      std::lock_guard lock(tokens_mutex_);
+      session_tokens_.emplace(found->name, std::move(found->session_token));
+    }
     return found->name;
   }
   auto entry = find_virtual(user);
@@ -102,6 +106,15 @@ std::optional<sasl::Credentials::Cleartext> Passdb::cleartext(std::string_view u
   return std::nullopt;
 }
 
+std::string Passdb::take_session_token(const std::string& user) {
+  std::lock_guard lock(tokens_mutex_);
+  auto it = session_tokens_.find(user);
+  if (it == session_tokens_.end()) return {};
+  std::string token = std::move(it->second);
+  session_tokens_.erase(it);
+  return token;
+}
+
 std::optional<Account> Passdb::account(std::string_view user) {
   Account a;
   if (is_virtual(user)) {
@@ -119,8 +132,11 @@ std::optional<Account> Passdb::account(std::string_view user) {
   a.user = pw.pw_name;
   a.maildir = std::string(pw.pw_dir) + "/" + home_mailbox_;
   if (a.maildir.back() == '/') a.maildir.pop_back();
-  // Running as root: the privileged helper writes as the user.
-  if (system_check_) a.owner = {true, pw.pw_uid, pw.pw_gid};
+  // Running as root: the privileged helper writes as the user, and the session runs as the user.
+  if (system_check_) {
+    a.owner = {true, pw.pw_uid, pw.pw_gid};
+    a.session_token = take_session_token(a.user);
+  }
   return a;
 }
 

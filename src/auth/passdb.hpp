@@ -9,6 +9,8 @@
 #pragma once
 
 #include <functional>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -25,6 +27,9 @@ struct Account {
   std::string user;     // canonical login name: "alice@example.org" or the system user's name
   std::string maildir;  // the Maildir root (INBOX)
   store::maildir::Owner owner;
+  // Set for a system user checked by the privileged helper (Postern runs as root): the session goes on in a
+  // process of the user's own, which the helper starts only against this one-time token.
+  std::string session_token;
 };
 
 // The SASL options of `service` ("smtp", "submission", "imap", "pop3", ...) before TLS, from the
@@ -61,6 +66,10 @@ class Passdb : public sasl::Credentials {
   PasswdFile passwd_;
   std::string dummy_hash_;
   SystemCheck system_check_;
+  // Session tokens of system users' logins checked by the helper (verify()), taken by account().
+  std::string take_session_token(const std::string& user);
+  std::mutex tokens_mutex_;
+  std::multimap<std::string, std::string> session_tokens_;
 };
 
 }  // namespace postern::auth

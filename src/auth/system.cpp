@@ -70,7 +70,7 @@ std::optional<SystemUser> check_system_user(std::string_view user, std::string_v
     }
   }
   if (!ok) return std::nullopt;
-  return SystemUser{pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir};
+  return SystemUser{pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir, {}};
 }
 
 }  // namespace postern::auth

@@ -20,6 +20,7 @@ struct SystemUser {
   uid_t uid = 0;
   gid_t gid = 0;
   std::string home;
+  std::string session_token;  // from the privileged helper: lets it start the user's session process
 };
 
 // `dummy_hash`: a "{SCHEME}hash" verified when there is nothing to check, so that failures cost the same.

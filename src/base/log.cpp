@@ -11,6 +11,7 @@ namespace {
 
 Sink g_sink = Sink::kStderr;
 int g_fd = 2;
+std::string g_path;
 
 const char* level_prefix(Level level) {
   switch (level) {
@@ -28,8 +29,31 @@ const char* level_prefix(Level level) {
 
 }  // namespace
 
+std::string sink_spec() {
+  switch (g_sink) {
+    case Sink::kFile:
+      return "file:" + g_path;
+    case Sink::kSyslog:
+      return "syslog";
+    case Sink::kStderr:
+      break;
+  }
+  return "stderr";
+}
+
+void init_from_spec(std::string_view spec) {
+  if (spec == "syslog") {
+    init(Sink::kSyslog);
+  } else if (spec.starts_with("file:")) {
+    init(Sink::kFile, std::string(spec.substr(5)));
+  } else {
+    init(Sink::kStderr);
+  }
+}
+
 void init(Sink sink, const std::string& path) {
   g_sink = sink;
+  g_path = path;
   if (sink == Sink::kFile) {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (fd >= 0) {

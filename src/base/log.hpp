@@ -15,6 +15,10 @@ enum class Level { kInfo, kWarning, kError, kFatal };
 
 // Chooses where lines go; `path` is used for kFile. Call before any other thread starts.
 void init(Sink sink, const std::string& path = {});
+// The current sink as one word ("stderr", "syslog", "file:PATH") for a process started with exec, which
+// passes it to init_from_spec() to log where its parent does.
+std::string sink_spec();
+void init_from_spec(std::string_view spec);
 void write(Level level, std::string_view program, std::string_view text);
 
 template <class... Args>

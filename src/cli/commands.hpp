@@ -13,6 +13,8 @@ namespace postern::cli {
 using Args = std::vector<std::string>;
 
 int cmd_serve(const std::string& dir, const Args& args);
+// Internal: a system user's IMAP or POP3 session process, started by the privileged helper.
+int cmd_session_child(const std::string& dir, const Args& args);
 int cmd_service(const std::string& dir, const std::string& verb,
                 const Args& args);  // start stop restart status reload
 int cmd_postconf(const std::string& dir, const Args& args);

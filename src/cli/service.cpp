@@ -172,6 +172,19 @@ int cmd_serve(const std::string& dir, const Args& args) {
   return run_server(*cfg, pidfile);
 }
 
+int cmd_session_child(const std::string& dir, const Args& args) {
+  auto cfg = load(dir);
+  if (!cfg) {
+    fmt::print(stderr, "postern: fatal: {}\n", cfg.error().message);
+    return 1;
+  }
+  if (auto st = net::serve_session(*cfg, args); !st) {
+    log::write(log::Level::kFatal, "session", st.error().message);
+    return 1;
+  }
+  return 0;
+}
+
 int cmd_service(const std::string& dir, const std::string& verb, const Args& args) {
   if (!args.empty()) {
     fmt::print(stderr, "usage: postern -c DIR {}\n", verb);

@@ -4,9 +4,11 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/fsuid.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,8 +16,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -108,6 +113,9 @@ struct HelperState {
   std::string config_dir;
   std::string pam_service;
   std::string dummy_hash;
+  // One-time tokens of successful system-user logins: a session process is started only against one.
+  std::mutex token_mutex;
+  std::map<std::string, std::pair<std::string, std::chrono::steady_clock::time_point>> tokens;
   std::string home_mailbox;
   uint64_t size_limit = 0;
 };
@@ -125,7 +133,53 @@ std::string read_fd(int fd) {
   return out;
 }
 
-void serve_channel(int sock, const HelperState& state) {
+std::string new_token(HelperState& state, const std::string& user) {
+  unsigned char raw[16];
+  if (::getrandom(raw, sizeof raw, 0) != static_cast<ssize_t>(sizeof raw)) return {};
+  std::string token;
+  for (unsigned char b : raw) token += fmt::format("{:02x}", b);
+  auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(state.token_mutex);
+  std::erase_if(state.tokens, [&](const auto& t) { return t.second.second < now; });
+  state.tokens[token] = {user, now + std::chrono::seconds(60)};
+  return token;
+}
+
+// The user a token was issued for (once: the token is used up), or nothing.
+std::optional<std::string> take_token(HelperState& state, const std::string& token) {
+  std::lock_guard lock(state.token_mutex);
+  auto it = state.tokens.find(token);
+  if (it == state.tokens.end()) return std::nullopt;
+  std::string user = it->second.first;
+  bool fresh = it->second.second >= std::chrono::steady_clock::now();
+  state.tokens.erase(it);
+  if (!fresh) return std::nullopt;
+  return user;
+}
+
+// Starts a user's session process: this program again, with the client's socket as descriptor 3. It runs
+// as root only until it has become the user (net::serve_session).
+bool spawn_session(const HelperState& state, std::vector<std::string> args, int fd) {
+  if (fd == 3) {  // dup2(3, 3) would keep close-on-exec
+    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 4);
+    ::close(fd);
+    fd = copy;
+  }
+  args.insert(args.begin(), {"postern", "-c", state.config_dir, "session-child"});
+  args.push_back(log::sink_spec());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fd, 3);
+  pid_t pid;
+  int rc = ::posix_spawn(&pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  return rc == 0;
+}
+
+void serve_channel(int sock, HelperState& state) {
   std::map<uint64_t, store::maildir::Pending> pending;
   uint64_t next_token = 1;
   std::string packet;
@@ -163,9 +217,24 @@ void serve_channel(int sock, const HelperState& state) {
     } else if (req.size() == 3 && req[0] == "auth") {
       auto found = auth::check_system_user(req[1], req[2], state.pam_service, state.dummy_hash);
       if (found) {
-        reply = {"ok", found->name, std::to_string(found->uid), std::to_string(found->gid), found->home};
+        reply = {"ok",
+                 found->name,
+                 std::to_string(found->uid),
+                 std::to_string(found->gid),
+                 found->home,
+                 new_token(state, found->name)};
       } else {
         reply = {"no"};
+      }
+    } else if (req.size() == 6 && req[0] == "session" && fd >= 0 && (req[2] == "imap" || req[2] == "pop3")) {
+      // {token, protocol, tag, tls, client ip}: the user's own IMAP or POP3 process, on the passed socket.
+      auto user = take_token(state, req[1]);
+      if (!user) {
+        fail({store::ErrorKind::kPermanent, "no such login"});
+      } else if (!spawn_session(state, {req[2], *user, req[3], req[4], req[5]}, fd)) {
+        fail({store::ErrorKind::kTemporary, fmt::format("starting the session: {}", std::strerror(errno))});
+      } else {
+        reply = {"ok"};
       }
     } else if (req.size() == 2 && req[0] == "tlsfile") {
       // Only a file the configuration (read afresh: this serves reloads) names for TLS.
@@ -241,6 +310,7 @@ Result<std::unique_ptr<PrivilegedHelper>> PrivilegedHelper::start(const config::
     ::signal(SIGINT, SIG_IGN);
     ::signal(SIGTERM, SIG_IGN);
     ::signal(SIGHUP, SIG_IGN);
+    ::signal(SIGCHLD, SIG_IGN);  // session processes are reaped by the kernel
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     // Keep only the channels: no listener, pipe or log descriptor of the server lives on in here.
     std::vector<int> keep = helper_ends;
@@ -329,13 +399,23 @@ std::optional<auth::SystemUser> PrivilegedHelper::check_system_user(std::string_
   std::vector<std::string> request = {"auth", std::string(user), std::string(password)};
   auto reply = call(request, -1);
   for (auto& field : request) std::fill(field.begin(), field.end(), '\0');
-  if (!reply || reply->size() != 5 || (*reply)[0] != "ok") return std::nullopt;
+  if (!reply || reply->size() != 6 || (*reply)[0] != "ok") return std::nullopt;
   auth::SystemUser u;
   u.name = (*reply)[1];
   u.uid = static_cast<uid_t>(std::strtoul((*reply)[2].c_str(), nullptr, 10));
   u.gid = static_cast<gid_t>(std::strtoul((*reply)[3].c_str(), nullptr, 10));
   u.home = (*reply)[4];
+  u.session_token = (*reply)[5];
   return u;
+}
+
+Status PrivilegedHelper::start_session(const std::string& token, std::string_view protocol,
+                                       const std::string& tag, bool tls, const std::string& ip, int fd) {
+  auto reply =
+      call({"session", token, std::string(protocol), tag.empty() ? "-" : tag, tls ? "1" : "0", ip}, fd);
+  if (!reply) return reply.error();
+  if (reply->size() == 1 && (*reply)[0] == "ok") return Ok{};
+  return Error{reply->size() >= 3 ? (*reply)[2] : "bad reply from the privileged helper"};
 }
 
 Result<std::string> PrivilegedHelper::read_tls_file(const std::string& path) {

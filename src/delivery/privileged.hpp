@@ -41,6 +41,11 @@ class PrivilegedHelper {
   Result<std::string> read_tls_file(const std::string& path);
   // A system user's login (PAM or shadow, auth/system): only the helper, as root, can check it.
   std::optional<auth::SystemUser> check_system_user(std::string_view user, std::string_view password);
+  // Starts the IMAP or POP3 session of a system user who just logged in (`token` from that login) in a
+  // process of the user's own, on `fd` (a socket the caller proxies the client's bytes to); `tag`: the
+  // IMAP login command's, which that process answers.
+  Status start_session(const std::string& token, std::string_view protocol, const std::string& tag, bool tls,
+                       const std::string& ip, int fd);
 
   pid_t pid() const { return pid_; }
 

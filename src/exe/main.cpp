@@ -20,6 +20,10 @@ struct CommandEntry {
 const CommandEntry kCommands[] = {
     {"serve", "run every configured service in the foreground, logging to stderr",
      [](const std::string& d, const std::string&, const Args& a) { return postern::cli::cmd_serve(d, a); }},
+    {"session-child", "internal: a system user's IMAP/POP3 session, started by the privileged helper",
+     [](const std::string& d, const std::string&, const Args& a) {
+       return postern::cli::cmd_session_child(d, a);
+     }},
     {"start", "start the mail system in the background",
      [](const std::string& d, const std::string& n, const Args& a) {
        return postern::cli::cmd_service(d, n, a);

@@ -57,13 +57,14 @@ bool tls_used(const config::Config& cfg) {
 }
 
 // `read`: how certificate and key files are read (directly while root, else through the helper).
+// `read`: null in a user's session process, which needs no certificate (the server's process keeps TLS).
 Result<std::shared_ptr<Runtime>> make_runtime(std::shared_ptr<const config::Config> cfg,
                                               const tls::FileReader& read) {
   auto rt = std::make_shared<Runtime>();
   rt->config = cfg;
   rt->delivery = std::make_shared<delivery::LocalDelivery>(*cfg);
   rt->passdb = std::make_shared<auth::Passdb>(*cfg);
-  if (tls_used(*cfg)) {
+  if (read && tls_used(*cfg)) {
     auto contexts = tls::Contexts::load(*cfg, read);
     if (!contexts) return contexts.error();
     rt->tls = *contexts;
@@ -143,6 +144,9 @@ struct Connection {
   bool delivering = false;
   std::string ip;
   Endpoint endpoint;
+  // IDLE also looks for changes this often (0: only when woken): a user's session process is not told of
+  // deliveries made by the server's process.
+  std::chrono::milliseconds idle_check{0};
 };
 
 using IoResult = std::tuple<asio::error_code, size_t>;
@@ -578,6 +582,108 @@ class Server {
     co_return done;
   }
 
+  // A system user logged in while Postern runs as root: the helper starts the session in a process of the
+  // user's own (Dovecot's imap-login -> imap split), and this connection becomes a proxy: TLS stays here,
+  // plaintext goes to that process over a socket pair. `pending`: what the client sent after the login.
+  // `failure`: the answer when the process cannot be started.
+  awaitable<void> handoff(Connection& c, std::string_view protocol, const std::string& token,
+                          const std::string& tag, std::string pending, bool tls, std::string failure) {
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) {
+      co_await flush(c, failure, std::chrono::seconds(60));
+      co_return;
+    }
+    asio::local::stream_protocol::socket peer(io_);
+    peer.assign(asio::local::stream_protocol(), pair[0]);
+    // The helper's answer: empty when the process runs, else why not.
+    auto start = [&, theirs = pair[1]]() -> awaitable<std::string> {
+      auto st = helper_->start_session(token, protocol, tag, tls, c.ip, theirs);
+      co_return st ? std::string() : st.error().message;
+    };
+    auto [ep, why] = co_await asio::co_spawn(pool_->get_executor(), std::move(start), kAsTuple);
+    ::close(pair[1]);
+    if (ep || !why.empty()) {
+      log::error(protocol == "imap" ? "imap" : "pop3", "user session process: {}", ep ? "exception" : why);
+      co_await flush(c, failure, std::chrono::seconds(60));
+      co_return;
+    }
+    set_deadline(c, Clock::time_point::max());  // the user's process keeps the session's time limits
+    if (!pending.empty()) co_await asio::async_write(peer, asio::buffer(pending), kAsTuple);
+    auto upstream = [&]() -> awaitable<void> {
+      std::string b(kImapReadChunk, '\0');
+      while (true) {
+        auto [ec, n] = co_await read_some(c, asio::buffer(b));
+        if (ec) co_return;
+        auto [wec, w] = co_await asio::async_write(peer, asio::buffer(b.data(), n), kAsTuple);
+        if (wec) co_return;
+      }
+    };
+    auto downstream = [&]() -> awaitable<void> {
+      std::string b(kImapReadChunk, '\0');
+      while (true) {
+        auto [ec, n] = co_await peer.async_read_some(asio::buffer(b), kAsTuple);
+        if (ec) co_return;
+        auto [wec, w] = co_await write_all(c, asio::buffer(b.data(), n));
+        if (wec) co_return;
+      }
+    };
+    using namespace asio::experimental::awaitable_operators;
+    co_await (upstream() || downstream());
+  }
+
+ public:
+  // In a user's session process: serves the handed-off connection on descriptor `fd` as `account`.
+  void start_user_session(int fd, Service protocol, auth::Account account, std::string tag, bool tls,
+                          std::string ip) {
+    pool_ = std::make_unique<asio::thread_pool>(1);
+    tcp::socket sock(io_);
+    sock.assign(tcp::v4(), fd);  // a Unix stream socket: only read and written here
+    auto c = std::make_shared<Connection>(std::move(sock), *this,
+                                          Endpoint{protocol, protocol == Service::kImap ? "imap" : "pop3"});
+    c->ip = std::move(ip);
+    c->idle_check = std::chrono::seconds(1);
+    asio::co_spawn(io_, user_session(std::move(c), std::move(account), std::move(tag), tls), asio::detached);
+  }
+
+ private:
+  awaitable<void> user_session(std::shared_ptr<Connection> c, auth::Account account, std::string tag,
+                               bool tls) {
+    auto rt = runtime_;
+    const config::Config& cfg = *rt->config;
+    connections_.insert(c.get());
+    asio::co_spawn(io_, watchdog(c), asio::detached);
+    tls::Info info;
+    info.active = tls;
+    std::string out;
+    // The login was checked by the server's process: no other login happens here.
+    auto refuse = [](std::string_view) { return imap::server::Session::LoginResult{}; };
+    if (c->endpoint.protocol == Service::kImap) {
+      imap::server::Session session(imap::server::Settings::from_config(cfg, false), c->ip, *rt->passdb,
+                                    refuse);
+      if (tls) session.set_tls(info);
+      auto next = co_await on_pool(*c, [&] { return session.resume_login(tag, account, out); });
+      if (next == imap::server::Next::kCommand) {
+        co_await run_imap(*c, session, *rt, std::move(out));
+      } else {
+        co_await flush(*c, out, std::chrono::seconds(60));
+      }
+      log::info("imap", "Disconnected: user=<{}>, rip={}, {}", session.user(), c->ip, session.summary());
+    } else {
+      pop3::server::Session session(pop3::server::Settings::from_config(cfg, false), c->ip, *rt->passdb,
+                                    [](std::string_view) { return std::optional<auth::Account>(); });
+      if (tls) session.set_tls(info);
+      auto next = co_await on_pool(*c, [&] { return session.resume_login(account, out); });
+      if (next == pop3::server::Next::kCommand) {
+        co_await run_pop3(*c, session, *rt, std::move(out));
+      } else {
+        co_await flush(*c, out, std::chrono::seconds(60));
+      }
+      log::info("pop3", "Disconnected: user=<{}>, rip={}, {}", session.user(), c->ip, session.summary());
+    }
+    co_await close(*c);
+    connections_.erase(c.get());
+  }
+
   awaitable<void> imap_connection(std::shared_ptr<Connection> c) {
     auto rt = runtime_;
     const config::Config& cfg = *rt->config;
@@ -624,7 +730,7 @@ class Server {
     std::optional<tls::Info> implicit;
     if (!c->endpoint.implicit_tls || (implicit = co_await start_tls(*c, *rt, "imap-login"))) {
       if (implicit) session.set_tls(*implicit);
-      co_await run_imap(*c, session, *rt);
+      co_await run_imap(*c, session, *rt, session.greeting());
     }
     if (session.authenticated()) user_ip_->release(session.user(), c->ip);
     log::info("imap", "Disconnected{}: user=<{}>, rip={}, {}", stopping_ ? " for shutdown" : "",
@@ -634,7 +740,9 @@ class Server {
     --open_[Service::kImap];
   }
 
-  awaitable<void> run_imap(Connection& c, imap::server::Session& session, const Runtime& rt) {
+  // `out`: what to send first (the greeting, or the answer to a handed-off login).
+  awaitable<void> run_imap(Connection& c, imap::server::Session& session, const Runtime& rt,
+                           std::string out) {
     const config::Config& cfg = *rt.config;
     using imap::proto::CommandReader;
     using imap::server::Next;
@@ -645,7 +753,7 @@ class Server {
     limits.max_line = static_cast<size_t>(cfg.get_int("imap_max_line_length"));
     limits.max_append_literal = static_cast<uint64_t>(cfg.get_int("message_size_limit"));
     CommandReader reader(limits);
-    std::string out = session.greeting(), buf;
+    std::string buf;
     auto timeout = [&] { return session.authenticated() ? idle_timeout : login_timeout; };
     // COMPRESS=DEFLATE, once the client asked for it: everything after the OK is compressed.
     std::unique_ptr<Deflate> deflate;
@@ -740,7 +848,7 @@ class Server {
             continue;
           }
           set_deadline(c, Clock::now() + idle_timeout);
-          c.wake.expires_at(Clock::time_point::max());
+          c.wake.expires_at(c.idle_check.count() ? Clock::now() + c.idle_check : Clock::time_point::max());
           // Thousands of sessions idle at once: each keeps only a small buffer meanwhile.
           buf.resize(kIdleReadChunk);
           buf.shrink_to_fit();
@@ -748,6 +856,8 @@ class Server {
           if (result.index() == 0) {
             auto [rec, n] = std::get<0>(result);
             if (rec || !take(std::string_view(buf.data(), n))) co_return co_await lost();
+          } else if (auto [wec] = std::get<1>(result); !wec) {
+            c.woken = true;  // idle_check elapsed
           }
         }
       }
@@ -758,6 +868,13 @@ class Server {
         std::string pending = reader.take_pending();
         if (!take(pending)) co_return;
         continue;
+      }
+      if (next == Next::kHandoff) {
+        if (!co_await send(write_timeout)) co_return;
+        co_return co_await handoff(
+            c, "imap", session.account().session_token, session.handoff_tag(), reader.take_pending(),
+            session.tls().active,
+            session.handoff_tag() + " NO [UNAVAILABLE] Mailbox is not available, try again later.\r\n");
       }
       if (next == Next::kStartTls) {
         if (!co_await send(write_timeout)) co_return;
@@ -790,21 +907,22 @@ class Server {
     std::optional<tls::Info> implicit;
     if (!c->endpoint.implicit_tls || (implicit = co_await start_tls(*c, *rt, "pop3-login"))) {
       if (implicit) session.set_tls(*implicit);
-      co_await run_pop3(*c, session, *rt);
+      co_await run_pop3(*c, session, *rt, session.greeting());
     }
     log::info("pop3", "Disconnected: user=<{}>, rip={}, {}", session.user(), c->ip, session.summary());
     co_await close(*c);
     connections_.erase(c.get());
   }
 
-  awaitable<void> run_pop3(Connection& c, pop3::server::Session& session, const Runtime& rt) {
+  awaitable<void> run_pop3(Connection& c, pop3::server::Session& session, const Runtime& rt,
+                           std::string out) {
     using pop3::server::Next;
     using Status = smtp::proto::LineBuffer::Status;
     const config::Config& cfg = *rt.config;
     auto timeout = std::chrono::seconds(cfg.get_int("pop3_idle_timeout"));
     auto write_timeout = std::chrono::seconds(60);
     smtp::proto::LineBuffer lines(static_cast<size_t>(cfg.get_int("imap_max_line_length")));
-    std::string out = session.greeting(), buf;
+    std::string buf;
     while (true) {
       std::string_view line;
       auto status = lines.next(line);
@@ -832,6 +950,13 @@ class Server {
           std::string response(line);
           next = co_await on_pool(c, [&] { return session.auth_line(response, out); });
         }
+      }
+      if (next == Next::kHandoff) {
+        if (!co_await flush(c, out, write_timeout)) co_return;
+        std::string pending(lines.pending());
+        co_return co_await handoff(c, "pop3", session.account().session_token, "", std::move(pending),
+                                   session.tls().active,
+                                   "-ERR [SYS/TEMP] Mailbox is not available, try again later.\r\n");
       }
       if (next == Next::kStartTls) {
         if (!co_await flush(c, out, write_timeout)) co_return;
@@ -933,6 +1058,30 @@ void warn_unimplemented(const config::Config& cfg) {
 }
 
 }  // namespace
+
+Status serve_session(std::shared_ptr<const config::Config> config, const std::vector<std::string>& args) {
+  if (args.size() != 6 || (args[0] != "imap" && args[0] != "pop3"))
+    return Error{"session-child: an internal command, started by the privileged helper"};
+  log::init_from_spec(args[5]);
+  passwd* pw = ::getpwnam(args[1].c_str());
+  if (!pw || pw->pw_uid == 0) return Error{fmt::format("session-child: no such user \"{}\"", args[1])};
+  auth::Account account;
+  account.user = pw->pw_name;
+  account.maildir = std::string(pw->pw_dir) + "/" + config->get("home_mailbox");
+  while (account.maildir.size() > 1 && account.maildir.back() == '/') account.maildir.pop_back();
+  if (auto st = delivery::drop_privileges(pw->pw_uid, pw->pw_gid); !st) return st;
+  if (::chdir(pw->pw_dir) != 0) (void)::chdir("/");
+  ::mallopt(M_ARENA_MAX, 2);
+  asio::io_context io(1);
+  auto rt = make_runtime(config, nullptr);
+  if (!rt) return rt.error();
+  Server server(io, *rt);
+  server.start_user_session(3, args[0] == "imap" ? Service::kImap : Service::kPop3, std::move(account),
+                            args[2] == "-" ? "" : args[2], args[3] == "1", args[4]);
+  io.run();
+  server.join_pool();
+  return Ok{};
+}
 
 Status serve(std::shared_ptr<const config::Config> config, const std::function<void()>& ready) {
   // glibc gives each worker thread its own malloc arena and keeps what was freed in it: with 16 workers a

@@ -1,10 +1,13 @@
 """System users (the guide's setup: mail accounts are login accounts) when Postern runs as root: the
 network-facing process is not root, passwords are checked by the privileged helper (PAM service `postern`
-when /etc/pam.d/postern exists, else shadow), and mail lands in ~user/Maildir owned by the user.
+when /etc/pam.d/postern exists, else shadow), mail lands in ~user/Maildir owned by the user, and IMAP and
+POP3 sessions run in a process of the user's own (the server's process proxies them).
 Skipped when not root (the test creates a Unix user).
 """
+import glob
 import imaplib
 import os
+import poplib
 import pwd
 import smtplib
 import subprocess
@@ -64,3 +67,66 @@ def test_system_user_login_and_delivery(make_postern, system_user):
     a, b = timings.values()
     assert abs(a - b) < max(0.5, 0.5 * max(a, b)), timings
     assert PASSWORD not in p.log() and "wrong" not in p.log()
+
+
+def session_processes():
+    """(pid, uids) of every running session-child process."""
+    out = []
+    for cmdline in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            with open(cmdline, "rb") as f:
+                args = f.read().split(b"\0")
+            if b"session-child" in args:
+                pid = int(cmdline.split("/")[2])
+                out.append((pid, status_uid(pid), args))
+        except (OSError, AssertionError):
+            pass
+    return out
+
+
+def test_system_user_reads_mail_in_own_process(make_postern, system_user):
+    imap, pop3 = free_port(), free_port()
+    p = make_postern(extra_config=f"imap_listen = 127.0.0.1:{imap}\npop3_listen = 127.0.0.1:{pop3}\n"
+                                  "disable_plaintext_auth = no\n")
+    user = system_user.pw_name
+
+    def deliver(subject):
+        s = smtplib.SMTP("127.0.0.1", p.port, timeout=10)
+        s.sendmail("someone@client.test", [f"{user}@localhost"], f"Subject: {subject}\r\n\r\nbody\r\n".encode())
+        s.quit()
+
+    deliver("first")
+    m = imaplib.IMAP4("127.0.0.1", imap, timeout=30)
+    assert m.login(user, PASSWORD)[0] == "OK"
+    mine = [(pid, uids) for pid, uids, args in session_processes() if user.encode() in args]
+    assert len(mine) == 1 and all(u == system_user.pw_uid for u in mine[0][1]), mine
+    assert m.select("INBOX") == ("OK", [b"1"])
+    typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert b"Subject: first" in data[0][1]
+    assert m.create("Archive")[0] == "OK"
+    assert os.stat(os.path.join(system_user.pw_dir, "Maildir", ".Archive")).st_uid == system_user.pw_uid
+    # IDLE sees a delivery made by the server's process.
+    tag = m._new_tag()
+    m.send(tag + b" IDLE\r\n")
+    assert m.readline().startswith(b"+")
+    deliver("second")
+    assert m.readline() == b"* 2 EXISTS\r\n"
+    m.send(b"DONE\r\n")
+    while not m.readline().startswith(tag + b" OK"):
+        pass
+    m.logout()
+
+    pop = poplib.POP3("127.0.0.1", pop3, timeout=30)
+    pop.user(user)
+    assert pop.pass_(PASSWORD).startswith(b"+OK")
+    assert pop.stat()[0] == 2
+    assert b"Subject: second" in b"\n".join(pop.retr(2)[1])
+    pop.dele(1)
+    pop.quit()
+    deadline = time.time() + 10
+    while any(user.encode() in args for _, _, args in session_processes()) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(user.encode() in args for _, _, args in session_processes()), "session processes end"
+    cur = os.listdir(os.path.join(system_user.pw_dir, "Maildir", "cur"))
+    new = os.listdir(os.path.join(system_user.pw_dir, "Maildir", "new"))
+    assert len(cur) + len(new) == 1, (cur, new)

@@ -321,6 +321,20 @@ Next Session::finish_login(const std::string& tag, std::string_view method, Logi
     return no(tag, "[AUTHENTICATIONFAILED] Authentication failed.", out);
   }
   account_ = std::move(account);
+  log::info("imap-login", "Login: user=<{}>, method={}, rip={}", account_->user, method, ip_);
+  if (!account_->session_token.empty()) {
+    handoff_tag_ = tag;
+    return Next::kHandoff;
+  }
+  return open_account(tag, out);
+}
+
+Next Session::resume_login(const std::string& tag, auth::Account account, std::string& out) {
+  account_ = std::move(account);
+  return open_account(tag, out);
+}
+
+Next Session::open_account(const std::string& tag, std::string& out) {
   folders_ = std::make_unique<md::Folders>(account_->maildir, settings_.separator, account_->owner);
   if (auto made = md::make_maildir(account_->maildir, account_->owner); !made) {
     log::error("imap", "user={}: {}", account_->user, made.error().message);
@@ -329,7 +343,6 @@ Next Session::finish_login(const std::string& tag, std::string_view method, Logi
     return no(tag, "[UNAVAILABLE] Mailbox is not available, try again later.", out);
   }
   folders_->ensure_defaults(settings_.default_folders);
-  log::info("imap-login", "Login: user=<{}>, method={}, rip={}", account_->user, method, ip_);
   return ok(tag, fmt::format("[CAPABILITY {}] Logged in", capabilities()), out);
 }
 

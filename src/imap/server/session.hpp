@@ -49,6 +49,7 @@ enum class Next {
   kAuthenticate,  // AUTHENTICATE: read one line for auth_continue
   kCompress,      // COMPRESS DEFLATE: write the output, then compress both directions
   kStartTls,      // STARTTLS: write the output, drop unread input, run the handshake, then set_tls()
+  kHandoff,       // a system user logged in as root: the session goes on in the user's own process
   kClose,         // write the output, then close
 };
 
@@ -85,6 +86,10 @@ class Session {
   // Bytes of literal data APPEND may send (message_size_limit).
   uint64_t append_limit() const { return settings_.message_size_limit; }
   std::string summary() const;
+  // After kHandoff, in the user's process: answers the login command (tag) and goes on as that user.
+  Next resume_login(const std::string& tag, auth::Account account, std::string& out);
+  const std::string& handoff_tag() const { return handoff_tag_; }
+  const auth::Account& account() const { return *account_; }
   // The connection is now encrypted (implicit TLS, or STARTTLS done): nothing learned before counts.
   void set_tls(const tls::Info& info) { tls_ = info; }
   const tls::Info& tls() const { return tls_; }
@@ -144,6 +149,8 @@ class Session {
   // Answers the SASL exchange's outcome for the AUTHENTICATE command `tag`.
   Next sasl_outcome(const std::string& tag, auth::sasl::Outcome outcome, std::string& out);
   Next finish_login(const std::string& tag, std::string_view method, LoginResult result, std::string& out);
+  // The login succeeded: opens the user's mail and answers `tag`.
+  Next open_account(const std::string& tag, std::string& out);
   Next bad(const std::string& tag, std::string_view text, std::string& out);
   Next ok(const std::string& tag, std::string_view text, std::string& out);
   Next no(const std::string& tag, std::string_view text, std::string& out);
@@ -181,6 +188,7 @@ class Session {
   bool qresync_ = false;
   bool rev2_ = false;  // ENABLE IMAP4rev2
   bool compressed_ = false;
+  std::string handoff_tag_;
   tls::Info tls_;
   int bad_count_ = 0;
   int commands_ = 0;

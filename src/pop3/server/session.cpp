@@ -83,6 +83,21 @@ Next Session::login(const std::optional<std::string>& user, std::string_view met
     log::info("pop3-login", "authentication failed: method={}, rip={}", method, ip_);
     return err("[AUTH] Authentication failed.", out);
   }
+  log::info("pop3-login", "Login: user=<{}>, method={}, rip={}", account->user, method, ip_);
+  if (!account->session_token.empty()) {
+    user_ = account->user;
+    account_ = std::move(account);
+    return Next::kHandoff;
+  }
+  return open_maildrop(std::move(*account), out);
+}
+
+Next Session::resume_login(auth::Account account, std::string& out) {
+  return open_maildrop(std::move(account), out);
+}
+
+Next Session::open_maildrop(auth::Account acc, std::string& out) {
+  std::optional<auth::Account> account = std::move(acc);
   if (!lock_maildrop(account->user)) {
     log::info("pop3-login", "user=<{}>, rip={}: maildrop in use", account->user, ip_);
     return err("[IN-USE] Mailbox is locked by another POP3 session.", out);
@@ -105,7 +120,6 @@ Next Session::login(const std::optional<std::string>& user, std::string_view met
   uidvalidity_ = snap->uidvalidity;
   messages_.reserve(snap->messages.size());
   for (const auto& m : snap->messages) messages_.push_back({m.uid, m.vsize});
-  log::info("pop3-login", "Login: user=<{}>, method={}, rip={}", user_, method, ip_);
   out += "+OK Logged in.\r\n";
   return Next::kCommand;
 }

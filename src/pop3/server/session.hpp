@@ -35,7 +35,8 @@ struct Settings {
 };
 
 // kStartTls: write the output, drop unread input, run the TLS handshake, then set_tls().
-enum class Next { kCommand, kAuthenticate, kStartTls, kClose };
+// kHandoff: a system user logged in as root: the session goes on in the user's own process (resume_login).
+enum class Next { kCommand, kAuthenticate, kStartTls, kHandoff, kClose };
 
 class Session {
  public:
@@ -53,6 +54,9 @@ class Session {
   Next line_too_long(std::string& out);
   const std::string& user() const { return user_; }
   std::string summary() const;
+  // After kHandoff, in the user's process: opens the maildrop and answers the login.
+  Next resume_login(auth::Account account, std::string& out);
+  const auth::Account& account() const { return *account_; }
   // The connection is now encrypted (implicit TLS, or STLS done): nothing learned before counts.
   void set_tls(const tls::Info& info);
   const tls::Info& tls() const { return tls_; }
@@ -70,6 +74,7 @@ class Session {
   Next sasl_outcome(auth::sasl::Outcome outcome, std::string& out);
   // Opens the maildrop of an authenticated user (nothing: authentication failed).
   Next login(const std::optional<std::string>& user, std::string_view method, std::string& out);
+  Next open_maildrop(auth::Account account, std::string& out);
   // The message numbered `arg` (1-based), not deleted; null with the error written.
   Message* message(std::string_view arg, std::string& out);
   void send_message(uint32_t uid, long long body_lines, std::string& out);
