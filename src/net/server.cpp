@@ -290,6 +290,10 @@ class Server {
         log::warning("master", "accept: {}", ec.message());
         continue;
       }
+      // Every reply is written whole: Nagle's algorithm would only hold it back for the client's delayed ACK
+      // (40 ms after a TLS handshake, whose last flight the client does not answer).
+      asio::error_code nodelay_ec;
+      sock.set_option(tcp::no_delay(true), nodelay_ec);
       auto c = std::make_shared<Connection>(std::move(sock), *this, endpoint);
       if (endpoint.protocol == Service::kImap) {
         asio::co_spawn(io_, imap_connection(std::move(c)), asio::detached);

@@ -490,7 +490,9 @@ def verify_crypt(password, hashed):
         return out == hashed
 
 
-LINE_RE = re.compile(r"([^:]+):\{SHA512-CRYPT\}(\$6\$[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86})::::::")
+# The crypt hash for every login, and the SCRAM-SHA-256 keys in an extra field (Dovecot ignores it).
+LINE_RE = re.compile(r"([^:]+):\{SHA512-CRYPT\}(\$6\$[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86})::::::"
+                     r"postern_scram_sha_256=\{SCRAM-SHA-256\}4096,[A-Za-z0-9+/=]+,[A-Za-z0-9+/=]{44},[A-Za-z0-9+/=]{44}")
 
 
 def passwd_entries(p):

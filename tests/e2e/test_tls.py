@@ -104,12 +104,18 @@ def test_submission_requires_starttls(tls_server):
     s = smtplib.SMTP("127.0.0.1", tls_server.ports["submission"], timeout=10)
     s.ehlo("client.test")
     assert s.has_extn("starttls")
+    assert not s.has_extn("auth"), "AUTH is offered only inside TLS"
     code, msg = s.docmd("MAIL FROM:<a@client.test>")
     assert (code, msg[:5]) == (530, b"5.7.0"), msg
     s.starttls(context=client_context())
     s.ehlo("client.test")
     assert not s.has_extn("starttls")
+    assert "PLAIN" in s.esmtp_features["auth"].split()
+    s.login(ALICE, PASSWORD)
+    s.sendmail(ALICE, [ALICE], b"Subject: submitted\r\n\r\nhello\r\n")
     s.quit()
+    (msg,) = tls_server.p.messages("alice")
+    assert b"with ESMTPSA" in msg, msg[:400]
 
 
 def test_submissions_implicit_tls(tls_server):

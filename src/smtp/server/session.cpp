@@ -246,7 +246,9 @@ Step Session::on_helo(const Command& c, bool extended) {
   r.lines.push_back("8BITMIME");
   if (settings_.smtputf8) r.lines.push_back("SMTPUTF8");
   r.lines.push_back("CHUNKING");
-  if (settings_.sasl_enabled && credentials_) {
+  // With TLS required, AUTH is offered only inside TLS (Postfix's encrypt level implies smtpd_tls_auth_only).
+  bool tls_pending = settings_.tls_level == TlsLevel::kEncrypt && !tls_.active;
+  if (settings_.sasl_enabled && credentials_ && !tls_pending) {
     std::string mechanisms;
     for (const auto& m : auth::sasl::offered_mechanisms(sasl_options())) mechanisms += " " + m;
     if (!mechanisms.empty()) {
