@@ -1,10 +1,17 @@
 #include "base/files.hpp"
 
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <condition_variable>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -53,6 +60,80 @@ Status write_file_atomically(const std::string& path, const std::string& text, m
     return Error{fmt::format("{}: {}", path, std::strerror(err))};
   }
   return Ok{};
+}
+
+int write_all(int fd, const std::vector<std::string_view>& parts) {
+  std::vector<iovec> iov;
+  for (auto part : parts) iov.push_back({const_cast<char*>(part.data()), part.size()});
+  size_t idx = 0;
+  while (idx < iov.size()) {
+    ssize_t n = ::writev(fd, iov.data() + idx, static_cast<int>(std::min<size_t>(iov.size() - idx, IOV_MAX)));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    auto left = static_cast<size_t>(n);
+    while (idx < iov.size() && left >= iov[idx].iov_len) left -= iov[idx++].iov_len;
+    if (idx < iov.size()) {
+      iov[idx].iov_base = static_cast<char*>(iov[idx].iov_base) + left;
+      iov[idx].iov_len -= left;
+    }
+  }
+  return 0;
+}
+
+int fsync_dir(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  int rc = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  return rc;
+}
+
+namespace {
+
+// Group commit of a directory (see rename_durably).
+struct DirSync {
+  std::mutex mutex;
+  std::condition_variable done;
+  uint64_t renamed = 0;  // renames into the directory so far (sequence numbers)
+  uint64_t synced = 0;   // every rename up to this one is durable
+  bool in_progress = false;
+};
+
+std::mutex g_dir_syncs_mutex;
+std::map<std::string, std::shared_ptr<DirSync>> g_dir_syncs;
+
+std::shared_ptr<DirSync> dir_sync(const std::string& dir) {
+  std::lock_guard lock(g_dir_syncs_mutex);
+  auto& entry = g_dir_syncs[dir];
+  if (!entry) entry = std::make_shared<DirSync>();
+  return entry;
+}
+
+}  // namespace
+
+int rename_durably(const std::string& from, const std::string& to, const std::string& dir) {
+  auto ds = dir_sync(dir);
+  std::unique_lock lock(ds->mutex);
+  if (::rename(from.c_str(), to.c_str()) != 0) return errno;
+  uint64_t mine = ++ds->renamed;
+  while (ds->synced < mine) {
+    if (ds->in_progress) {
+      ds->done.wait(lock);
+      continue;
+    }
+    ds->in_progress = true;
+    uint64_t covers = ds->renamed;
+    lock.unlock();
+    int err = fsync_dir(dir);
+    lock.lock();
+    ds->in_progress = false;
+    if (err == 0) ds->synced = std::max(ds->synced, covers);
+    ds->done.notify_all();
+    if (err != 0) return err;
+  }
+  return 0;
 }
 
 bool FileVersion::changed(const std::string& path, bool& exists) {

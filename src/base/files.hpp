@@ -1,11 +1,14 @@
-// base/files.hpp: whole-file reads, atomic replacement (temporary file, fsync, rename), and change tracking
-// for tables that are re-read when their file changes (aliases, passwd-file).
+// base/files.hpp: whole-file reads, atomic replacement (temporary file, fsync, rename), durable writes and
+// renames (Maildir deliveries, queue files), and change tracking for tables that are re-read when their file
+// changes (aliases, passwd-file).
 #pragma once
 
 #include <sys/stat.h>
 #include <sys/types.h>
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "base/result.hpp"
 
@@ -15,6 +18,15 @@ namespace postern {
 Result<std::string> read_file(const std::string& path);
 // Replaces `path` with `text`: write PATH.tmp, fsync, rename. Keeps the old file's mode, else uses `mode`.
 Status write_file_atomically(const std::string& path, const std::string& text, mode_t mode);
+
+// Writes every part to `fd` (writev; short writes and EINTR retried): 0, or an errno value.
+int write_all(int fd, const std::vector<std::string_view>& parts);
+// fsync of a directory (makes the names in it durable): 0, or an errno value.
+int fsync_dir(const std::string& path);
+// Renames `from` to `to` (inside `dir`) and returns once the rename is durable: 0, or an errno value. Group
+// commit: one fsync of `dir` covers every rename into it that finished before the fsync started, so
+// concurrent writers into one directory share fsyncs instead of queueing for one each.
+int rename_durably(const std::string& from, const std::string& to, const std::string& dir);
 
 // Tells whether a file changed (inode or mtime) since the last call that returned true.
 class FileVersion {

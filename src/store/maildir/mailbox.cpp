@@ -28,6 +28,7 @@
 
 #include <fmt/format.h>
 
+#include "base/files.hpp"
 #include "store/maildir/uidlist.hpp"
 
 namespace postern::store::maildir {
@@ -104,14 +105,6 @@ int write_all(int fd, std::string_view data) {
     data.remove_prefix(static_cast<size_t>(n));
   }
   return 0;
-}
-
-int fsync_dir(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  int rc = ::fsync(fd) == 0 ? 0 : errno;
-  ::close(fd);
-  return rc;
 }
 
 struct Stamp {

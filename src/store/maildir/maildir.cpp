@@ -4,13 +4,11 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/time.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -18,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "base/files.hpp"
 #include "base/strings.hpp"
 
 namespace postern::store {
@@ -76,58 +75,6 @@ Status mkdir_parents(const std::string& path) {
       return Error{fmt::format("mkdir {}: {}", parent, std::strerror(errno))};
   }
   return Ok{};
-}
-
-int fsync_dir(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  int rc = ::fsync(fd) == 0 ? 0 : errno;
-  ::close(fd);
-  return rc;
-}
-
-// Group commit of a directory: one fsync makes every rename into it that finished before the fsync
-// started durable, so concurrent deliveries into one mailbox share fsyncs instead of queueing for one each.
-struct DirSync {
-  std::mutex mutex;
-  std::condition_variable done;
-  uint64_t renamed = 0;  // renames into the directory so far (sequence numbers)
-  uint64_t synced = 0;   // every rename up to this one is durable
-  bool in_progress = false;
-};
-
-std::mutex g_dir_syncs_mutex;
-std::map<std::string, std::shared_ptr<DirSync>> g_dir_syncs;
-
-std::shared_ptr<DirSync> dir_sync(const std::string& dir) {
-  std::lock_guard lock(g_dir_syncs_mutex);
-  auto& entry = g_dir_syncs[dir];
-  if (!entry) entry = std::make_shared<DirSync>();
-  return entry;
-}
-
-// Renames `from` to `to` (inside `dir`) and returns once the rename is durable: 0, or an errno value.
-int rename_durably(const std::string& from, const std::string& to, const std::string& dir) {
-  auto ds = dir_sync(dir);
-  std::unique_lock lock(ds->mutex);
-  if (::rename(from.c_str(), to.c_str()) != 0) return errno;
-  uint64_t mine = ++ds->renamed;
-  while (ds->synced < mine) {
-    if (ds->in_progress) {
-      ds->done.wait(lock);
-      continue;
-    }
-    ds->in_progress = true;
-    uint64_t covers = ds->renamed;
-    lock.unlock();
-    int err = fsync_dir(dir);
-    lock.lock();
-    ds->in_progress = false;
-    if (err == 0) ds->synced = std::max(ds->synced, covers);
-    ds->done.notify_all();
-    if (err != 0) return err;
-  }
-  return 0;
 }
 
 // Sum of the message sizes in one Maildir directory (new/ or cur/).
@@ -301,24 +248,10 @@ Result<Pending> write_tmp(const std::string& maildir, const std::vector<std::str
     fd = ::open(p.tmp_path.c_str(), kFlags, 0600);
   }
   if (fd < 0) return fail("create", errno);
-  std::vector<iovec> iov;
-  for (auto part : parts) iov.push_back({const_cast<char*>(part.data()), part.size()});
-  size_t idx = 0;
-  while (idx < iov.size()) {
-    ssize_t n = ::writev(fd, iov.data() + idx, static_cast<int>(std::min<size_t>(iov.size() - idx, IOV_MAX)));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      ::unlink(p.tmp_path.c_str());
-      return fail("write", err);
-    }
-    auto left = static_cast<size_t>(n);
-    while (idx < iov.size() && left >= iov[idx].iov_len) left -= iov[idx++].iov_len;
-    if (idx < iov.size()) {
-      iov[idx].iov_base = static_cast<char*>(iov[idx].iov_base) + left;
-      iov[idx].iov_len -= left;
-    }
+  if (int err = write_all(fd, parts); err != 0) {
+    ::close(fd);
+    ::unlink(p.tmp_path.c_str());
+    return fail("write", err);
   }
   if (owner.chown && ::fchown(fd, owner.uid, owner.gid) != 0) {
     int err = errno;
