@@ -18,3 +18,4 @@ int postern_fuzz_mutf7(const uint8_t* data, size_t size);
 int postern_fuzz_pop3_command(const uint8_t* data, size_t size);
 int postern_fuzz_imap_command(const uint8_t* data, size_t size);
 int postern_fuzz_sasl_exchange(const uint8_t* data, size_t size);
+int postern_fuzz_queue_file(const uint8_t* data, size_t size);

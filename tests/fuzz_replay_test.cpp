@@ -93,6 +93,9 @@ TEST(FuzzReplay, ImapCommand) {
 TEST(FuzzReplay, Pop3Command) {
   replay("pop3_command", postern_fuzz_pop3_command);
 }
+TEST(FuzzReplay, QueueFile) {
+  replay("queue_file", postern_fuzz_queue_file);
+}
 
 }  // namespace
 TEST(FuzzReplay, SaslExchange) {

@@ -140,6 +140,9 @@ int cmd_check(const std::string& dir, const Args& args) {
   };
   for (const char* key : {"smtp_listen", "imap_listen", "pop3_listen"})
     if (auto l = net::listen_addresses(*cfg, key); !l) problem(l.error().message);
+  auto host = net::host_facts(*cfg);
+  for (std::string_view service : smtp::server::kSmtpServices)
+    if (auto p = smtp::server::Policy::load(*cfg, service, host); !p) problem(p.error().message);
   if (cfg->get_int("message_size_limit") && cfg->get_int("mailbox_size_limit") &&
       cfg->get_int("mailbox_size_limit") < cfg->get_int("message_size_limit"))
     problem("mailbox_size_limit is smaller than message_size_limit");

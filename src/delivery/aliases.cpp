@@ -5,6 +5,15 @@
 
 namespace postern::delivery {
 
+std::string table_path(std::string_view map) {
+  size_t colon = map.find(':');
+  if (colon == std::string_view::npos) return std::string(map);
+  std::string_view type = map.substr(0, colon);
+  if (type == "hash" || type == "btree" || type == "lmdb" || type == "texthash" || type == "cdb")
+    return std::string(map.substr(colon + 1));
+  return {};
+}
+
 std::map<std::string, std::vector<std::string>> parse_aliases(std::string_view text, TableFormat format) {
   // aliases(5) targets are comma-separated (a target may hold spaces in quotes); virtual(5) also splits on
   // white space.

@@ -21,6 +21,10 @@ enum class TableFormat { kAliases, kVirtual };
 std::map<std::string, std::vector<std::string>> parse_aliases(std::string_view text,
                                                               TableFormat format = TableFormat::kAliases);
 
+// The file of a table setting: "PATH", or "hash:PATH" and the other indexed types, whose text source is read
+// (Postfix's postmap input). Empty for a type that has no text file (ldap:, mysql:, ...).
+std::string table_path(std::string_view map);
+
 class AliasTable {
  public:
   AliasTable(std::string path, TableFormat format) : path_(std::move(path)), format_(format) {}

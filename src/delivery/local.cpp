@@ -14,15 +14,6 @@ namespace {
 
 constexpr int kMaxAliasDepth = 20;
 
-std::string alias_path(std::string_view map) {
-  size_t colon = map.find(':');
-  if (colon == std::string_view::npos) return std::string(map);
-  std::string_view type = map.substr(0, colon);
-  if (type == "hash" || type == "btree" || type == "lmdb" || type == "texthash" || type == "cdb")
-    return std::string(map.substr(colon + 1));
-  return {};
-}
-
 // Splits "local@domain" at the last '@'.
 void split_address(std::string_view addr, std::string& local, std::string& domain) {
   size_t at = addr.rfind('@');
@@ -38,7 +29,7 @@ void split_address(std::string_view addr, std::string& local, std::string& domai
 void open_tables(const config::Config& config, std::string_view key, TableFormat format,
                  std::vector<std::unique_ptr<AliasTable>>& out) {
   for (const auto& m : config.get_list(key)) {
-    std::string path = alias_path(m);
+    std::string path = table_path(m);
     if (path.empty()) {
       log::warning("local", "{}: unsupported table type in \"{}\", ignored", key, m);
       continue;
@@ -95,6 +86,18 @@ Resolution LocalDelivery::mailbox_of(std::string_view user) {
     return resolve(user.substr(0, at), user.substr(at + 1));
   std::string name(at == std::string_view::npos ? user : user.substr(0, at));
   return resolve_system(name, name + "@" + myhostname_);
+}
+
+bool LocalDelivery::owns(std::string_view login, std::string_view address) {
+  Resolution mine = mailbox_of(login);
+  std::string local, domain;
+  split_address(address, local, domain);
+  Resolution theirs = resolve_depth(local, domain, 0, false);
+  if (mine.status != RcptStatus::kLocal || theirs.status != RcptStatus::kLocal) return false;
+  for (const auto& a : mine.mailboxes)
+    for (const auto& b : theirs.mailboxes)
+      if (a.maildir == b.maildir) return true;
+  return false;
 }
 
 Resolution LocalDelivery::resolve_system(const std::string& user, const std::string& address) {
@@ -306,6 +309,49 @@ DeliveryOutcome LocalDelivery::deliver(const queue::Envelope& env, std::string_v
               env.queue_id, t.mailbox.address, orig, delay);
     // IMAP sessions that have this mailbox selected (IDLE) hear of the message now.
     store::maildir::Mailbox::notify_changed(t.mailbox.maildir);
+  }
+  return out;
+}
+
+}  // namespace postern::delivery
+
+namespace postern::delivery {
+
+DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spool, const queue::Envelope& env,
+                                  std::string_view received_header, std::string_view content) {
+  DeliveryOutcome out;
+  bool queued = !env.outbound.empty();
+  if (queued) {
+    queue::QueueFile q;
+    q.queue_id = env.queue_id;
+    q.arrival = env.arrival;
+    q.sender = env.sender;
+    q.client = env.client;
+    for (const auto& r : env.outbound) q.recipients.push_back({r, queue::RecipientState::kPending, {}});
+    if (!spool.write_incoming(q, {received_header, content}, out.error)) {
+      log::warning("queue", "{}: cannot queue: {}", env.queue_id, out.error.detail);
+      return out;
+    }
+  }
+  if (!env.recipients.empty()) {
+    out = local.deliver(env, received_header, content);
+    if (!out.error.ok()) {
+      if (queued) spool.abort(env.queue_id);
+      return out;
+    }
+  }
+  if (queued) {
+    if (!spool.commit(env.queue_id, out.error)) {
+      log::warning("queue", "{}: cannot queue: {}{}", env.queue_id, out.error.detail,
+                   env.recipients.empty() ? "" : " (the local recipients have their copy already)");
+      return out;
+    }
+    uint64_t size = received_header.size() + content.size();
+    for (const auto& r : env.outbound)
+      log::info("queue",
+                "{}: to=<{}>, relay=none, size={}, status=deferred (queued: outbound delivery is "
+                "not available yet)",
+                env.queue_id, r, size);
   }
   return out;
 }

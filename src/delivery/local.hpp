@@ -16,6 +16,7 @@
 #include "delivery/aliases.hpp"
 #include "delivery/privileged.hpp"
 #include "queue/envelope.hpp"
+#include "queue/spool.hpp"
 #include "store/error.hpp"
 #include "store/maildir/maildir.hpp"
 
@@ -59,6 +60,9 @@ class LocalDelivery {
   Resolution mailbox_of(std::string_view user);
   // System users' mailboxes are written through `helper` (the server runs without root).
   void set_privileged_helper(PrivilegedHelper* helper) { helper_ = helper; }
+  // Whether `address` reaches the mailbox of the user `login` (their own address, an extension of it, or an
+  // alias that includes them): the addresses a user may send as.
+  bool owns(std::string_view login, std::string_view address);
   bool is_local_domain(std::string_view domain) const;
   bool is_virtual_domain(std::string_view domain) const;
   const std::string& myorigin() const { return myorigin_; }
@@ -84,5 +88,11 @@ class LocalDelivery {
   auth::PasswdFile passwd_;
   PrivilegedHelper* helper_ = nullptr;
 };
+
+// A received message: env.outbound goes into the queue, env.recipients into their mailboxes, and success only
+// when both are durable. Order: queue file into incoming/ (fsync), local delivery, queue file into deferred/.
+// A failure removes the queue file; a crash leaves it in incoming/, never acknowledged.
+DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spool, const queue::Envelope& env,
+                                  std::string_view received_header, std::string_view content);
 
 }  // namespace postern::delivery

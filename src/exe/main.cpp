@@ -60,6 +60,8 @@ const CommandEntry kCommands[] = {
      [](const std::string& d, const std::string&, const Args& a) { return postern::cli::cmd_mail(d, a); }},
     {"maildirmake", "create a Maildir or a Maildir++ folder: [-f FOLDER] DIR",
      [](const std::string&, const std::string&, const Args& a) { return postern::cli::cmd_maildirmake(a); }},
+    {"mailq", "list the outbound queue: id, size, arrival, sender, recipients, deferral reason",
+     [](const std::string& d, const std::string&, const Args& a) { return postern::cli::cmd_mailq(d, a); }},
     {"user", "manage virtual users: add|del|passwd|list [NAME] [--password-stdin]",
      [](const std::string& d, const std::string&, const Args& a) { return postern::cli::cmd_user(d, a); }},
     {"demo", "write a demo configuration into DIR if it has none, then serve it (make run)",

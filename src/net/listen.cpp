@@ -1,6 +1,8 @@
 #include "net/listen.hpp"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 
 #include <fmt/format.h>
 
@@ -13,7 +15,53 @@ bool is_ipv6(const std::string& host) {
   return host.find(':') != std::string::npos;
 }
 
+// Bits set in a netmask.
+int prefix_of(const sockaddr* mask) {
+  if (!mask) return -1;
+  const uint8_t* b =
+      mask->sa_family == AF_INET
+          ? reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in*>(mask)->sin_addr)
+          : reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in6*>(mask)->sin6_addr);
+  int n = 0;
+  for (size_t i = 0; i < (mask->sa_family == AF_INET ? 4u : 16u); ++i) n += __builtin_popcount(b[i]);
+  return n;
+}
+
 }  // namespace
+
+smtp::server::HostFacts host_facts(const config::Config& config) {
+  smtp::server::HostFacts facts;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) == 0) {
+    for (ifaddrs* i = list; i; i = i->ifa_next) {
+      if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6)) continue;
+      char text[INET6_ADDRSTRLEN];
+      const void* a =
+          i->ifa_addr->sa_family == AF_INET
+              ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr)
+              : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr);
+      auto ip = parse_ip(inet_ntop(i->ifa_addr->sa_family, a, text, sizeof text));
+      int prefix = prefix_of(i->ifa_netmask);
+      if (!ip || prefix < 0) continue;
+      facts.interfaces.push_back(Network{*ip, is_ipv4(*ip) ? prefix + 96 : prefix});  // the address itself
+    }
+    ::freeifaddrs(list);
+  }
+  for (std::string_view service : smtp::server::kSmtpServices) {
+    auto addrs = listen_addresses(config, fmt::format("{}_listen", service));
+    if (!addrs) continue;  // reported by the listener itself
+    for (const auto& l : *addrs) {
+      if (l.host == "0.0.0.0" || l.host == "::") {
+        bool v4 = l.host == "0.0.0.0";
+        for (const auto& n : facts.interfaces)
+          if (is_ipv4(n.address) == v4) facts.listening.push_back(n.address);
+      } else if (auto ip = parse_ip(l.host)) {
+        facts.listening.push_back(*ip);
+      }
+    }
+  }
+  return facts;
+}
 
 Result<std::vector<ListenAddress>> listen_addresses(const config::Config& config, std::string_view key) {
   std::vector<ListenAddress> out;

@@ -49,6 +49,8 @@ struct Runtime {
   std::shared_ptr<delivery::LocalDelivery> delivery;
   std::shared_ptr<auth::Passdb> passdb;
   std::shared_ptr<tls::Contexts> tls;  // certificates; null when no service uses TLS
+  std::shared_ptr<const queue::Spool> spool;
+  std::map<std::string, std::shared_ptr<const smtp::server::Policy>, std::less<>> policies;  // by service
 };
 
 bool tls_used(const config::Config& cfg) {
@@ -69,6 +71,13 @@ Result<std::shared_ptr<Runtime>> make_runtime(std::shared_ptr<const config::Conf
     if (!contexts) return contexts.error();
     rt->tls = *contexts;
     for (const auto& line : rt->tls->summary()) log::info("master", "TLS certificate {}", line);
+  }
+  rt->spool = std::make_shared<queue::Spool>(cfg->get_path("queue_directory"));
+  auto host = host_facts(*cfg);
+  for (std::string_view service : smtp::server::kSmtpServices) {
+    auto policy = smtp::server::Policy::load(*cfg, service, host);
+    if (!policy) return policy.error();
+    rt->policies[std::string(service)] = std::make_shared<const smtp::server::Policy>(std::move(*policy));
   }
   return rt;
 }
@@ -387,6 +396,7 @@ class Server {
     const config::Config& cfg = *rt->config;
     const std::string& service = c->endpoint.name;
     auto settings = smtp::server::Settings::from_config(cfg, service, rt->tls != nullptr);
+    settings.policy = rt->policies.at(service);
     std::string out;
 
     // Connection limits: overall, then per client address.
@@ -414,6 +424,9 @@ class Server {
       return delivery->resolve(l, d);
     });
     session.set_credentials(*rt->passdb);
+    session.set_sender_owner([delivery](std::string_view login, std::string_view address) {
+      return delivery->owns(login, address);
+    });
     if (c->endpoint.implicit_tls) {
       if (auto info = co_await start_tls(*c, *rt, "smtpd")) {
         session.set_tls(*info);
@@ -982,7 +995,9 @@ class Server {
     c.deadline = Clock::time_point::max();
     std::string header = session.received_header();
     auto work = [&]() -> awaitable<store::StoreError> {
-      co_return rt.delivery->deliver(session.envelope(), header, session.content()).error;
+      co_return delivery::deliver_and_queue(*rt.delivery, *rt.spool, session.envelope(), header,
+                                            session.content())
+          .error;
     };
     auto [ep, err] = co_await asio::co_spawn(pool_->get_executor(), std::move(work), kAsTuple);
     c.delivering = false;
@@ -1020,7 +1035,10 @@ Result<std::unique_ptr<delivery::PrivilegedHelper>> separate_privileges(const co
   uid_t uid = pw->pw_uid;
   gid_t gid = pw->pw_gid;
   std::string queue = cfg.get_path("queue_directory");
-  for (const std::string& d : {queue, queue + "/pid"})
+  std::vector<std::string> owned = queue::Spool(queue).directories();
+  owned.push_back(queue);
+  owned.push_back(queue + "/pid");
+  for (const std::string& d : owned)
     if (::chown(d.c_str(), uid, gid) != 0)
       return Error{fmt::format("queue_directory: chown {} to {}: {}", d, owner, std::strerror(errno))};
   if (!cfg.get_list("virtual_mailbox_domains").empty()) {
@@ -1102,6 +1120,7 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   }
   auto rt = make_runtime(config, tls::read_directly);
   if (!rt) return rt.error();
+  if (auto st = (*rt)->spool->create_directories(); !st) return st;
   Server server(io, *rt);
   if (auto st = server.listen(); !st) return st;
   std::unique_ptr<delivery::PrivilegedHelper> helper;

@@ -10,7 +10,8 @@ namespace postern::queue {
 struct Envelope {
   std::string queue_id;
   std::string sender;                   // empty: the null sender <>
-  std::vector<std::string> recipients;  // as accepted at RCPT, with a domain
+  std::vector<std::string> recipients;  // local ones, as accepted at RCPT, with a domain
+  std::vector<std::string> outbound;    // for other domains: they go into the outbound queue
   std::chrono::system_clock::time_point arrival;
   std::string client;  // "host[address]" for logs; "local" for sendmail
 };

@@ -92,7 +92,7 @@ biff = no
 smtpd_peername_lookup = no
 smtp_dns_support_level = disabled
 smtpd_error_sleep_time = 0
-# relaying refused to everyone, loopback included (as Postern does)
+# relaying refused to everyone, loopback included (Postern is given the same line)
 smtpd_relay_restrictions = reject_unauth_destination
 virtual_mailbox_domains = {DOMAIN}
 virtual_mailbox_base = {self.mail}
@@ -177,7 +177,8 @@ def postern():
     os.chmod(root, 0o755)  # as root, the server runs as mail_owner and must reach its files
     p = None
     try:
-        p = Postern(root, f"message_size_limit = {SIZE_LIMIT}\nsmtpd_error_sleep_time = 0\n")
+        p = Postern(root, f"message_size_limit = {SIZE_LIMIT}\nsmtpd_error_sleep_time = 0\n"
+                          "smtpd_relay_restrictions = reject_unauth_destination\n")
         yield p.start()
     finally:
         if p is not None:

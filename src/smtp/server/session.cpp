@@ -1,6 +1,7 @@
 #include "smtp/server/session.hpp"
 
 #include <algorithm>
+#include <cassert>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -22,22 +23,6 @@ namespace {
 constexpr std::string_view kSummaryOrder[] = {"helo", "ehlo", "starttls", "auth", "mail", "rcpt",   "bdat",
                                               "data", "rset", "noop",     "vrfy", "quit", "unknown"};
 
-std::string delivery_detail(delivery::RcptStatus status) {
-  switch (status) {
-    case delivery::RcptStatus::kUnknownUser:
-      return "Recipient address rejected: User unknown";
-    case delivery::RcptStatus::kNotOurDomain:
-      return "Relay access denied";
-    case delivery::RcptStatus::kMailboxFull:
-      return "Mailbox full";
-    case delivery::RcptStatus::kUnsupported:
-      return "Recipient address rejected: cannot deliver to this address";
-    case delivery::RcptStatus::kLocal:
-      break;
-  }
-  return "Ok";
-}
-
 }  // namespace
 
 Settings Settings::from_config(const config::Config& config, std::string_view service, bool tls_available) {
@@ -53,6 +38,7 @@ Settings Settings::from_config(const config::Config& config, std::string_view se
   s.recipient_limit = static_cast<size_t>(config.get_int("smtpd_recipient_limit", service));
   s.soft_error_limit = static_cast<int>(config.get_int("smtpd_soft_error_limit", service));
   s.hard_error_limit = static_cast<int>(config.get_int("smtpd_hard_error_limit", service));
+  s.junk_command_limit = static_cast<int>(config.get_int("smtpd_junk_command_limit", service));
   s.line_length_limit = static_cast<size_t>(config.get_int("line_length_limit", service));
   s.hopcount_limit = static_cast<int>(config.get_int("hopcount_limit", service));
   s.disable_vrfy = config.get_bool("disable_vrfy_command", service);
@@ -68,7 +54,10 @@ Settings Settings::from_config(const config::Config& config, std::string_view se
 }
 
 Session::Session(Settings settings, Client client, RecipientCheck check)
-    : settings_(std::move(settings)), client_(std::move(client)), check_(std::move(check)) {}
+    : settings_(std::move(settings)), client_(std::move(client)), check_(std::move(check)) {
+  assert(settings_.policy);
+  trusted_ = settings_.policy->trusted(client_.address);
+}
 
 void Session::set_tls(const tls::Info& info) {
   tls_ = info;
@@ -114,8 +103,11 @@ Step Session::reply(Reply r, Next next) {
 }
 
 Step Session::error(Reply r) {
+  return penalize(reply(std::move(r)));
+}
+
+Step Session::penalize(Step s) {
   ++errors_;
-  Step s = reply(std::move(r));
   if (settings_.hard_error_limit > 0 && errors_ >= settings_.hard_error_limit) {
     log::info("smtpd", "too many errors after {} from {}", s.replies.front().code, client_.log_name());
     s.replies.push_back(Reply(421, "4.7.0", settings_.hostname + " Error: too many errors"));
@@ -129,6 +121,7 @@ Step Session::error(Reply r) {
 void Session::reset_transaction() {
   mail_given_ = false;
   smtputf8_ = false;
+  sender_fqdn_ = true;
   bdat_active_ = false;
   bdat_failed_ = false;
   rcpt_attempts_ = 0;
@@ -224,6 +217,11 @@ Step Session::command(std::string_view line, bool more_pending) {
       s = error(Reply(500, "5.5.2", "Error: command not recognized"));
       break;
   }
+  // Postfix's smtpd_junk_command_limit: past it, each NOOP, VRFY or RSET counts as an error.
+  bool junk = c.verb == Verb::kNoop || c.verb == Verb::kVrfy || c.verb == Verb::kRset;
+  if (junk && s.next != Next::kClose && settings_.junk_command_limit > 0 &&
+      ++junk_commands_ > settings_.junk_command_limit)
+    s = penalize(std::move(s));
   // An AUTH exchange is counted once, when it ends (auth_line).
   if (s.next != Next::kAuth) count(verb, !s.replies.empty() && s.replies.front().code < 400);
   return s;
@@ -280,6 +278,7 @@ Step Session::on_mail(const Command& c) {
   reset_transaction();
   mail_given_ = true;
   smtputf8_ = c.mail.smtputf8;
+  sender_fqdn_ = is_fqdn(c.address.domain);
   envelope_.queue_id = queue::new_queue_id();
   envelope_.arrival = std::chrono::system_clock::now();
   envelope_.client = client_.log_name();
@@ -301,36 +300,69 @@ Step Session::on_rcpt(const Command& c) {
   if (a.domain.empty()) a.domain = settings_.myorigin;
   std::string rcpt = a.str();
   if (a.utf8 && !smtputf8_) return error(Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
-  if (envelope_.recipients.size() >= settings_.recipient_limit)
+  if (envelope_.recipients.size() + envelope_.outbound.size() >= settings_.recipient_limit)
     return error(Reply(452, "4.5.3", "Error: too many recipients"));
-  delivery::Resolution res = check_(a.local, a.domain);
-  auto reject = [&](int code, std::string_view enhanced, std::string_view why) {
-    std::string text = fmt::format("<{}>: {}", rcpt, why);
+  const Policy& policy = *settings_.policy;
+  // An address literal of ours ("user@[192.0.2.1]") is a local address, as in Postfix.
+  bool our_literal = policy.is_our_literal(a.domain);
+  std::string domain = our_literal ? settings_.hostname : a.domain;
+  delivery::Resolution res = check_(a.local, domain);
+  RcptFacts f;
+  f.recipient = rcpt;
+  f.sender = envelope_.sender;
+  f.login = sasl_user_;
+  f.trusted_client = trusted_;
+  f.recipient_fqdn = is_fqdn(c.address.domain);
+  f.sender_fqdn = sender_fqdn_;
+  f.ours = our_literal || res.status != delivery::RcptStatus::kNotOurDomain;
+  f.relay_domain = !f.ours && policy.is_relay_domain(a.domain);
+  f.routed = has_routing(a.local);
+  f.unknown_user = res.status == delivery::RcptStatus::kUnknownUser;
+  f.domain_may_exist = domain_may_exist(a.domain);
+  f.sender_owned = [this] { return sender_owned(); };
+  auto reject = [&](Reply r) {
     log::info("smtpd", "NOQUEUE: reject: RCPT from {}: {} {} {}; from=<{}> to=<{}> proto={} helo=<{}>{}",
-              client_.log_name(), code, enhanced, text, envelope_.sender, rcpt, esmtp_ ? "ESMTP" : "SMTP",
-              printable(helo_), res.detail.empty() ? "" : " (" + res.detail + ")");
-    return error(Reply(code, enhanced, text));
+              client_.log_name(), r.code, r.enhanced, r.lines.front(), envelope_.sender, rcpt,
+              esmtp_ ? "ESMTP" : "SMTP", printable(helo_), res.detail.empty() ? "" : " (" + res.detail + ")");
+    return error(std::move(r));
+  };
+  if (auto refused = policy.check_rcpt(f)) return reject(std::move(*refused));
+  // Sender-specified routing to one of our domains is never followed, whoever asks (no percent hack, no
+  // bang paths, no source routes in local parts).
+  if (f.ours && f.routed) return reject(relay_denied_reply(rcpt));
+  if (!f.ours) {
+    envelope_.outbound.push_back(rcpt);
+    return reply(Reply(250, "2.1.5", "Ok"));
+  }
+  auto refuse = [&](int code, std::string_view enhanced, std::string_view why) {
+    return reject(Reply(code, enhanced, fmt::format("<{}>: {}", rcpt, why)));
   };
   switch (res.status) {
     case delivery::RcptStatus::kLocal:
       break;
     case delivery::RcptStatus::kUnknownUser:
-      return reject(550, "5.1.1", delivery_detail(res.status));
-    case delivery::RcptStatus::kNotOurDomain:
-      return reject(554, "5.7.1", delivery_detail(res.status));
+    case delivery::RcptStatus::kNotOurDomain:  // our address literal, but $myhostname is not a local domain
+      return reject(unknown_user_reply(rcpt));
     case delivery::RcptStatus::kMailboxFull:
-      return reject(552, "5.2.2", delivery_detail(res.status));
+      return refuse(552, "5.2.2", "Mailbox full");
     case delivery::RcptStatus::kUnsupported:
-      return reject(451, "4.3.0", delivery_detail(res.status));
+      return refuse(451, "4.3.0", "Recipient address rejected: cannot deliver to this address");
   }
-  envelope_.recipients.push_back(rcpt);
+  a.domain = domain;
+  envelope_.recipients.push_back(a.str());
   return reply(Reply(250, "2.1.5", "Ok"));
+}
+
+bool Session::sender_owned() const {
+  if (iequals(envelope_.sender, sasl_user_) || settings_.policy->listed_owner(sasl_user_, envelope_.sender))
+    return true;
+  return owner_ && owner_(sasl_user_, envelope_.sender);
 }
 
 Step Session::on_data() {
   if (bdat_active_) return error(Reply(503, "5.5.1", "Error: DATA not allowed after BDAT"));
   if (!mail_given_) return error(Reply(503, "5.5.1", "Error: need MAIL command"));
-  if (envelope_.recipients.empty()) {
+  if (envelope_.recipients.empty() && envelope_.outbound.empty()) {
     if (rcpt_attempts_ > 0) return error(Reply(554, "5.5.1", "Error: no valid recipients"));
     return error(Reply(503, "5.5.1", "Error: need RCPT command"));
   }
@@ -366,7 +398,7 @@ Step Session::on_bdat(const Command& c) {
   std::optional<Reply> refuse;
   if (!mail_given_ || bdat_failed_) {
     refuse = Reply(503, "5.5.1", "Error: need MAIL command");
-  } else if (envelope_.recipients.empty()) {
+  } else if (envelope_.recipients.empty() && envelope_.outbound.empty()) {
     refuse = rcpt_attempts_ > 0 ? Reply(554, "5.5.1", "Error: no valid recipients")
                                 : Reply(503, "5.5.1", "Error: need RCPT command");
   }
@@ -488,7 +520,9 @@ std::string Session::received_header() const {
   std::string out = fmt::format("Received: from {} ({}){}\n\tby {} ({}) with {} id {}", printable(helo_, 255),
                                 client_.name + " [" + client_.address + "]", authenticated,
                                 settings_.hostname, settings_.mail_name, proto, envelope_.queue_id);
-  if (envelope_.recipients.size() == 1) out += fmt::format("\n\tfor <{}>", envelope_.recipients.front());
+  if (envelope_.recipients.size() + envelope_.outbound.size() == 1)
+    out += fmt::format("\n\tfor <{}>", envelope_.recipients.empty() ? envelope_.outbound.front()
+                                                                    : envelope_.recipients.front());
   out += fmt::format("; {}\n", rfc5322_date(envelope_.arrival));
   return out;
 }
@@ -510,9 +544,10 @@ Reply delivery_reply(const store::StoreError& error, std::string_view queue_id) 
 }
 
 Step Session::delivered(const store::StoreError& err) {
+  junk_commands_ = 0;
   if (err.ok()) {
     log::info("smtpd", "{}: from=<{}>, size={}, nrcpt={} (delivered)", envelope_.queue_id, envelope_.sender,
-              content_.size(), envelope_.recipients.size());
+              content_.size(), envelope_.recipients.size() + envelope_.outbound.size());
   }
   Reply r = delivery_reply(err, envelope_.queue_id);
   reset_transaction();

@@ -1,8 +1,10 @@
 // smtp/server/session.hpp: one SMTP server session (RFC 5321) as a pure state machine: commands in, replies
 // and the next step out. The net/ driver does all I/O: it feeds lines, reads DATA/BDAT content into content()
 // and runs deliveries; nothing here touches a socket or a file.
-// Security: every input is untrusted; errors are counted (smtpd_soft/hard_error_limit); the transaction is
-// forgotten on RSET, HELO/EHLO and after each message. AUTH (RFC 4954) runs through auth::sasl::Exchange.
+// Security: every input is untrusted; errors are counted (smtpd_soft/hard_error_limit), unknown recipients
+// and, past smtpd_junk_command_limit, NOOP/VRFY/RSET included, so that RCPT and VRFY cannot enumerate users
+// quickly; the relay policy (policy.hpp) decides every RCPT; the transaction is forgotten on RSET, HELO/EHLO
+// and after each message. AUTH (RFC 4954) runs through auth::sasl::Exchange.
 #pragma once
 
 #include <functional>
@@ -20,6 +22,7 @@
 #include "smtp/proto/command.hpp"
 #include "smtp/proto/data_reader.hpp"
 #include "smtp/proto/reply.hpp"
+#include "smtp/server/policy.hpp"
 #include "store/error.hpp"
 #include "tls/info.hpp"
 
@@ -38,6 +41,7 @@ struct Settings {
   size_t recipient_limit = 1000;
   int soft_error_limit = 10;
   int hard_error_limit = 20;
+  int junk_command_limit = 100;
   size_t line_length_limit = 2048;
   int hopcount_limit = 50;
   bool disable_vrfy = false;
@@ -50,6 +54,7 @@ struct Settings {
   bool sasl_authenticated_header = false;  // the login in the Received: header
   bool sasl_noplaintext = false;           // smtpd_sasl_security_options = noplaintext: PLAIN/LOGIN too weak
   auth::sasl::Options sasl;                // before TLS (auth::sasl_options)
+  std::shared_ptr<const Policy> policy;  // required; not read by from_config (loaded once per configuration)
 
   // `tls_available`: the server has a certificate for this service.
   static Settings from_config(const config::Config& config, std::string_view service, bool tls_available);
@@ -63,6 +68,8 @@ struct Client {
 
 // Whether an address is deliverable: implemented by delivery::LocalDelivery in production.
 using RecipientCheck = std::function<delivery::Resolution(std::string_view local, std::string_view domain)>;
+// Whether the user `login` owns `address` (it reaches their mailbox: their own address or an alias).
+using SenderOwner = std::function<bool(std::string_view login, std::string_view address)>;
 
 enum class Next {
   kCommand,   // read the next command line
@@ -123,6 +130,9 @@ class Session {
   const tls::Info& tls() const { return tls_; }
 
   const Client& client() const { return client_; }
+  // A client authenticated by other means than AUTH (tests; later e.g. a TLS client certificate).
+  void set_sasl_user(std::string user) { sasl_user_ = std::move(user); }
+  void set_sender_owner(SenderOwner owner) { owner_ = std::move(owner); }
   // "ehlo=1 mail=1 rcpt=1/2 data=1 quit=1 commands=5/6", as Postfix logs it at disconnect.
   std::string command_summary() const;
   bool in_transaction() const { return mail_given_; }
@@ -130,6 +140,9 @@ class Session {
  private:
   Step reply(proto::Reply r, Next next = Next::kCommand);
   Step error(proto::Reply r);
+  // Counts an error against the limits: the soft limit delays the reply, the hard one ends the session.
+  Step penalize(Step s);
+  bool sender_owned() const;
   void count(std::string_view verb, bool ok);
   void reset_transaction();
 
@@ -150,12 +163,15 @@ class Session {
   Client client_;
   RecipientCheck check_;
   auth::sasl::Credentials* credentials_ = nullptr;
+  SenderOwner owner_;
+  bool trusted_ = false;  // the client is in mynetworks
 
   // Session state.
   tls::Info tls_;
   std::string helo_;
   bool esmtp_ = false;
   int errors_ = 0;
+  int junk_commands_ = 0;                              // NOOP, VRFY, RSET since the last message
   std::map<std::string, std::pair<int, int>> counts_;  // verb -> (ok, total), in Postfix's order on output
   std::unique_ptr<auth::sasl::Exchange> sasl_;
   std::string sasl_user_, sasl_method_;
@@ -163,6 +179,7 @@ class Session {
   // Transaction state.
   bool mail_given_ = false;
   bool smtputf8_ = false;
+  bool sender_fqdn_ = true;
   bool bdat_active_ = false;
   bool bdat_failed_ = false;
   bool last_chunk_ = false;

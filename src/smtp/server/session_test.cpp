@@ -2,28 +2,56 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include <fmt/format.h>
+
 #include "auth/sasl/scram.hpp"
+#include "base/strings.hpp"
 
 namespace postern::smtp::server {
 namespace {
 
-// A whole session driven over no socket: cmd("VRFY x", "252 ...") style.
+// A policy as main.cf `text` makes it, on a host with the address 192.0.2.25/24 that it listens on.
+std::shared_ptr<const Policy> policy_from(std::string_view text) {
+  auto cfg = config::Config::from_text("/nonexistent", text, "main.cf");
+  EXPECT_TRUE(cfg.ok()) << cfg.error().message;
+  HostFacts host;
+  host.interfaces = {Network{*parse_ip("192.0.2.25"), 120}};
+  host.listening = {*parse_ip("192.0.2.25")};
+  auto p = Policy::load(*cfg, "smtp", host);
+  EXPECT_TRUE(p.ok()) << p.error().message;
+  return std::make_shared<const Policy>(std::move(*p));
+}
+
+// A whole session driven over no socket: cmd("VRFY x", "252 ...") style. example.test and mx.example.test are
+// ours, with the users alice and bob and the alias team (alice, bob).
 class Dialogue {
  public:
-  explicit Dialogue(Settings s = defaults())
-      : session_(std::move(s), Client{"192.0.2.1"}, [](std::string_view local, std::string_view domain) {
-          delivery::Resolution r;
-          if (domain != "example.test") {
-            r.status = delivery::RcptStatus::kNotOurDomain;
-          } else if (local == "alice" || local == "bob") {
-            r.status = delivery::RcptStatus::kLocal;
-          } else {
-            r.status = delivery::RcptStatus::kUnknownUser;
-          }
-          return r;
-        }) {}
+  Dialogue() : Dialogue(defaults("")) {}
+  explicit Dialogue(Settings s, std::string client = "192.0.2.1")
+      : session_(std::move(s), Client{std::move(client)},
+                 [](std::string_view local, std::string_view domain) {
+                   delivery::Resolution r;
+                   std::string d = to_lower(domain);
+                   if (d != "example.test" && d != "mx.example.test") {
+                     r.status = delivery::RcptStatus::kNotOurDomain;
+                   } else if (local == "alice" || local == "bob" || local == "team") {
+                     r.status = delivery::RcptStatus::kLocal;
+                   } else {
+                     r.status = delivery::RcptStatus::kUnknownUser;
+                   }
+                   return r;
+                 }) {
+    session_.set_sender_owner([](std::string_view login, std::string_view address) {
+      return login == "alice@example.test" && address == "team@example.test";
+    });
+  }
 
-  static Settings defaults() {
+  static Settings defaults(std::string_view main_cf = "") {
     Settings s;
     s.hostname = "mx.example.test";
     s.banner = "mx.example.test ESMTP Postern";
@@ -33,6 +61,7 @@ class Dialogue {
     s.recipient_limit = 2;
     s.hard_error_limit = 5;
     s.soft_error_limit = 3;
+    s.policy = policy_from(main_cf);
     return s;
   }
 
@@ -68,7 +97,8 @@ TEST(Session, Transaction) {
   d.cmd("RCPT TO:<alice@example.test>", "250 2.1.5 Ok");
   d.cmd("RCPT TO:<carol@example.test>",
         "550 5.1.1 <carol@example.test>: Recipient address rejected: User unknown");
-  d.cmd("RCPT TO:<x@elsewhere.example>", "554 5.7.1 <x@elsewhere.example>: Relay access denied");
+  // Postfix's default smtpd_relay_restrictions ends in defer_unauth_destination.
+  d.cmd("RCPT TO:<x@elsewhere.example>", "454 4.7.1 <x@elsewhere.example>: Relay access denied");
   d.cmd("RCPT TO:<bob>", "250 2.1.5 Ok");  // $myorigin is appended
   d.cmd("RCPT TO:<alice@example.test>", "452 4.5.3 Error: too many recipients");
   Step s = d.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>");
@@ -198,6 +228,331 @@ TEST(Session, CommandSummaryLikePostfix) {
         "550 5.1.1 <zed@example.test>: Recipient address rejected: User unknown");
   d.cmd("QUIT", "221 2.0.0 Bye");
   EXPECT_EQ(d.session_.command_summary(), "ehlo=1 mail=1 rcpt=1/2 quit=1 commands=4/5");
+}
+
+// ---------------------------------------------------------------------------------------------- relay policy
+
+constexpr std::string_view kRejectRelay =
+    "smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination\n";
+
+// Opens a transaction: EHLO, MAIL FROM:<from>.
+void begin(Dialogue& d, std::string_view from = "a@b.example") {
+  d.cmd("EHLO c", "250-mx.example.test");
+  d.cmd(fmt::format("MAIL FROM:<{}>", from), "250 2.1.0 Ok");
+}
+
+TEST(Relay, TricksFromOutsideAreRefused) {
+  struct Trick {
+    std::string_view rcpt;
+    std::string_view reply;
+  };
+  const Trick tricks[] = {
+      {"<victim@other.example>", "554 5.7.1 <victim@other.example>: Relay access denied"},
+      {"<user%other.example@example.test>",
+       "554 5.7.1 <user%other.example@example.test>: Relay access denied"},
+      {"<@example.test:user@other.example>", "554 5.7.1 <user@other.example>: Relay access denied"},
+      {"<@example.test,@mx.example.test:user@other.example>",
+       "554 5.7.1 <user@other.example>: Relay access denied"},
+      {"<\"user@other.example\"@example.test>",
+       "554 5.7.1 <\"user@other.example\"@example.test>: Relay access denied"},
+      {"<other.example!user@example.test>",
+       "554 5.7.1 <other.example!user@example.test>: Relay access denied"},
+      {"<\"other.example!alice\"@example.test>",
+       "554 5.7.1 <other.example!alice@example.test>: Relay access denied"},
+      {"<user@[127.0.0.2]>", "554 5.7.1 <user@[127.0.0.2]>: Relay access denied"},
+      {"<user@[IPv6:::1]>", "554 5.7.1 <user@[IPv6:::1]>: Relay access denied"},
+      {"<VICTIM@OTHER.EXAMPLE>", "554 5.7.1 <VICTIM@OTHER.EXAMPLE>: Relay access denied"},
+      {" <victim@other.example>", "554 5.7.1 <victim@other.example>: Relay access denied"},
+      {"victim@other.example", "554 5.7.1 <victim@other.example>: Relay access denied"},
+      // Not RFC 5321 paths: refused before any policy.
+      {"<user@other.example@example.test>", "501 5.1.3 Bad recipient address syntax"},
+      {"<user@other.example.>", "501 5.1.3 Bad recipient address syntax"},
+      {"<user@example.test.>", "501 5.1.3 Bad recipient address syntax"},
+  };
+  for (const auto& t : tricks) {
+    Settings st = Dialogue::defaults(kRejectRelay);
+    st.hard_error_limit = 0;
+    Dialogue d(st);
+    begin(d);
+    d.cmd(fmt::format("RCPT TO:{}", t.rcpt), t.reply);
+    EXPECT_TRUE(d.session_.envelope().outbound.empty()) << t.rcpt;
+    EXPECT_TRUE(d.session_.envelope().recipients.empty()) << t.rcpt;
+  }
+}
+
+TEST(Relay, NullSenderGetsNoRelayRights) {
+  Dialogue d(Dialogue::defaults(kRejectRelay));
+  begin(d, "");
+  d.cmd("RCPT TO:<victim@other.example>", "554 5.7.1 <victim@other.example>: Relay access denied");
+}
+
+TEST(Relay, OurDomainsStillWorkAndCaseDoesNotMatter) {
+  Dialogue d(Dialogue::defaults(kRejectRelay));
+  begin(d);
+  d.cmd("RCPT TO:<alice@EXAMPLE.Test>", "250 2.1.5 Ok");
+  d.cmd("RCPT TO:<bob@[192.0.2.25]>", "250 2.1.5 Ok");  // an address literal of ours: local, as Postfix
+  EXPECT_EQ(d.session_.envelope().recipients,
+            (std::vector<std::string>{"alice@EXAMPLE.Test", "bob@mx.example.test"}));
+  EXPECT_TRUE(d.session_.envelope().outbound.empty());
+}
+
+TEST(Relay, MynetworksMayRelayButNeverThroughRoutingTricks) {
+  Dialogue d(Dialogue::defaults(), "127.0.0.1");
+  begin(d);
+  d.cmd("RCPT TO:<Friend@Other.Example>", "250 2.1.5 Ok");
+  d.cmd("RCPT TO:<@example.test:carol@third.example>", "250 2.1.5 Ok");  // the route is dropped
+  EXPECT_EQ(d.session_.envelope().outbound,
+            (std::vector<std::string>{"Friend@Other.Example", "carol@third.example"}));
+  Dialogue e(Dialogue::defaults(), "127.0.0.1");
+  begin(e);
+  e.cmd("RCPT TO:<user%other.example@example.test>",
+        "554 5.7.1 <user%other.example@example.test>: Relay access denied");
+  e.cmd("RCPT TO:<other.example!user@example.test>",
+        "554 5.7.1 <other.example!user@example.test>: Relay access denied");
+  e.cmd("RCPT TO:<\"user@other.example\"@example.test>",
+        "554 5.7.1 <\"user@other.example\"@example.test>: Relay access denied");
+  EXPECT_TRUE(e.session_.envelope().outbound.empty());
+  EXPECT_TRUE(e.session_.envelope().recipients.empty());
+}
+
+TEST(Relay, LocalAndRemoteRecipientsInOneMessage) {
+  Dialogue d(Dialogue::defaults(), "::1");
+  begin(d);
+  d.cmd("RCPT TO:<alice@example.test>", "250 2.1.5 Ok");
+  d.cmd("RCPT TO:<friend@other.example>", "250 2.1.5 Ok");
+  d.cmd("RCPT TO:<bob@example.test>", "452 4.5.3 Error: too many recipients");  // limit 2 counts both kinds
+  d.cmd("DATA", "354 End data with <CR><LF>.<CR><LF>");
+  std::string in = "Subject: t\r\n\r\nhi\r\n.\r\n";
+  d.session_.data_reader().feed(in, d.session_.content());
+  EXPECT_EQ(d.session_.data_done().next, Next::kDeliver);
+  EXPECT_EQ(d.session_.envelope().recipients, std::vector<std::string>{"alice@example.test"});
+  EXPECT_EQ(d.session_.envelope().outbound, std::vector<std::string>{"friend@other.example"});
+}
+
+TEST(Relay, AuthenticatedUsersMayRelay) {
+  Dialogue d(Dialogue::defaults(kRejectRelay));
+  begin(d);
+  d.cmd("RCPT TO:<friend@other.example>", "554 5.7.1 <friend@other.example>: Relay access denied");
+  d.session_.set_sasl_user("alice@example.test");
+  EXPECT_EQ(d.session_.sasl_user(), "alice@example.test");
+  d.cmd("RCPT TO:<friend@other.example>", "250 2.1.5 Ok");
+  // Still no routing through our own domain.
+  d.cmd("RCPT TO:<user%other.example@example.test>",
+        "554 5.7.1 <user%other.example@example.test>: Relay access denied");
+}
+
+TEST(Relay, DeferUnauthDestinationAnswers454) {
+  Dialogue d(Dialogue::defaults("smtpd_relay_restrictions = defer_unauth_destination\n"));
+  begin(d);
+  d.cmd("RCPT TO:<x@other.example>", "454 4.7.1 <x@other.example>: Relay access denied");
+  d.cmd("RCPT TO:<alice@example.test>", "250 2.1.5 Ok");
+}
+
+TEST(Relay, RelayDomainsAreAcceptedFromAnyone) {
+  Dialogue d(
+      Dialogue::defaults(std::string(kRejectRelay) + "relay_domains = backup.example, .sub.example\n"));
+  begin(d);
+  d.cmd("RCPT TO:<y%z@backup.example>", "554 5.7.1 <y%z@backup.example>: Relay access denied");
+  d.cmd("RCPT TO:<y@sub.example>", "554 5.7.1 <y@sub.example>: Relay access denied");
+  d.cmd("RCPT TO:<x@Backup.Example>", "250 2.1.5 Ok");
+  d.cmd("RCPT TO:<y@a.sub.example>", "250 2.1.5 Ok");
+  EXPECT_EQ(d.session_.envelope().outbound,
+            (std::vector<std::string>{"x@Backup.Example", "y@a.sub.example"}));
+}
+
+TEST(Relay, SenderLoginMismatch) {
+  char path[] = "/tmp/postern-login-maps-XXXXXX";
+  int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  std::ofstream(path) << "# who may send as whom\ncarol@example.test  alice@example.test, bob@example.test\n"
+                         "@shared.example bob@example.test\n";
+  std::string cf = fmt::format(
+      "smtpd_recipient_restrictions = reject_sender_login_mismatch, permit_sasl_authenticated, "
+      "permit_mynetworks, reject_unauth_destination\nsmtpd_sender_login_maps = texthash:{}\n",
+      path);
+  auto run = [&](std::string_view login, std::string_view from, std::string_view expect) {
+    Dialogue d(Dialogue::defaults(cf));
+    if (!login.empty()) d.session_.set_sasl_user(std::string(login));
+    begin(d, from);
+    d.cmd("RCPT TO:<bob@example.test>", expect);
+  };
+  run("alice@example.test", "alice@example.test", "250 2.1.5 Ok");
+  run("alice@example.test", "Alice@Example.Test", "250 2.1.5 Ok");
+  run("alice@example.test", "team@example.test", "250 2.1.5 Ok");   // an alias that reaches her
+  run("alice@example.test", "carol@example.test", "250 2.1.5 Ok");  // smtpd_sender_login_maps
+  run("alice@example.test", "", "250 2.1.5 Ok");                    // the null sender
+  run("alice@example.test", "bob@example.test",
+      "553 5.7.1 <bob@example.test>: Sender address rejected: not owned by user alice@example.test");
+  run("alice@example.test", "x@shared.example",
+      "553 5.7.1 <x@shared.example>: Sender address rejected: not owned by user alice@example.test");
+  run("bob@example.test", "x@shared.example", "250 2.1.5 Ok");  // @domain entry
+  // Not logged in: refused only for addresses that the maps give an owner.
+  run("", "carol@example.test", "553 5.7.1 <carol@example.test>: Sender address rejected: not logged in");
+  run("", "someone@elsewhere.example", "250 2.1.5 Ok");
+  ::unlink(path);
+}
+
+TEST(Relay, FqdnAndDomainChecks) {
+  Dialogue d(
+      Dialogue::defaults("smtpd_recipient_restrictions = reject_non_fqdn_recipient, reject_non_fqdn_sender, "
+                         "reject_unknown_recipient_domain, permit\nsmtpd_relay_restrictions = permit\n"));
+  begin(d);
+  d.cmd("RCPT TO:<bob>",
+        "504 5.5.2 <bob@example.test>: Recipient address rejected: need fully-qualified address");
+  d.cmd("RCPT TO:<bob@localhost>",
+        "504 5.5.2 <bob@localhost>: Recipient address rejected: need fully-qualified address");
+  d.cmd("RCPT TO:<bob@[192.0.2.99]>", "250 2.1.5 Ok");
+  d.cmd("RCPT TO:<x@nowhere.invalid>",
+        "450 4.1.2 <x@nowhere.invalid>: Recipient address rejected: Domain not found");
+  Dialogue e(Dialogue::defaults(
+      "smtpd_recipient_restrictions = reject_non_fqdn_sender, reject_unauth_destination\n"));
+  begin(e, "root@localhost");
+  e.cmd("RCPT TO:<bob@example.test>",
+        "504 5.5.2 <root@localhost>: Sender address rejected: need fully-qualified address");
+  Dialogue f(Dialogue::defaults("smtpd_recipient_restrictions = reject_non_fqdn_sender, permit\n"));
+  begin(f, "");
+  f.cmd("RCPT TO:<bob@example.test>", "250 2.1.5 Ok");
+}
+
+TEST(Relay, UnlistedRecipientAndPlainReject) {
+  Dialogue d(
+      Dialogue::defaults("smtpd_relay_restrictions = reject_unlisted_recipient, permit\n"
+                         "smtpd_recipient_restrictions = reject_unauth_pipelining, reject\n"));
+  begin(d);
+  d.cmd("RCPT TO:<zed@example.test>",
+        "550 5.1.1 <zed@example.test>: Recipient address rejected: User unknown");
+  d.cmd("RCPT TO:<bob@example.test>",
+        "554 5.7.1 <bob@example.test>: Recipient address rejected: Access denied");
+}
+
+TEST(Relay, PermitAuthDestination) {
+  Dialogue d(
+      Dialogue::defaults("smtpd_relay_restrictions =\n"
+                         "smtpd_recipient_restrictions = permit_auth_destination, reject\n"));
+  begin(d);
+  d.cmd("RCPT TO:<bob@example.test>", "250 2.1.5 Ok");
+  d.cmd("RCPT TO:<x@other.example>",
+        "554 5.7.1 <x@other.example>: Recipient address rejected: Access denied");
+}
+
+TEST(Relay, UnknownRecipientsCountAsErrors) {
+  // Enumerating users by RCPT: each miss is an error, the soft limit slows, the hard limit disconnects.
+  Dialogue d;
+  begin(d);
+  for (int i = 0; i < 4; ++i) {
+    Step s = d.cmd(fmt::format("RCPT TO:<u{}@example.test>", i),
+                   fmt::format("550 5.1.1 <u{}@example.test>: Recipient address rejected: User unknown", i));
+    EXPECT_EQ(s.delay, i >= 2);
+  }
+  Step s = d.session_.command("RCPT TO:<u9@example.test>", false);
+  EXPECT_EQ(s.next, Next::kClose);
+}
+
+TEST(Relay, JunkCommandLimit) {
+  Settings st = Dialogue::defaults();
+  st.junk_command_limit = 2;
+  Dialogue d(st);
+  d.cmd("EHLO c", "250-mx.example.test");
+  EXPECT_FALSE(d.cmd("NOOP", "250 2.0.0 Ok").delay);
+  EXPECT_FALSE(
+      d.cmd("VRFY alice", "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery").delay);
+  EXPECT_FALSE(d.cmd("RSET", "250 2.0.0 Ok").delay);  // error 1
+  EXPECT_FALSE(d.cmd("NOOP", "250 2.0.0 Ok").delay);  // error 2
+  EXPECT_TRUE(d.cmd("NOOP", "250 2.0.0 Ok").delay);   // error 3: the soft limit
+  d.cmd("NOOP", "250 2.0.0 Ok");
+  EXPECT_EQ(d.session_.command("NOOP", false).next, Next::kClose);  // error 5: the hard limit
+}
+
+// ------------------------------------------------------------------------------------ policy configuration
+
+Result<Policy> load(std::string_view text) {
+  auto cfg = config::Config::from_text("/nonexistent", text, "main.cf");
+  EXPECT_TRUE(cfg.ok()) << cfg.error().message;
+  HostFacts host;
+  host.interfaces = {Network{*parse_ip("192.0.2.25"), 120}, Network{*parse_ip("2001:db8::7"), 64}};
+  return Policy::load(*cfg, "smtp", host);
+}
+
+TEST(PolicyConfig, ErrorsNameTheKey) {
+  auto e =
+      load("myhostname = mx.example.test\nsmtpd_recipient_restrictions = permit_mynetworks, permit_foo\n");
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.error().message,
+            "main.cf, line 2: smtpd_recipient_restrictions: unknown restriction \"permit_foo\"");
+  auto over = load("submission/smtpd_relay_restrictions = reject_bogus\n");
+  EXPECT_TRUE(over.ok());  // the override belongs to another service...
+  auto cfg = config::Config::from_text("/nonexistent", "submission/smtpd_relay_restrictions = reject_bogus\n",
+                                       "main.cf");
+  auto sub = Policy::load(*cfg, "submission", {});
+  ASSERT_FALSE(sub.ok());  // ...and is checked for it
+  EXPECT_NE(sub.error().message.find("line 1: submission/smtpd_relay_restrictions"), std::string::npos);
+  auto net = load("mynetworks = 10.0.0.1/8\n");
+  ASSERT_FALSE(net.ok());
+  EXPECT_NE(net.error().message.find("line 1: mynetworks: non-null host address bits"), std::string::npos);
+  EXPECT_FALSE(load("mynetworks = mail.example.org\n").ok());
+  EXPECT_FALSE(load("mynetworks = /nonexistent/networks\n").ok());
+  EXPECT_FALSE(load("mynetworks_style = galaxy\n").ok());
+  EXPECT_FALSE(load("relay_domains = hash:/etc/postfix/relay\n").ok());
+  EXPECT_FALSE(load("smtpd_sender_login_maps = ldap:/etc/postfix/ldap.cf\n").ok());
+  EXPECT_FALSE(load("smtpd_sender_login_maps = hash:/nonexistent/senders\n").ok());
+}
+
+TEST(PolicyConfig, AnOpenRelayIsRefusedAsPostfixRefusesIt) {
+  auto open = load("smtpd_relay_restrictions =\nsmtpd_recipient_restrictions = permit_mynetworks\n");
+  ASSERT_FALSE(open.ok());
+  EXPECT_NE(open.error().message.find("smtpd_recipient_restrictions"), std::string::npos);
+  EXPECT_TRUE(
+      load("smtpd_relay_restrictions =\nsmtpd_recipient_restrictions = reject_unauth_destination\n").ok());
+  EXPECT_TRUE(load("smtpd_recipient_restrictions =\n").ok());  // the relay list still protects
+}
+
+TEST(PolicyConfig, MynetworksAndStyles) {
+  auto def = load("");
+  ASSERT_TRUE(def.ok());
+  EXPECT_TRUE(def->trusted("127.0.0.1"));
+  EXPECT_TRUE(def->trusted("::1"));
+  EXPECT_FALSE(def->trusted("192.0.2.25"));  // the default list is loopback only: style applies when set
+  auto host = load("mynetworks_style = host\n");
+  EXPECT_TRUE(host->trusted("192.0.2.25"));
+  EXPECT_FALSE(host->trusted("192.0.2.26"));
+  EXPECT_TRUE(host->trusted("2001:db8::7"));
+  auto subnet = load("mynetworks_style = subnet\n");
+  EXPECT_TRUE(subnet->trusted("192.0.2.200"));
+  EXPECT_TRUE(subnet->trusted("2001:db8::1:2"));
+  EXPECT_FALSE(subnet->trusted("192.0.3.1"));
+  auto klass = load("mynetworks_style = class\n");
+  EXPECT_TRUE(klass->trusted("192.0.2.9"));  // 192/8 and up: class C
+  EXPECT_FALSE(klass->trusted("192.0.3.9"));
+  auto both = load("mynetworks_style = subnet\nmynetworks = 198.51.100.0/24\n");
+  EXPECT_TRUE(both->trusted("198.51.100.1"));  // an explicit mynetworks wins
+  EXPECT_FALSE(both->trusted("192.0.2.200"));
+  char path[] = "/tmp/postern-mynetworks-XXXXXX";
+  int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  std::ofstream(path) << "# office\n203.0.113.0/24 # LAN\n[2001:db8:5::]/48\n";
+  auto file = load(fmt::format("mynetworks = 127.0.0.0/8, {}\n", path));
+  ASSERT_TRUE(file.ok()) << file.error().message;
+  EXPECT_TRUE(file->trusted("203.0.113.77"));
+  EXPECT_TRUE(file->trusted("2001:db8:5::1"));
+  EXPECT_TRUE(file->trusted("127.0.0.2"));
+  EXPECT_FALSE(file->trusted("2001:db8:6::1"));
+  ::unlink(path);
+}
+
+TEST(PolicyConfig, AddressFacts) {
+  EXPECT_TRUE(has_routing("a%b"));
+  EXPECT_TRUE(has_routing("b!a"));
+  EXPECT_TRUE(has_routing("a@b"));
+  EXPECT_FALSE(has_routing("a.b+c"));
+  EXPECT_TRUE(is_fqdn("a.example"));
+  EXPECT_TRUE(is_fqdn("[192.0.2.1]"));
+  EXPECT_FALSE(is_fqdn("localhost"));
+  EXPECT_FALSE(is_fqdn(""));
+  EXPECT_FALSE(domain_may_exist("x.INVALID"));
+  EXPECT_FALSE(domain_may_exist("intranet"));
+  EXPECT_TRUE(domain_may_exist("other.example"));
 }
 
 }  // namespace

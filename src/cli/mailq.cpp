@@ -1,0 +1,65 @@
+// cli/mailq.cpp: `postern -c DIR mailq`, Postfix's mailq (postqueue -p): every queued message with its id,
+// size, arrival time, sender and the recipients still to deliver, each after the reason of its last deferral.
+// Status marks after the id as Postfix's: '*' active, '!' on hold.
+// Security: reads queue files only; a damaged one is named on stderr and skipped.
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "cli/commands.hpp"
+#include "config/config.hpp"
+#include "queue/spool.hpp"
+
+namespace postern::cli {
+namespace {
+
+// "Thu Mar  4 12:34:56", as asctime() begins.
+std::string arrival_text(std::chrono::system_clock::time_point t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  localtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%a %b %e %H:%M:%S", &tm);
+  return buf;
+}
+
+}  // namespace
+
+int cmd_mailq(const std::string& dir, const Args& args) {
+  if (!args.empty()) {
+    fmt::print(stderr, "usage: postern -c DIR mailq\n");
+    return kExUsage;
+  }
+  auto cfg = config::Config::load(dir);
+  if (!cfg) {
+    fmt::print(stderr, "postern: fatal: {}\n", cfg.error().message);
+    return kExConfig;
+  }
+  std::vector<std::string> problems;
+  auto messages = queue::Spool(cfg->get_path("queue_directory")).list(problems);
+  for (const auto& p : problems) fmt::print(stderr, "postern: warning: {}\n", p);
+  if (messages.empty()) {
+    fmt::print("Mail queue is empty\n");
+    return 0;
+  }
+  fmt::print("{:<11} {:>8} {:<20} {}\n", "-Queue ID-", "--Size--", "----Arrival Time----",
+             "-Sender/Recipient-------");
+  uint64_t kbytes = 0;
+  for (const auto& m : messages) {
+    const auto& q = m.envelope;
+    char mark = m.state == queue::QueueState::kActive ? '*' : m.state == queue::QueueState::kHold ? '!' : ' ';
+    fmt::print("{:<10}{} {:>8} {:<20} {}\n", q.queue_id, mark, q.size, arrival_text(q.arrival),
+               q.sender.empty() ? "MAILER-DAEMON" : q.sender);
+    for (const auto& r : q.recipients) {
+      if (r.state != queue::RecipientState::kPending) continue;
+      if (!r.reason.empty()) fmt::print("({})\n", r.reason);
+      fmt::print("{:41} {}\n", "", r.address);
+    }
+    fmt::print("\n");
+    kbytes += (q.size + 1023) / 1024;
+  }
+  fmt::print("-- {} Kbytes in {} Request{}.\n", kbytes, messages.size(), messages.size() == 1 ? "" : "s");
+  return 0;
+}
+
+}  // namespace postern::cli

@@ -1,0 +1,164 @@
+// queue/spool.cpp: queue files on disk (see spool.hpp).
+// Security: only reads files in our own queue directories; a damaged file is reported, never trusted.
+#include "queue/spool.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "base/files.hpp"
+
+namespace postern::queue {
+namespace {
+
+constexpr QueueState kStates[] = {QueueState::kIncoming, QueueState::kActive, QueueState::kDeferred,
+                                  QueueState::kHold, QueueState::kCorrupt};
+constexpr QueueState kListed[] = {QueueState::kActive, QueueState::kDeferred, QueueState::kHold};
+constexpr size_t kFirstRead = 64 * 1024;
+
+// The envelope of the queue file at `path`: reads its first 64 KiB, more only while the envelope needs it.
+Result<QueueFile> read_envelope(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return Error{fmt::format("{}: {}", path, std::strerror(errno))};
+  std::string bytes;
+  size_t want = kFirstRead;
+  while (true) {
+    size_t have = bytes.size();
+    bytes.resize(want);
+    ssize_t n;
+    do {
+      n = ::pread(fd, bytes.data() + have, want - have, static_cast<off_t>(have));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      return Error{fmt::format("{}: {}", path, std::strerror(err))};
+    }
+    bytes.resize(have + static_cast<size_t>(n));
+    auto d = decode(bytes, true);
+    if (d || n == 0 || bytes.size() < want) {
+      ::close(fd);
+      if (!d) return Error{fmt::format("{}: {}", path, d.error().message)};
+      return d->envelope;
+    }
+    want *= 2;
+  }
+}
+
+}  // namespace
+
+std::string_view state_name(QueueState s) {
+  switch (s) {
+    case QueueState::kIncoming:
+      return "incoming";
+    case QueueState::kActive:
+      return "active";
+    case QueueState::kDeferred:
+      return "deferred";
+    case QueueState::kHold:
+      return "hold";
+    case QueueState::kCorrupt:
+      break;
+  }
+  return "corrupt";
+}
+
+std::string Spool::path(QueueState state, std::string_view queue_id) const {
+  return fmt::format("{}/{}", directory(state), queue_id);
+}
+
+std::string Spool::directory(QueueState state) const {
+  return fmt::format("{}/{}", dir_, state_name(state));
+}
+
+std::vector<std::string> Spool::directories() const {
+  std::vector<std::string> out;
+  for (QueueState s : kStates) out.push_back(directory(s));
+  return out;
+}
+
+Status Spool::create_directories() const {
+  for (const std::string& d : directories()) {
+    if (::mkdir(d.c_str(), 0700) != 0 && errno != EEXIST)
+      return Error{fmt::format("queue_directory: cannot create {}: {}", d, std::strerror(errno))};
+  }
+  return Ok{};
+}
+
+bool Spool::write_incoming(const QueueFile& q, const std::vector<std::string_view>& message,
+                           store::StoreError& error) const {
+  std::string p = path(QueueState::kIncoming, q.queue_id);
+  auto fail = [&](std::string_view what, int err) {
+    error = {store::error_kind_from_errno(err), fmt::format("{} {}: {}", what, p, std::strerror(err))};
+    ::unlink(p.c_str());
+    return false;
+  };
+  int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    int err = errno;
+    error = {store::error_kind_from_errno(err), fmt::format("create {}: {}", p, std::strerror(err))};
+    return false;
+  }
+  uint64_t size = 0;
+  for (auto part : message) size += part.size();
+  std::string head = encode_head(q, size);
+  std::vector<std::string_view> parts = {head};
+  parts.insert(parts.end(), message.begin(), message.end());
+  parts.push_back(kQueueFileTrailer);
+  int err = write_all(fd, parts);
+  if (err == 0 && ::fsync(fd) != 0) err = errno;
+  if (::close(fd) != 0 && err == 0) err = errno;
+  if (err != 0) return fail("write and fsync", err);
+  return true;
+}
+
+bool Spool::commit(std::string_view queue_id, store::StoreError& error) const {
+  std::string from = path(QueueState::kIncoming, queue_id);
+  std::string to = path(QueueState::kDeferred, queue_id);
+  if (int err = rename_durably(from, to, directory(QueueState::kDeferred)); err != 0) {
+    error = {store::error_kind_from_errno(err),
+             fmt::format("rename {} into deferred/ and fsync: {}", from, std::strerror(err))};
+    ::unlink(from.c_str());
+    return false;
+  }
+  return true;
+}
+
+void Spool::abort(std::string_view queue_id) const {
+  ::unlink(path(QueueState::kIncoming, queue_id).c_str());
+}
+
+std::vector<ListedMessage> Spool::list(std::vector<std::string>& problems) const {
+  std::vector<ListedMessage> out;
+  for (QueueState s : kListed) {
+    std::string d = directory(s);
+    DIR* dir = ::opendir(d.c_str());
+    if (!dir) {
+      if (errno != ENOENT) problems.push_back(fmt::format("{}: {}", d, std::strerror(errno)));
+      continue;
+    }
+    while (dirent* e = ::readdir(dir)) {
+      if (e->d_name[0] == '.') continue;
+      auto env = read_envelope(d + "/" + e->d_name);
+      if (!env) {
+        problems.push_back(env.error().message);
+        continue;
+      }
+      out.push_back({s, std::move(*env)});
+    }
+    ::closedir(dir);
+  }
+  std::stable_sort(out.begin(), out.end(), [](const ListedMessage& a, const ListedMessage& b) {
+    return a.envelope.arrival < b.envelope.arrival;
+  });
+  return out;
+}
+
+}  // namespace postern::queue

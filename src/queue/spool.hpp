@@ -1,0 +1,57 @@
+// queue/spool.hpp: the outbound queue on disk, laid out as Postfix's: queue_directory/{incoming, active,
+// deferred, hold, corrupt}/<queue id>, one queue file (queue/queue_file.hpp) per message, a message's state
+// being the directory it is in, changed by rename. A message is written into incoming/ and fsync'd, then
+// renamed into deferred/ and the directory fsync'd: only then is it queued (and may the SMTP server say 250).
+// A file left in incoming/ by a crash was never acknowledged. Nothing delivers from the queue yet (issue 6:
+// the queue manager moves deferred -> active and delivers).
+// Security: queue ids are ours (hex), never taken from a client; files are mode 0600, directories 0700.
+// Thread-safe: every call works on its own file.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.hpp"
+#include "queue/queue_file.hpp"
+#include "store/error.hpp"
+
+namespace postern::queue {
+
+enum class QueueState { kIncoming, kActive, kDeferred, kHold, kCorrupt };
+std::string_view state_name(QueueState s);
+
+struct ListedMessage {
+  QueueState state;
+  QueueFile envelope;
+};
+
+class Spool {
+ public:
+  explicit Spool(std::string queue_directory) : dir_(std::move(queue_directory)) {}
+
+  // Creates the state directories (mode 0700) that do not exist yet.
+  Status create_directories() const;
+  std::string path(QueueState state, std::string_view queue_id) const;
+  std::string directory(QueueState state) const;
+  // Every state directory.
+  std::vector<std::string> directories() const;
+
+  // Writes q + the message (the concatenation of its parts) into incoming/ and fsyncs it. On failure `error`
+  // says why and nothing is left behind.
+  bool write_incoming(const QueueFile& q, const std::vector<std::string_view>& message,
+                      store::StoreError& error) const;
+  // incoming/ -> deferred/, durably. On failure the incoming file is removed.
+  bool commit(std::string_view queue_id, store::StoreError& error) const;
+  // Removes the incoming file (the transaction failed elsewhere).
+  void abort(std::string_view queue_id) const;
+
+  // The queued messages (active, deferred, hold), oldest first. A file that does not decode is named in
+  // `problems` and skipped.
+  std::vector<ListedMessage> list(std::vector<std::string>& problems) const;
+
+ private:
+  std::string dir_;
+};
+
+}  // namespace postern::queue
