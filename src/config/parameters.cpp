@@ -44,6 +44,8 @@ constexpr std::array kParameters = std::to_array<Parameter>({
     {"inet_interfaces", kList, "all",
      "addresses a bare-port listener binds: all, loopback-only, or addresses", true},
     {"inet_protocols", kList, "all", "IP protocols to use: all, ipv4, ipv6", true},
+    {"io_threads", kInt, "0", "threads that run the network side (TLS included); 0: one per CPU (Postern)",
+     true},
     {"line_length_limit", kInt, "2048", "longest SMTP command line accepted, in bytes", true},
     {"mail_location", kString, "maildir:~/Maildir",
      "where a user's mail is (Dovecot); home_mailbox for delivery", false},

@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "base/log.hpp"
 #include "base/strings.hpp"
@@ -132,7 +133,9 @@ class UserIpLimiter {
   std::map<std::pair<std::string, std::string>, long long> counts_;
 };
 
-// One connection's state, shared by its session coroutine and its watchdog.
+// One connection's state, shared by its session coroutine and its watchdog. Everything of one connection
+// (socket, timers, these coroutines) runs on the connection's strand: the I/O threads serve many connections
+// at once, each connection one step at a time.
 struct Connection {
   Connection(tcp::socket s, Server& srv, Endpoint ep)
       : socket(std::move(s)),
@@ -148,9 +151,9 @@ struct Connection {
   Server& server;
   Clock::time_point deadline = Clock::time_point::max();  // of the current read or write
   Clock::time_point session_end = Clock::time_point::max();
-  bool expired = false;   // the watchdog cancelled an operation
-  bool finished = false;  // the session is over; the watchdog exits
-  bool delivering = false;
+  bool expired = false;                  // the watchdog cancelled an operation
+  bool finished = false;                 // the session is over; the watchdog exits
+  std::atomic<bool> delivering = false;  // read by stop() from another thread
   std::string ip;
   Endpoint endpoint;
   // IDLE also looks for changes this often (0: only when woken): a user's session process is not told of
@@ -204,7 +207,7 @@ class Server {
       auto addr = asio::ip::make_address(a.host, ec);
       if (ec) return Error{fmt::format("{}: {}: {}", key, a.host, ec.message())};
       tcp::endpoint ep(addr, a.port);
-      tcp::acceptor acc(io_);
+      tcp::acceptor acc(asio::make_strand(io_));
       acc.open(ep.protocol(), ec);
       if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
       if (!ec && addr.is_v6()) acc.set_option(asio::ip::v6_only(true), ec);
@@ -225,28 +228,31 @@ class Server {
     pool_ = std::make_unique<asio::thread_pool>(
         static_cast<size_t>(std::max(1LL, runtime_->config->get_int("delivery_threads"))));
     for (auto& acc : acceptors_)
-      asio::co_spawn(io_, accept_loop(*acc.acceptor, acc.endpoint), asio::detached);
+      asio::co_spawn(acc.acceptor->get_executor(), accept_loop(*acc.acceptor, acc.endpoint), asio::detached);
   }
 
   void stop() {
-    if (stopping_) return;
-    stopping_ = true;
+    if (stopping_.exchange(true)) return;
+    std::lock_guard lock(mutex_);
     log::info("master", "terminating on signal, {} session(s) open", connections_.size());
-    for (auto& acc : acceptors_) {
-      asio::error_code ec;
-      acc.acceptor->close(ec);
-    }
-    // Idle sessions are told and closed now; a session delivering a message finishes it first.
-    for (Connection* c : connections_)
-      if (!c->delivering) {
+    for (auto& acc : acceptors_)
+      asio::post(acc.acceptor->get_executor(), [a = acc.acceptor.get()] {
         asio::error_code ec;
-        c->socket.cancel(ec);
-      }
+        a->close(ec);
+      });
+    // Idle sessions are told and closed now; a session delivering a message finishes it first.
+    for (auto& [ptr, weak] : connections_)
+      if (auto c = weak.lock())
+        asio::post(c->socket.get_executor(), [c] {
+          if (c->delivering) return;
+          asio::error_code ec;
+          c->socket.cancel(ec);
+        });
   }
 
   // New sessions use the new configuration and certificates; open ones finish with theirs.
   void reload() {
-    auto fresh = config::Config::load(runtime_->config->dir());
+    auto fresh = config::Config::load(runtime()->config->dir());
     if (!fresh) {
       log::error("master", "reload failed, keeping the running configuration: {}", fresh.error().message);
       return;
@@ -261,6 +267,7 @@ class Server {
       return;
     }
     use_helper(**rt);
+    std::lock_guard lock(mutex_);
     runtime_ = *rt;
     log::info("master", "reload -- configuration {}", cfg->dir());
   }
@@ -279,6 +286,40 @@ class Server {
   }
   bool stopping() const { return stopping_; }
 
+  // The runtime new sessions use (reload() replaces it from another thread).
+  std::shared_ptr<Runtime> runtime() {
+    std::lock_guard lock(mutex_);
+    return runtime_;
+  }
+
+  // Counts a new connection, unless that would exceed `total_limit` connections of its protocol or
+  // `per_ip_limit` of its protocol from its address (0: no limit).
+  bool admit(const std::shared_ptr<Connection>& c, long long total_limit, long long per_ip_limit) {
+    std::lock_guard lock(mutex_);
+    Service p = c->endpoint.protocol;
+    auto key = std::make_pair(p, c->ip);
+    if ((total_limit > 0 && open_[p] >= total_limit) || (per_ip_limit > 0 && per_ip_[key] >= per_ip_limit))
+      return false;
+    ++open_[p];
+    ++per_ip_[key];
+    connections_[c.get()] = c;
+    return true;
+  }
+
+  void release(Connection* c) {
+    std::lock_guard lock(mutex_);
+    if (!connections_.erase(c)) return;
+    Service p = c->endpoint.protocol;
+    --open_[p];
+    auto key = std::make_pair(p, c->ip);
+    if (--per_ip_[key] <= 0) per_ip_.erase(key);
+  }
+
+  long long open_count(Service p) {
+    std::lock_guard lock(mutex_);
+    return open_[p];
+  }
+
  private:
   static std::string format_endpoint(const tcp::endpoint& ep) {
     return ep.address().is_v6() ? fmt::format("[{}]:{}", ep.address().to_string(), ep.port())
@@ -293,7 +334,7 @@ class Server {
 
   awaitable<void> accept_loop(tcp::acceptor& acc, Endpoint endpoint) {
     while (!stopping_) {
-      auto [ec, sock] = co_await acc.async_accept(kAsTuple);
+      auto [ec, sock] = co_await acc.async_accept(asio::make_strand(io_), kAsTuple);
       if (ec) {
         if (stopping_ || ec == asio::error::operation_aborted) co_return;
         log::warning("master", "accept: {}", ec.message());
@@ -304,12 +345,13 @@ class Server {
       asio::error_code nodelay_ec;
       sock.set_option(tcp::no_delay(true), nodelay_ec);
       auto c = std::make_shared<Connection>(std::move(sock), *this, endpoint);
+      auto strand = c->socket.get_executor();
       if (endpoint.protocol == Service::kImap) {
-        asio::co_spawn(io_, imap_connection(std::move(c)), asio::detached);
+        asio::co_spawn(strand, imap_connection(std::move(c)), asio::detached);
       } else if (endpoint.protocol == Service::kPop3) {
-        asio::co_spawn(io_, pop3_connection(std::move(c)), asio::detached);
+        asio::co_spawn(strand, pop3_connection(std::move(c)), asio::detached);
       } else {
-        asio::co_spawn(io_, connection(std::move(c)), asio::detached);
+        asio::co_spawn(strand, connection(std::move(c)), asio::detached);
       }
     }
   }
@@ -388,7 +430,7 @@ class Server {
   }
 
   awaitable<void> connection(std::shared_ptr<Connection> c) {
-    auto rt = runtime_;
+    auto rt = runtime();
     asio::error_code ec;
     auto remote = c->socket.remote_endpoint(ec);
     if (ec) co_return;
@@ -402,20 +444,17 @@ class Server {
     // Connection limits: overall, then per client address.
     long long per_ip_limit = cfg.get_int("smtpd_client_connection_count_limit");
     long long total_limit = cfg.get_int("smtpd_connection_limit");
-    if ((total_limit > 0 && static_cast<long long>(open_[Service::kSmtp]) >= total_limit) ||
-        (per_ip_limit > 0 && per_ip_[c->ip] >= per_ip_limit)) {
-      log::warning("smtpd", "too many connections from {} ({} open in all)", c->ip, open_[Service::kSmtp]);
+    if (!admit(c, total_limit, per_ip_limit)) {
+      log::warning("smtpd", "too many connections from {} ({} open in all)", c->ip,
+                   open_count(Service::kSmtp));
       out = smtp::proto::Reply(421, "4.7.0", settings.hostname + " Error: too many connections from " + c->ip)
                 .render();
       c->deadline = Clock::now() + kFinalWriteTime;
       if (!c->endpoint.implicit_tls) co_await asio::async_write(c->socket, asio::buffer(out), kAsTuple);
       co_return;
     }
-    connections_.insert(c.get());
-    ++open_[Service::kSmtp];
-    per_ip_[c->ip]++;
     c->session_end = Clock::now() + std::chrono::seconds(cfg.get_int("smtpd_session_time_limit"));
-    asio::co_spawn(io_, watchdog(c), asio::detached);
+    asio::co_spawn(c->socket.get_executor(), watchdog(c), asio::detached);
 
     smtp::server::Client client{c->ip};
     log::info("smtpd", "connect from {}", client.log_name());
@@ -438,9 +477,7 @@ class Server {
     log::info("smtpd", "disconnect from {} {}", client.log_name(), session.command_summary());
 
     co_await close(*c);
-    connections_.erase(c.get());
-    --open_[Service::kSmtp];
-    if (--per_ip_[c->ip] <= 0) per_ip_.erase(c->ip);
+    release(c.get());
   }
 
   awaitable<void> run_session(Connection& c, smtp::server::Session& session, const Runtime& rt,
@@ -610,7 +647,7 @@ class Server {
       co_await flush(c, failure, std::chrono::seconds(60));
       co_return;
     }
-    asio::local::stream_protocol::socket peer(io_);
+    asio::local::stream_protocol::socket peer(c.socket.get_executor());
     peer.assign(asio::local::stream_protocol(), pair[0]);
     // The helper's answer: empty when the process runs, else why not.
     auto start = [&, theirs = pair[1]]() -> awaitable<std::string> {
@@ -665,10 +702,10 @@ class Server {
  private:
   awaitable<void> user_session(std::shared_ptr<Connection> c, auth::Account account, std::string tag,
                                bool tls) {
-    auto rt = runtime_;
+    auto rt = runtime();
     const config::Config& cfg = *rt->config;
-    connections_.insert(c.get());
-    asio::co_spawn(io_, watchdog(c), asio::detached);
+    admit(c, 0, 0);
+    asio::co_spawn(c->socket.get_executor(), watchdog(c), asio::detached);
     tls::Info info;
     info.active = tls;
     std::string out;
@@ -698,27 +735,25 @@ class Server {
       log::info("pop3", "Disconnected: user=<{}>, rip={}, {}", session.user(), c->ip, session.summary());
     }
     co_await close(*c);
-    connections_.erase(c.get());
+    release(c.get());
   }
 
   awaitable<void> imap_connection(std::shared_ptr<Connection> c) {
-    auto rt = runtime_;
+    auto rt = runtime();
     const config::Config& cfg = *rt->config;
     asio::error_code ec;
     auto remote = c->socket.remote_endpoint(ec);
     if (ec) co_return;
     c->ip = client_ip(remote);
     long long total_limit = cfg.get_int("imap_connection_limit");
-    if (total_limit > 0 && static_cast<long long>(open_[Service::kImap]) >= total_limit) {
-      log::warning("imap", "too many connections ({} open), refusing {}", open_[Service::kImap], c->ip);
+    if (!admit(c, total_limit, 0)) {
+      log::warning("imap", "too many connections ({} open), refusing {}", open_count(Service::kImap), c->ip);
       std::string bye = "* BYE Server is busy, try again later.\r\n";
       c->deadline = Clock::now() + kFinalWriteTime;
       if (!c->endpoint.implicit_tls) co_await asio::async_write(c->socket, asio::buffer(bye), kAsTuple);
       co_return;
     }
-    connections_.insert(c.get());
-    ++open_[Service::kImap];
-    asio::co_spawn(io_, watchdog(c), asio::detached);
+    asio::co_spawn(c->socket.get_executor(), watchdog(c), asio::detached);
     log::info("imap-login", "connect from {}", c->ip);
     auto passdb = rt->passdb;
     long long per_user_ip = cfg.get_int("mail_max_userip_connections");
@@ -736,8 +771,8 @@ class Server {
                                   });
     // Woken from any thread when the selected mailbox changes: hop to the I/O thread, flag, cancel the wait.
     std::weak_ptr<Connection> weak = c;
-    session.set_wake([weak, &io = io_] {
-      asio::post(io, [weak] {
+    session.set_wake([weak, strand = c->socket.get_executor()] {
+      asio::post(strand, [weak] {
         if (auto conn = weak.lock()) {
           conn->woken = true;
           conn->wake.cancel();
@@ -753,8 +788,7 @@ class Server {
     log::info("imap", "Disconnected{}: user=<{}>, rip={}, {}", stopping_ ? " for shutdown" : "",
               session.user(), c->ip, session.summary());
     co_await close(*c);
-    connections_.erase(c.get());
-    --open_[Service::kImap];
+    release(c.get());
   }
 
   // `out`: what to send first (the greeting, or the answer to a handed-off login).
@@ -909,14 +943,14 @@ class Server {
   }
 
   awaitable<void> pop3_connection(std::shared_ptr<Connection> c) {
-    auto rt = runtime_;
+    auto rt = runtime();
     const config::Config& cfg = *rt->config;
     asio::error_code ec;
     auto remote = c->socket.remote_endpoint(ec);
     if (ec) co_return;
     c->ip = client_ip(remote);
-    connections_.insert(c.get());
-    asio::co_spawn(io_, watchdog(c), asio::detached);
+    admit(c, 0, 0);
+    asio::co_spawn(c->socket.get_executor(), watchdog(c), asio::detached);
     log::info("pop3-login", "connect from {}", c->ip);
     auto passdb = rt->passdb;
     pop3::server::Session session(pop3::server::Settings::from_config(cfg, rt->tls != nullptr), c->ip,
@@ -928,7 +962,7 @@ class Server {
     }
     log::info("pop3", "Disconnected: user=<{}>, rip={}, {}", session.user(), c->ip, session.summary());
     co_await close(*c);
-    connections_.erase(c.get());
+    release(c.get());
   }
 
   awaitable<void> run_pop3(Connection& c, pop3::server::Session& session, const Runtime& rt,
@@ -1014,11 +1048,13 @@ class Server {
     Endpoint endpoint;
   };
   std::vector<Listener> acceptors_;
-  std::set<Connection*> connections_;
-  std::map<Service, long long> open_;  // connections per protocol, for smtpd_ and imap_connection_limit
-  std::map<std::string, long long> per_ip_;
   std::shared_ptr<UserIpLimiter> user_ip_ = std::make_shared<UserIpLimiter>();
-  bool stopping_ = false;
+  std::atomic<bool> stopping_ = false;
+  // Shared by the I/O threads: the current runtime and the open connections.
+  std::mutex mutex_;
+  std::map<Connection*, std::weak_ptr<Connection>> connections_;
+  std::map<Service, long long> open_;  // connections per protocol, for smtpd_ and imap_connection_limit
+  std::map<std::pair<Service, std::string>, long long> per_ip_;
 };
 
 // Started as root: chown what the unprivileged server writes, fork the privileged helper, drop to mail_owner.
@@ -1110,7 +1146,10 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   // few sessions on large mailboxes left ~150 MiB resident (measured with bench/pop3_vs_dovecot.py: 155 MiB
   // with the default, 24 MiB with 2 arenas, same speed).
   ::mallopt(M_ARENA_MAX, 2);
-  asio::io_context io(1);
+  // TLS handshakes and record encryption run on the I/O threads: one per CPU by default.
+  int io_threads = static_cast<int>(config->get_int("io_threads"));
+  if (io_threads <= 0) io_threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  asio::io_context io(io_threads);
   warn_unimplemented(*config);
   if (tls_used(*config)) {
     auto made = tls::ensure_self_signed(*config);
@@ -1130,8 +1169,9 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
     helper = std::move(*h);
   }
 
-  asio::signal_set stop_signals(io, SIGTERM, SIGINT);
-  asio::signal_set hup(io, SIGHUP);
+  auto signals = asio::make_strand(io);  // the two handlers touch each other's signal set
+  asio::signal_set stop_signals(signals, SIGTERM, SIGINT);
+  asio::signal_set hup(signals, SIGHUP);
   std::function<void()> wait_stop = [&] {
     stop_signals.async_wait([&](const asio::error_code& ec, int) {
       if (ec) return;
@@ -1151,7 +1191,11 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   server.start(helper.get());
   log::info("master", "daemon started -- configuration {}", config->dir());
   if (ready) ready();
-  io.run();  // returns once the listeners are closed and every session has ended
+  // Each thread returns once the listeners are closed and every session has ended.
+  std::vector<std::thread> threads;
+  for (int i = 1; i < io_threads; ++i) threads.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& t : threads) t.join();
   server.join_pool();
   log::info("master", "stopped");
   return Ok{};
