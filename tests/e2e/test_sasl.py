@@ -2,12 +2,10 @@
 POP3 AUTH/USER+PASS with poplib, each mechanism (PLAIN, LOGIN, SCRAM-SHA-256 with a client written here) and a
 failing case for each. Plaintext logins without TLS are allowed here by disable_plaintext_auth = no /
 smtpd_tls_auth_only = no, except where a test checks the refusal. SCRAM-SHA-256-PLUS needs the tls-exporter
-channel binding, which Python 3.11's ssl module cannot give: covered by src/auth/sasl/scram_test.cpp."""
+channel binding, which Python 3.11's ssl module cannot give: test_tls_clients.py does it with pyOpenSSL. The SCRAM
+client is tests/e2e/scram.py."""
 import base64
-import hashlib
-import hmac
 import imaplib
-import os
 import poplib
 import smtplib
 import subprocess
@@ -15,48 +13,9 @@ import subprocess
 import pytest
 
 from conftest import DOMAIN, PASSWORD, free_port
+from scram import ScramClient, b64
 
 ALICE = f"alice@{DOMAIN}"
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
-
-
-class ScramClient:
-    """The client side of SCRAM-SHA-256 (RFC 5802 / RFC 7677) without channel binding."""
-
-    def __init__(self, user, password):
-        self.user, self.password = user, password
-        self.nonce = b64(os.urandom(18))
-        self.first_bare = f"n={user},r={self.nonce}"
-        self.verified = False
-
-    def first(self):
-        return ("n,," + self.first_bare).encode()
-
-    def final(self, server_first):
-        server_first = server_first.decode()
-        attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
-        assert attrs["r"].startswith(self.nonce)
-        salted = hashlib.pbkdf2_hmac("sha256", self.password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
-        client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-        without_proof = f"c={b64(b'n,,')},r={attrs['r']}"
-        self.auth_message = f"{self.first_bare},{server_first},{without_proof}".encode()
-        signature = hmac.new(hashlib.sha256(client_key).digest(), self.auth_message, "sha256").digest()
-        proof = bytes(a ^ b for a, b in zip(client_key, signature))
-        self.server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-        return f"{without_proof},p={b64(proof)}".encode()
-
-    def check(self, server_final):
-        expected = b"v=" + base64.b64encode(hmac.new(self.server_key, self.auth_message, "sha256").digest())
-        assert server_final == expected
-        self.verified = True
-        return b""
-
-    def imap_callback(self):
-        steps = iter([lambda _: self.first(), self.final, self.check])
-        return lambda challenge: next(steps)(challenge)
 
 
 @pytest.fixture
