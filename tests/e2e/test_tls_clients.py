@@ -260,10 +260,8 @@ def test_scram_plus_refusals(srv, side, implicit):
     assert s.logged_in()
 
 
-@pytest.mark.xfail(strict=True, reason="submission does not require AUTH yet: smtpd_recipient_restrictions "
-                   "(submission default 'permit_sasl_authenticated, reject') is not evaluated, so RCPT to a "
-                   "local user is accepted without a login")
 def test_submission_refuses_local_recipient_without_auth(srv):
+    # Inside TLS but without AUTH, submission accepts no recipient at all, not even a local one.
     s = smtplib.SMTP("127.0.0.1", srv.ports["submission"], timeout=10)
     s.starttls(context=ssl._create_unverified_context())
     s.ehlo("client.test")
