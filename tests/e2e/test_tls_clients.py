@@ -79,6 +79,10 @@ def wait_messages(p, user, count, timeout=10.0):
         time.sleep(0.05)
 
 
+def crlf(data):
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
 def run(cmd, timeout=60, **kw):
     return subprocess.run(cmd, capture_output=True, timeout=timeout, **kw)
 
@@ -269,3 +273,278 @@ def test_submission_refuses_local_recipient_without_auth(srv):
     code, msg = s.docmd(f"RCPT TO:<{BOB}>")
     s.quit()
     assert code == 554 and msg.startswith(b"5.7.1"), (code, msg)
+
+
+# --- curl --------------------------------------------------------------------------------------------------
+
+def curl(srv, port, url_path, *args, scheme, input=None):
+    """curl against NAME (resolved to 127.0.0.1 by --resolve), verifying the server's certificate and name."""
+    p = run([tool("curl"), "-sS", "--max-time", "20", "--ssl-reqd", "--cacert", srv.cert,
+             "--resolve", f"{NAME}:{port}:127.0.0.1", f"{scheme}://{NAME}:{port}{url_path}", *args], input=input)
+    assert p.returncode == 0, f"curl exited {p.returncode}: {p.stderr.decode(errors='replace')}"
+    return p.stdout
+
+
+def test_curl_submits_over_smtps_and_starttls_then_reads_over_imaps_and_pop3s(srv):
+    login = ["-u", f"{ALICE}:{PASSWORD}", "--mail-from", ALICE, "--mail-rcpt", BOB]
+    for i, (scheme, port) in enumerate([("smtps", srv.ports["submissions"]), ("smtp", srv.ports["submission"])]):
+        body = f"From: {ALICE}\r\nTo: {BOB}\r\nSubject: curl {scheme}\r\n\r\nsent by curl over {scheme}\r\n"
+        curl(srv, port, "", *login, "-T", "-", scheme=scheme, input=body.encode())
+        msgs = wait_messages(srv.p, "bob", i + 1)
+        assert any(f"sent by curl over {scheme}".encode() in m and b"with ESMTPSA" in m for m in msgs), msgs
+    on_disk = [crlf(m) for m in srv.p.messages("bob")]  # Maildir files end lines with LF, the wire with CRLF
+    bob = ["-u", f"{BOB}:{PASSWORD}"]
+    for uid, msg in enumerate(on_disk, 1):
+        assert curl(srv, srv.ports["imaps"], f"/INBOX;UID={uid}", *bob, scheme="imaps") == msg
+        assert curl(srv, srv.ports["pop3s"], f"/{uid}", *bob, scheme="pop3s") == msg
+    listing = curl(srv, srv.ports["pop3s"], "/", *bob, scheme="pop3s")
+    assert listing.split(b"\r\n")[:-1] == [b"%d %d" % (i, len(m)) for i, m in enumerate(on_disk, 1)]
+    # A wrong password over TLS: curl's "login denied".
+    p = run([tool("curl"), "-sS", "--max-time", "20", "-k", f"imaps://127.0.0.1:{srv.ports['imaps']}/",
+             "-u", f"{BOB}:wrong"])
+    assert p.returncode == 67, p
+
+
+def deliver(srv, user, subject, count):
+    """Delivers one message to `user` over port 25 (no TLS needed there) and waits until it is in the Maildir."""
+    with smtplib.SMTP("127.0.0.1", srv.smtp, timeout=10) as s:
+        s.sendmail(f"sender@{DOMAIN}", [f"{user}@{DOMAIN}"], f"Subject: {subject}\r\n\r\n{subject} body\r\n".encode())
+    return wait_messages(srv.p, user, count)
+
+
+def maildir_files(root):
+    out = {}
+    for d, _, files in os.walk(root):
+        if os.path.basename(d) in ("cur", "new"):
+            for f in files:
+                with open(os.path.join(d, f), "rb") as fh:
+                    out[os.path.join(d, f)] = fh.read()
+    return out
+
+
+# --- mbsync (isync) ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ssl_type", ["IMAPS", "STARTTLS"])
+def test_mbsync_over_tls(srv, ssl_type):
+    mbsync = tool("mbsync")
+    deliver(srv, "alice", "first for mbsync", 1)
+    deliver(srv, "alice", "second for mbsync", 2)
+    local = srv.tmp / "Mail"
+    local.mkdir()
+    rc = srv.tmp / "mbsyncrc"
+    rc.write_text(f"""\
+IMAPAccount test
+Host 127.0.0.1
+Port {srv.ports["imaps" if ssl_type == "IMAPS" else "imap"]}
+User {ALICE}
+Pass {PASSWORD}
+SSLType {ssl_type}
+SSLVersions TLSv1.3
+CertificateFile {srv.cert}
+
+IMAPStore remote
+Account test
+
+MaildirStore local
+Path {local}/
+Inbox {local}/INBOX
+
+Channel test
+Far :remote:
+Near :local:
+Patterns INBOX
+Create Near
+SyncState *
+""")
+    p = run([mbsync, "-c", str(rc), "-a"], env=dict(os.environ, HOME=str(srv.tmp)))
+    assert p.returncode == 0, p.stdout + p.stderr
+    files = maildir_files(local / "INBOX")
+    assert sorted(re.search(rb"Subject: (.*) for mbsync", m).group(1) for m in files.values()) == \
+        [b"first", b"second"], files
+    # mbsync adds X-TUID (its own tracking header) to the copies it writes; otherwise they are the server's files.
+    assert sorted(re.sub(rb"X-TUID: \S+\n", b"", m) for m in files.values()) == sorted(srv.p.messages("alice"))
+    log = srv.p.log()
+    assert "TLS connection established from 127.0.0.1: TLSv1.3" in log
+    # With Cyrus SASL's SCRAM plugin (libsasl2-modules) mbsync logs in with SCRAM-SHA-256, a third-party SCRAM
+    # client; without it, with PLAIN or LOGIN.
+    m = re.search(rf"Login: user=<{re.escape(ALICE)}>, method=([A-Z0-9-]+)", log)
+    assert m and m.group(1) in ("SCRAM-SHA-256", "PLAIN", "LOGIN"), log[-2000:]
+
+
+# --- fetchmail ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["pop3s", "stls"])
+def test_fetchmail_over_tls(srv, mode):
+    fetchmail = tool("fetchmail")
+    deliver(srv, "alice", "fetch one", 1)
+    expected = deliver(srv, "alice", "fetch two", 2)
+    out = srv.tmp / "out"
+    out.mkdir()
+    if mode == "pop3s":  # implicit TLS, the certificate checked against the file and the name
+        port, tls = srv.ports["pop3s"], f"ssl sslcertck sslcertfile '{srv.cert}' sslcommonname '{NAME}'"
+    else:  # STLS on the POP3 port, the certificate pinned by its fingerprint (fetchmail takes MD5) instead
+        fp = run(["openssl", "x509", "-in", srv.cert, "-noout", "-fingerprint", "-md5"]).stdout.decode()
+        port = srv.ports["pop3"]
+        tls = f"sslproto 'tls1.2+' no sslcertck sslcommonname '{NAME}' sslfingerprint '{fp.split('=', 1)[1].strip()}'"
+    rc = srv.tmp / "fetchmailrc"
+    rc.write_text(
+        "set no syslog\nset invisible\n"
+        f"poll 127.0.0.1 service {port} protocol pop3 auth password timeout 15\n"
+        f'  user "{ALICE}" there with password "{PASSWORD}"\n'
+        f"  {tls} fetchall no rewrite nokeep\n"
+        f"  mda \"/bin/sh -c 'cat > {out}/msg.$$'\"\n")
+    os.chmod(rc, 0o600)
+    env = dict(os.environ, HOME=str(srv.tmp), FETCHMAILHOME=str(srv.tmp), FETCHMAILUSER="root", LC_ALL="C")
+    p = run([fetchmail, "--nodetach", "--nosyslog", "-f", str(rc), "-i", str(srv.tmp / "ids"),
+             "--pidfile", str(srv.tmp / "pid"), "-v"], env=env)
+    log = (p.stdout + p.stderr).decode(errors="replace")
+    assert p.returncode == 0, log
+    got = sorted(f.read_bytes() for f in out.iterdir())
+    assert got == sorted(expected), log
+    assert srv.p.messages("alice") == [], "nokeep: fetchmail deleted what it fetched"
+    assert re.search(r"2 messages? for alice@example\.test", log), log
+    if mode == "stls":
+        assert "STLS" in log and "fingerprints match" in log, log
+    assert "TLS connection established from 127.0.0.1" in srv.p.log()
+
+
+# --- mutt --------------------------------------------------------------------------------------------------
+
+def run_in_pty(cmd, env, timeout=30):
+    """Runs a full-screen program on a pseudo-terminal (mutt's index needs one); returns (status, output)."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    p = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    out, deadline = b"", time.time() + timeout
+    while time.time() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the program exited and closed the terminal
+                break
+            if not data:
+                break
+            out += data
+        elif p.poll() is not None:
+            break
+    else:
+        p.kill()
+    os.close(master)
+    return p.wait(), out.decode(errors="replace")
+
+
+def test_mutt_sends_through_submission_and_reads_over_imaps(srv):
+    mutt = tool("mutt")
+    rc = srv.tmp / "muttrc"
+    rc.write_text(f"""\
+set from = "{ALICE}"
+set use_from = yes
+set hostname = {DOMAIN}
+set record = ""
+set smtp_url = "smtp://{ALICE.replace('@', '%40')}@127.0.0.1:{srv.ports['submission']}/"
+set smtp_pass = "{PASSWORD}"
+set smtp_authenticators = "plain"
+set ssl_starttls = yes
+set ssl_force_tls = yes
+set ssl_verify_host = no
+set certificate_file = "{srv.cert}"
+set imap_user = "{BOB}"
+set imap_pass = "{PASSWORD}"
+set folder = "imaps://127.0.0.1:{srv.ports['imaps']}/"
+set spoolfile = "+INBOX"
+set confirmcreate = no
+set confirmappend = no
+set quit = yes
+set mbox_type = mbox
+""")
+    env = dict(os.environ, HOME=str(srv.tmp), TERM="vt100", LC_ALL="C.UTF-8")
+    # Batch mode (standard input not a terminal): mutt sends at once, over STARTTLS with AUTH PLAIN.
+    p = run([mutt, "-n", "-F", str(rc), "-s", "mutt over submission", BOB], env=env,
+            input=b"written in mutt\n")
+    assert p.returncode == 0, p.stdout + p.stderr
+    (msg,) = wait_messages(srv.p, "bob", 1)
+    assert b"Subject: mutt over submission" in msg and b"written in mutt" in msg and b"with ESMTPSA" in msg, msg
+    assert f"sasl_method=PLAIN, sasl_username={ALICE}" in srv.p.log()
+    # Reading: mutt opens bob's INBOX over imaps and copies every message into a local mbox.
+    out = srv.tmp / "copied.mbox"
+    status, screen = run_in_pty(
+        [mutt, "-n", "-F", str(rc), "-e", f"push '<tag-pattern>~A<enter><tag-prefix><copy-message>{out}<enter><quit>'"],
+        env)
+    assert status == 0 and out.exists(), screen[-2000:]
+    copied = email.message_from_bytes(out.read_bytes().split(b"\n", 1)[1])  # after the mbox "From " line
+    assert copied["Subject"] == "mutt over submission" and "written in mutt" in copied.get_payload(), copied
+    assert re.search(rf"Login: user=<{re.escape(BOB)}>, method=", srv.p.log())
+
+
+# --- swaks and openssl s_client -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("listener,tls_flag", [("submission", "--tls"), ("submissions", "--tlsc")])
+def test_swaks_auth_plain_over_tls(srv, listener, tls_flag):
+    swaks = tool("swaks")
+
+    def send(password):
+        return run([swaks, "--server", f"127.0.0.1:{srv.ports[listener]}", tls_flag, "--auth", "PLAIN",
+                    "--auth-user", ALICE, "--auth-password", password, "--from", ALICE, "--to", BOB,
+                    "--header", f"Subject: swaks {listener}", "--body", f"sent by swaks {tls_flag}"], timeout=30)
+    p = send(PASSWORD)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0 and "235 2.7.0" in out and "TLS started" in out, out
+    (msg,) = wait_messages(srv.p, "bob", 1)
+    assert f"Subject: swaks {listener}".encode() in msg and b"with ESMTPSA" in msg, msg
+    p = send("wrong")
+    assert p.returncode != 0 and "535 5.7.8" in p.stdout.decode(errors="replace"), p.stdout
+    time.sleep(0.2)
+    assert len(srv.p.messages("bob")) == 1
+
+
+def test_openssl_s_client_starttls_auth_plain_by_hand(srv):
+    """The classic by-hand check: s_client -starttls smtp, then EHLO, AUTH PLAIN and a message, typed line by line."""
+    p = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{srv.ports['submission']}",
+                          "-starttls", "smtp", "-crlf", "-quiet", "-CAfile", srv.cert, "-verify_return_error",
+                          "-verify_hostname", NAME, "-servername", NAME],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    buf = b""
+
+    def reply():
+        nonlocal buf
+        deadline = time.time() + 10
+        while True:
+            lines = buf.split(b"\n")
+            done = [l for l in lines[:-1] if re.match(rb"^\d{3} ", l)]
+            if done:
+                end = buf.index(done[0]) + len(done[0]) + 1
+                text, buf = buf[:end].decode(), buf[end:]
+                return int(done[0][:3]), text
+            ready, _, _ = select.select([p.stdout], [], [], max(0.0, deadline - time.time()))
+            assert ready, f"no reply; so far {buf!r}"
+            chunk = os.read(p.stdout.fileno(), 65536)
+            assert chunk, f"s_client ended: {p.stderr.read().decode(errors='replace')}"
+            buf += chunk
+
+    def type_line(text):
+        p.stdin.write(text.encode() + b"\n")  # -crlf: s_client sends CRLF
+        p.stdin.flush()
+        return reply()
+
+    try:
+        # s_client read the greeting and did EHLO + STARTTLS itself: inside TLS the session starts anew.
+        code, text = type_line("EHLO client.test")
+        assert code == 250 and "AUTH PLAIN LOGIN SCRAM-SHA-256 SCRAM-SHA-256-PLUS" in text, text
+        assert type_line("AUTH PLAIN " + b64(f"\0{ALICE}\0wrong".encode()))[0] == 535
+        code, text = type_line("AUTH PLAIN " + b64(f"\0{ALICE}\0{PASSWORD}".encode()))
+        assert code == 235 and "2.7.0" in text, text
+        assert type_line(f"MAIL FROM:<{ALICE}>")[0] == 250
+        assert type_line(f"RCPT TO:<{BOB}>")[0] == 250
+        assert type_line("DATA")[0] == 354
+        for line in ("Subject: typed into s_client", "", "..a line starting with a dot", "hello"):
+            p.stdin.write(line.encode() + b"\n")
+        assert type_line(".")[0] == 250
+        assert type_line("QUIT")[0] == 221
+    finally:
+        p.stdin.close()
+        p.wait(timeout=10)
+    (msg,) = wait_messages(srv.p, "bob", 1)
+    assert b"Subject: typed into s_client" in msg and b"\n.a line starting with a dot\n" in msg, msg
+    assert b"with ESMTPSA" in msg, msg
