@@ -44,7 +44,8 @@ if [ ! -e /etc/pam.d/postern ]; then
     $sudo tee /etc/pam.d/postern >/dev/null
 fi
 # Node.js and the npm packages pinned in tests/e2e/js/package-lock.json (imapflow, for
-# tests/e2e/test_imap_imapflow.py). Node from Debian (apt) only when no node/npm is installed at all.
+# tests/e2e/test_imap_imapflow.py; nodemailer, for tests/e2e/test_tls_clients.py).
+# Node from Debian (apt) only when no node/npm is installed at all.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   node_pkgs=()
   command -v node >/dev/null || node_pkgs+=(nodejs)
@@ -56,7 +57,10 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${node_pkgs[@]}"
 fi
 js_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/e2e/js"
-if [ ! -d "$js_dir/node_modules" ] && command -v npm >/dev/null; then
+# Also when package-lock.json changed since the last install (a package was added): npm writes
+# node_modules/.package-lock.json on every install.
+if { [ ! -d "$js_dir/node_modules" ] || [ "$js_dir/package-lock.json" -nt "$js_dir/node_modules/.package-lock.json" ]; } &&
+  command -v npm >/dev/null; then
   echo "install-deps: npm ci in $js_dir"
   npm ci --prefix "$js_dir" --no-audit --no-fund
 fi

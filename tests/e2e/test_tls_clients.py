@@ -548,3 +548,157 @@ def test_openssl_s_client_starttls_auth_plain_by_hand(srv):
     (msg,) = wait_messages(srv.p, "bob", 1)
     assert b"Subject: typed into s_client" in msg and b"\n.a line starting with a dot\n" in msg, msg
     assert b"with ESMTPSA" in msg, msg
+
+
+# --- smtplib / imaplib / poplib verifying a CA-signed certificate ---------------------------------------------
+
+def make_ca_and_server_cert(directory):
+    """A CA and a certificate for NAME signed by it; returns (CA certificate, server key+certificate PEM)."""
+    d = str(directory)
+
+    def openssl(*args):
+        p = run(["openssl", *args], cwd=d)
+        assert p.returncode == 0, p.stderr
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-days", "30", "-subj", "/CN=Postern Test CA", "-keyout", "ca.key", "-out", "ca.crt",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    openssl("req", *ec, "-subj", f"/CN={NAME}", "-keyout", "server.key", "-out", "server.csr")
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write(f"subjectAltName=DNS:{NAME}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "30",
+            "-extfile", "server.ext", "-out", "server.crt")
+    pem = os.path.join(d, "server.pem")
+    with open(pem, "w") as out:
+        for part in ("server.key", "server.crt"):
+            with open(os.path.join(d, part)) as f:
+                out.write(f.read())
+    os.chmod(pem, 0o644)
+    return os.path.join(d, "ca.crt"), pem
+
+
+class NamedContext(ssl.SSLContext):
+    """A verifying client context that asks for (SNI) and checks `server_name` whatever address the library
+    connected to: smtplib/imaplib/poplib pass the host they dialled, 127.0.0.1 here."""
+    server_name = None
+
+    def wrap_socket(self, sock, server_hostname=None, **kw):
+        return super().wrap_socket(sock, server_hostname=self.server_name, **kw)
+
+
+def verifying_context(cafile, name):
+    ctx = NamedContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname=True and CERT_REQUIRED
+    ctx.load_verify_locations(cafile)
+    ctx.server_name = name
+    assert ctx.check_hostname and ctx.verify_mode == ssl.CERT_REQUIRED
+    return ctx
+
+
+def python_clients(srv, ctx):
+    """Each of smtplib, imaplib and poplib with STARTTLS and with implicit TLS; yields (name, session) pairs
+    as each logs in: the handshake (and so the verification) happens while the client is made."""
+    s = smtplib.SMTP("127.0.0.1", srv.ports["submission"], timeout=10)
+    s.starttls(context=ctx)
+    s.login(ALICE, PASSWORD)
+    s.sendmail(ALICE, [BOB], b"Subject: smtplib STARTTLS verified\r\n\r\nhi\r\n")
+    s.quit()
+    s = smtplib.SMTP_SSL("127.0.0.1", srv.ports["submissions"], context=ctx, timeout=10)
+    s.login(ALICE, PASSWORD)
+    s.sendmail(ALICE, [BOB], b"Subject: smtplib implicit verified\r\n\r\nhi\r\n")
+    s.quit()
+    m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=10)
+    m.starttls(ssl_context=ctx)
+    m.login(BOB, PASSWORD)
+    yield "imap", m
+    m = imaplib.IMAP4_SSL("127.0.0.1", srv.ports["imaps"], ssl_context=ctx, timeout=10)
+    m.login(BOB, PASSWORD)
+    yield "imaps", m
+    p = poplib.POP3("127.0.0.1", srv.ports["pop3"], timeout=10)
+    p.stls(context=ctx)
+    p.user(BOB)
+    p.pass_(PASSWORD)
+    yield "pop3", p
+    p = poplib.POP3_SSL("127.0.0.1", srv.ports["pop3s"], context=ctx, timeout=10)
+    p.user(BOB)
+    p.pass_(PASSWORD)
+    yield "pop3s", p
+
+
+def test_python_clients_verify_a_ca_signed_certificate(make_postern, tmp_path):
+    os.chmod(tmp_path, 0o755)
+    cafile, pem = make_ca_and_server_cert(tmp_path)
+    srv = TlsServer(make_postern, f"ssl_cert_file = {pem}\n").start()
+    seen = []
+    for name, session in python_clients(srv, verifying_context(cafile, NAME)):
+        assert session.sock.getpeercert()["subjectAltName"] == (("DNS", NAME),)
+        if name.startswith("imap"):
+            typ, data = session.select("INBOX", readonly=True)
+            _, subjects = session.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+            seen.append(sorted(part[1].strip() for part in subjects if isinstance(part, tuple)))
+            session.logout()
+        else:
+            seen.append(session.stat()[0])
+            session.quit()
+    subjects = [b"Subject: smtplib STARTTLS verified", b"Subject: smtplib implicit verified"]
+    assert seen == [sorted(subjects)] * 2 + [2, 2], seen
+    assert len(srv.p.messages("bob")) == 2
+
+
+@pytest.mark.parametrize("wrong", ["ca", "name"])
+def test_python_clients_refuse_a_wrong_name_or_ca(make_postern, tmp_path, wrong):
+    os.chmod(tmp_path, 0o755)
+    cafile, pem = make_ca_and_server_cert(tmp_path)
+    srv = TlsServer(make_postern, f"ssl_cert_file = {pem}\n").start()
+    if wrong == "name":
+        ctx, reason = verifying_context(cafile, "wrong.example.test"), "Hostname mismatch"
+    else:  # the right name, but trusting another CA than the one that signed the server's certificate
+        other = tmp_path / "other"
+        other.mkdir()
+        other_ca, _ = make_ca_and_server_cert(other)
+        ctx, reason = verifying_context(other_ca, NAME), "unable to get local issuer certificate"
+    with pytest.raises(ssl.SSLCertVerificationError, match=reason):
+        smtplib.SMTP("127.0.0.1", srv.ports["submission"], timeout=10).starttls(context=ctx)
+    with pytest.raises(ssl.SSLCertVerificationError, match=reason):
+        smtplib.SMTP_SSL("127.0.0.1", srv.ports["submissions"], context=ctx, timeout=10)
+    with pytest.raises(ssl.SSLCertVerificationError, match=reason):
+        imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=10).starttls(ssl_context=ctx)
+    with pytest.raises(ssl.SSLCertVerificationError, match=reason):
+        imaplib.IMAP4_SSL("127.0.0.1", srv.ports["imaps"], ssl_context=ctx, timeout=10)
+    with pytest.raises(ssl.SSLCertVerificationError, match=reason):
+        poplib.POP3("127.0.0.1", srv.ports["pop3"], timeout=10).stls(context=ctx)
+    with pytest.raises(ssl.SSLCertVerificationError, match=reason):
+        poplib.POP3_SSL("127.0.0.1", srv.ports["pop3s"], context=ctx, timeout=10)
+    # The same server is fine for a client that asks for the right name with the right CA.
+    m = imaplib.IMAP4_SSL("127.0.0.1", srv.ports["imaps"], ssl_context=verifying_context(cafile, NAME), timeout=10)
+    assert m.login(BOB, PASSWORD)[0] == "OK"
+    m.logout()
+
+
+# --- nodemailer (npm) --------------------------------------------------------------------------------------
+
+def test_nodemailer_starttls_auth_plain(make_postern, tmp_path):
+    node = tool("node")
+    if not os.path.isdir(os.path.join(JS_DIR, "node_modules", "nodemailer")):
+        pytest.skip("tests/e2e/js/node_modules/nodemailer is missing: run scripts/install-deps.sh (npm ci)")
+    os.chmod(tmp_path, 0o755)
+    cafile, pem = make_ca_and_server_cert(tmp_path)
+    srv = TlsServer(make_postern, f"ssl_cert_file = {pem}\n").start()
+    script = os.path.join(JS_DIR, "nodemailer_send.mjs")
+
+    def send(password, name=NAME):
+        return run([node, script, str(srv.ports["submission"]), ALICE, password, BOB, "from nodemailer", cafile, name],
+                   cwd=JS_DIR, timeout=30)
+    p = send(PASSWORD)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    assert b'"accepted":["' + BOB.encode() + b'"]' in p.stdout, p.stdout
+    (msg,) = wait_messages(srv.p, "bob", 1)
+    assert b"Subject: from nodemailer" in msg and b"sent by nodemailer over STARTTLS" in msg, msg
+    assert b"with ESMTPSA" in msg, msg
+    assert f"sasl_method=PLAIN, sasl_username={ALICE}" in srv.p.log()
+    # A wrong password, and a certificate that does not name the host nodemailer asked for: nothing is sent.
+    p = send("wrong")
+    assert p.returncode != 0 and b"EAUTH" in p.stderr, p.stderr
+    p = send(PASSWORD, name="wrong.example.test")
+    assert p.returncode != 0 and b"wrong.example.test" in p.stderr, p.stderr
+    time.sleep(0.2)
+    assert len(srv.p.messages("bob")) == 1
