@@ -12,6 +12,17 @@ using enum Type;
 constexpr std::array kParameters = std::to_array<Parameter>({
     {"alias_maps", kList, "hash:/etc/aliases",
      "alias tables in /etc/aliases format (hash:PATH or PATH; the text file itself is read)", true},
+    {"auth_failure_block_count", kInt, "10",
+     "failed logins from one address, within auth_failure_block_time, after which it is blocked; 0: never "
+     "(Postern)",
+     true},
+    {"auth_failure_block_time", kTime, "10m",
+     "how long failed logins are remembered, and how long a blocked address stays blocked (Postern)", true},
+    {"auth_failure_delay", kTime, "2s",
+     "wait before answering a failed login; doubles with each further failure of the address or user, at "
+     "most "
+     "15s (Dovecot)",
+     true},
     {"auth_mechanisms", kList, "plain login scram-sha-256 scram-sha-256-plus",
      "SASL mechanisms of SMTP AUTH, IMAP and POP3 (Dovecot): plain, login, cram-md5 (needs {PLAIN} "
      "passwords), scram-sha-256, scram-sha-256-plus (offered only over TLS, tls-exporter binding)",

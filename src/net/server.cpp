@@ -17,6 +17,7 @@
 #include <set>
 #include <thread>
 
+#include "auth/throttle.hpp"
 #include "base/log.hpp"
 #include "base/strings.hpp"
 #include "config/parameters.hpp"
@@ -225,6 +226,7 @@ class Server {
   void start(delivery::PrivilegedHelper* helper) {
     helper_ = helper;
     use_helper(*runtime_);
+    throttle_.set_policy(throttle_policy(*runtime_->config));
     pool_ = std::make_unique<asio::thread_pool>(
         static_cast<size_t>(std::max(1LL, runtime_->config->get_int("delivery_threads"))));
     for (auto& acc : acceptors_)
@@ -267,9 +269,16 @@ class Server {
       return;
     }
     use_helper(**rt);
+    throttle_.set_policy(throttle_policy(*cfg));
     std::lock_guard lock(mutex_);
     runtime_ = *rt;
     log::info("master", "reload -- configuration {}", cfg->dir());
+  }
+
+  static auth::LoginThrottle::Policy throttle_policy(const config::Config& cfg) {
+    return {std::chrono::seconds(cfg.get_int("auth_failure_delay")),
+            static_cast<int>(cfg.get_int("auth_failure_block_count")),
+            std::chrono::seconds(cfg.get_int("auth_failure_block_time"))};
   }
 
   // Started as root: system users' Maildirs are written, and their passwords checked, by the helper.
@@ -444,6 +453,12 @@ class Server {
     // Connection limits: overall, then per client address.
     long long per_ip_limit = cfg.get_int("smtpd_client_connection_count_limit");
     long long total_limit = cfg.get_int("smtpd_connection_limit");
+    if (co_await refuse_blocked(
+            *c, smtp::proto::Reply(
+                    421, "4.7.0",
+                    settings.hostname + " Error: too many failed logins from " + c->ip + ", try again later")
+                    .render()))
+      co_return;
     if (!admit(c, total_limit, per_ip_limit)) {
       log::warning("smtpd", "too many connections from {} ({} open in all)", c->ip,
                    open_count(Service::kSmtp));
@@ -536,8 +551,11 @@ class Server {
         step = session.line_too_long();
       } else if (smtp::server::Session::may_block(line)) {
         std::string command(line);
+        int failures = session.auth_failures();
+        bool was_in = logged_in(session);
         if (!co_await smtp_on_pool(c, step, [&] { return session.command(command, !lines.empty()); }))
           co_return;
+        co_await throttle(c, session, failures, was_in);
       } else {
         step = session.command(line, !lines.empty());
       }
@@ -597,7 +615,10 @@ class Server {
           while ((status = lines.next(line)) == smtp::proto::LineBuffer::Status::kNeedMore)
             if (!co_await read_more(c, lines, buf, timeout)) co_return co_await lost();
           std::string response(status == smtp::proto::LineBuffer::Status::kLine ? line : "*");
+          int failures = session.auth_failures();
+          bool was_in = logged_in(session);
           if (!co_await smtp_on_pool(c, step, [&] { return session.auth_line(response); })) co_return;
+          co_await throttle(c, session, failures, was_in);
           continue;
         }
         if (step.next == smtp::server::Next::kDeliver) {
@@ -622,6 +643,41 @@ class Server {
     c.delivering = false;
     if (ep) co_return R::kClose;
     co_return next;
+  }
+
+  static bool logged_in(const imap::server::Session& s) { return s.authenticated(); }
+  static bool logged_in(const pop3::server::Session& s) { return s.authenticated(); }
+  static bool logged_in(const smtp::server::Session& s) { return !s.sasl_user().empty(); }
+  static const std::string& login_name(const imap::server::Session& s) { return s.user(); }
+  static const std::string& login_name(const pop3::server::Session& s) { return s.user(); }
+  static const std::string& login_name(const smtp::server::Session& s) { return s.sasl_user(); }
+
+  // After a session step: a failed login is answered only after the throttle's delay (the answer is still
+  // in the output buffer); the first successful login clears the client's address and user.
+  template <class S>
+  awaitable<void> throttle(Connection& c, const S& session, int failures_before, bool was_logged_in) {
+    if (session.auth_failures() > failures_before) {
+      auto delay = throttle_.failed(c.ip, session.failed_login());
+      if (delay.count() > 0) {
+        asio::steady_timer t(c.socket.get_executor(), delay);
+        co_await t.async_wait(kAsTuple);
+      }
+    } else if (!was_logged_in && logged_in(session)) {
+      throttle_.succeeded(c.ip, login_name(session));
+    }
+  }
+
+  // A client whose address is blocked for failed logins (not on port 25, where mail comes in) is told so
+  // and disconnected; with implicit TLS it is disconnected at once.
+  awaitable<bool> refuse_blocked(Connection& c, std::string_view text) {
+    auto left = throttle_.blocked(c.ip);
+    if (left.count() == 0 || c.endpoint.name == "smtp") co_return false;
+    log::info("auth", "{}: refused, blocked {}s more for failed logins", c.ip, left.count());
+    if (!c.endpoint.implicit_tls) {
+      c.deadline = Clock::now() + kFinalWriteTime;
+      co_await asio::async_write(c.socket, asio::buffer(text), kAsTuple);
+    }
+    co_return true;
   }
 
   // Runs an SMTP session step on a worker thread; false when it failed with an exception.
@@ -746,6 +802,10 @@ class Server {
     if (ec) co_return;
     c->ip = client_ip(remote);
     long long total_limit = cfg.get_int("imap_connection_limit");
+    if (co_await refuse_blocked(*c,
+                                "* BYE [UNAVAILABLE] Too many failed logins from your address, try again "
+                                "later.\r\n"))
+      co_return;
     if (!admit(c, total_limit, 0)) {
       log::warning("imap", "too many connections ({} open), refusing {}", open_count(Service::kImap), c->ip);
       std::string bye = "* BYE Server is busy, try again later.\r\n";
@@ -868,7 +928,12 @@ class Server {
           break;
         case CommandReader::Status::kCommand: {
           std::string command(reader.command());
-          next = co_await on_pool(c, [&] { return session.execute(command, out); });
+          {
+            int failures = session.auth_failures();
+            bool was_in = logged_in(session);
+            next = co_await on_pool(c, [&] { return session.execute(command, out); });
+            co_await throttle(c, session, failures, was_in);
+          }
           break;
         }
       }
@@ -877,7 +942,12 @@ class Server {
         std::string line;
         while (!reader.next_line(line))
           if (stopping_ || !co_await read_more()) co_return co_await lost();
-        next = co_await on_pool(c, [&] { return session.auth_line(line, out); });
+        {
+          int failures = session.auth_failures();
+          bool was_in = logged_in(session);
+          next = co_await on_pool(c, [&] { return session.auth_line(line, out); });
+          co_await throttle(c, session, failures, was_in);
+        }
       }
       if (next == Next::kIdle) {
         using namespace asio::experimental::awaitable_operators;
@@ -949,6 +1019,10 @@ class Server {
     auto remote = c->socket.remote_endpoint(ec);
     if (ec) co_return;
     c->ip = client_ip(remote);
+    if (co_await refuse_blocked(*c,
+                                "-ERR [LOGIN-DELAY] Too many failed logins from your address, try again "
+                                "later.\r\n"))
+      co_return;
     admit(c, 0, 0);
     asio::co_spawn(c->socket.get_executor(), watchdog(c), asio::detached);
     log::info("pop3-login", "connect from {}", c->ip);
@@ -992,14 +1066,24 @@ class Server {
         next = session.line_too_long(out);
       } else {
         std::string command(line);
-        next = co_await on_pool(c, [&] { return session.command(command, out); });
+        {
+          int failures = session.auth_failures();
+          bool was_in = logged_in(session);
+          next = co_await on_pool(c, [&] { return session.command(command, out); });
+          co_await throttle(c, session, failures, was_in);
+        }
         while (next == Next::kAuthenticate) {
           if (!co_await flush(c, out, write_timeout)) co_return;
           while ((status = lines.next(line)) == Status::kNeedMore)
             if (stopping_ || !co_await read_more(c, lines, buf, timeout)) break;
           if (status != Status::kLine) co_return;
           std::string response(line);
-          next = co_await on_pool(c, [&] { return session.auth_line(response, out); });
+          {
+            int failures = session.auth_failures();
+            bool was_in = logged_in(session);
+            next = co_await on_pool(c, [&] { return session.auth_line(response, out); });
+            co_await throttle(c, session, failures, was_in);
+          }
         }
       }
       if (next == Next::kHandoff) {
@@ -1049,6 +1133,7 @@ class Server {
   };
   std::vector<Listener> acceptors_;
   std::shared_ptr<UserIpLimiter> user_ip_ = std::make_shared<UserIpLimiter>();
+  auth::LoginThrottle throttle_;
   std::atomic<bool> stopping_ = false;
   // Shared by the I/O threads: the current runtime and the open connections.
   std::mutex mutex_;

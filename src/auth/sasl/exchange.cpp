@@ -133,6 +133,7 @@ Outcome Exchange::respond(std::string_view line) {
 
 Outcome Exchange::run(std::string_view decoded) {
   Step s = mechanism_->step(decoded);
+  attempted_ = mechanism_->attempted();
   switch (s.status) {
     case Status::kContinue:
       challenge_ = base64_encode(s.challenge);

@@ -63,6 +63,8 @@ class Exchange {
   const std::string& challenge() const { return challenge_; }
   // After kSuccess: the canonical login name; the mechanism's name (upper case) once started.
   const std::string& user() const { return user_; }
+  // The name the client gave in the last exchange, right or wrong.
+  const std::string& attempted() const { return attempted_; }
   const std::string& mechanism() const { return name_; }
   bool waiting() const { return mechanism_ != nullptr; }
 
@@ -73,7 +75,7 @@ class Exchange {
   Options options_;
   std::unique_ptr<RealmCredentials> credentials_;
   std::unique_ptr<Mechanism> mechanism_;
-  std::string name_, challenge_, user_;
+  std::string name_, challenge_, user_, attempted_;
 };
 
 }  // namespace postern::auth::sasl

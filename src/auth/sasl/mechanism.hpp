@@ -57,9 +57,12 @@ class Mechanism {
   // One decoded client response (the initial response, when sent, is the first).
   virtual Step step(std::string_view response) = 0;
   const std::string& user() const { return user_; }
+  // The name the client gave, right or wrong (for failed-login throttling per user).
+  const std::string& attempted() const { return attempted_; }
 
  protected:
   std::string user_;
+  std::string attempted_;
 };
 
 }  // namespace postern::auth::sasl

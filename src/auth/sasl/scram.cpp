@@ -161,6 +161,7 @@ Step Scram::client_first(std::string_view message) {
     if (!z) return {};
     if (*z != *name) return {Status::kAuthzFailed, ""};
   }
+  attempted_ = *name;
   keys_ = credentials_.scram_sha256(*name);
   nonce_ = std::string(client_nonce) + nonce_;
   server_first_ = fmt::format("r={},s={},i={}", nonce_, base64_encode(keys_.salt), keys_.iterations);

@@ -22,6 +22,7 @@ Step Plain::step(std::string_view response) {
   PlainFields f;
   if (!split_plain(response, f)) return {};
   if (!f.authzid.empty() && f.authzid != f.authcid) return {Status::kAuthzFailed, ""};
+  attempted_ = f.authcid;
   auto user = credentials_.verify(f.authcid, f.password);
   if (!user) return {};
   user_ = std::move(*user);
@@ -35,6 +36,7 @@ Step Login::step(std::string_view response) {
     return {Status::kContinue, "Password:"};
   }
   if (responses_ > 2) return {};
+  attempted_ = name_;
   auto user = credentials_.verify(name_, response);
   if (!user) return {};
   user_ = std::move(*user);
@@ -53,6 +55,7 @@ Step CramMd5::step(std::string_view response) {
   size_t space = response.rfind(' ');
   if (space == std::string_view::npos || space == 0) return {};
   std::string_view name = response.substr(0, space), digest = response.substr(space + 1);
+  attempted_ = name;
   auto clear = credentials_.cleartext(name);
   // An unknown user costs one HMAC like a known one.
   std::string expected = hex(hmac_md5(clear ? clear->password.view() : std::string_view(), challenge));

@@ -264,6 +264,7 @@ Next Session::cmd_login(const Command& c, std::string& out) {
     return bad(c.tag, "Invalid LOGIN arguments.", out);
   auto opts = sasl_options();
   if (!opts.allowed || !opts.plaintext_allowed) return no(c.tag, kPrivacyRequired, out);
+  failed_login_ = c.args[0].text();
   auto user = credentials_.verify(c.args[0].text(), c.args[1].text());
   return finish_login(c.tag, "LOGIN", user ? login_(*user) : LoginResult{}, out);
 }
@@ -294,6 +295,7 @@ Next Session::sasl_outcome(const std::string& tag, auth::sasl::Outcome outcome, 
     case Outcome::kSuccess:
       return finish_login(tag, sasl_->mechanism(), login_(sasl_->user()), out);
     case Outcome::kFailed:
+      failed_login_ = sasl_->attempted();
       return finish_login(tag, sasl_->mechanism(), LoginResult{}, out);
     case Outcome::kAuthzFailed:
       return no(tag, "[AUTHORIZATIONFAILED] Authorization identity differs from the login.", out);
@@ -317,6 +319,7 @@ Next Session::finish_login(const std::string& tag, std::string_view method, Logi
               out);
   auto& account = result.account;
   if (!account) {
+    ++auth_failures_;
     log::info("imap-login", "authentication failed: method={}, rip={}", method, ip_);
     return no(tag, "[AUTHENTICATIONFAILED] Authentication failed.", out);
   }

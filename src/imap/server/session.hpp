@@ -89,6 +89,10 @@ class Session {
   // After kHandoff, in the user's process: answers the login command (tag) and goes on as that user.
   Next resume_login(const std::string& tag, auth::Account account, std::string& out);
   const std::string& handoff_tag() const { return handoff_tag_; }
+  // Failed logins so far and the name of the last one (the driver throttles them: auth/throttle).
+  int auth_failures() const { return auth_failures_; }
+  const std::string& failed_login() const { return failed_login_; }
+
   const auth::Account& account() const { return *account_; }
   // The connection is now encrypted (implicit TLS, or STARTTLS done): nothing learned before counts.
   void set_tls(const tls::Info& info) { tls_ = info; }
@@ -189,6 +193,8 @@ class Session {
   bool rev2_ = false;  // ENABLE IMAP4rev2
   bool compressed_ = false;
   std::string handoff_tag_;
+  int auth_failures_ = 0;
+  std::string failed_login_;
   tls::Info tls_;
   int bad_count_ = 0;
   int commands_ = 0;

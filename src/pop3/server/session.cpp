@@ -80,6 +80,7 @@ Next Session::line_too_long(std::string& out) {
 Next Session::login(const std::optional<std::string>& user, std::string_view method, std::string& out) {
   auto account = user ? login_(*user) : std::nullopt;
   if (!account) {
+    ++auth_failures_;
     log::info("pop3-login", "authentication failed: method={}, rip={}", method, ip_);
     return err("[AUTH] Authentication failed.", out);
   }
@@ -227,6 +228,7 @@ Next Session::command(std::string_view line, std::string& out) {
       std::string user = std::move(pending_user_);
       pending_user_.clear();
       auth::sasl::Secret password(a.empty() ? std::string() : a[0]);
+      failed_login_ = user;
       return login(credentials_.verify(user, password.view()), "USER", out);
     }
     if (c.verb == "AUTH") {
@@ -327,6 +329,7 @@ Next Session::sasl_outcome(auth::sasl::Outcome outcome, std::string& out) {
     case Outcome::kSuccess:
       return login(sasl_->user(), sasl_->mechanism(), out);
     case Outcome::kFailed:
+      failed_login_ = sasl_->attempted();
       return login(std::nullopt, sasl_->mechanism(), out);
     case Outcome::kAuthzFailed:
       return err("[AUTH] Authorization identity differs from the login.", out);

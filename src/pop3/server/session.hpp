@@ -57,6 +57,11 @@ class Session {
   // After kHandoff, in the user's process: opens the maildrop and answers the login.
   Next resume_login(auth::Account account, std::string& out);
   const auth::Account& account() const { return *account_; }
+  bool authenticated() const { return account_.has_value(); }
+  // Failed logins so far and the name of the last one (the driver throttles them: auth/throttle).
+  int auth_failures() const { return auth_failures_; }
+  const std::string& failed_login() const { return failed_login_; }
+
   // The connection is now encrypted (implicit TLS, or STLS done): nothing learned before counts.
   void set_tls(const tls::Info& info);
   const tls::Info& tls() const { return tls_; }
@@ -94,6 +99,8 @@ class Session {
   int errors_ = 0;
   size_t retrieved_ = 0, deleted_ = 0, tops_ = 0;
   bool holds_lock_ = false;
+  int auth_failures_ = 0;
+  std::string failed_login_;
   tls::Info tls_;
 };
 

@@ -486,6 +486,8 @@ Step Session::sasl_outcome(auth::sasl::Outcome outcome) {
       return reply(Reply(235, "2.7.0", "Authentication successful"));
     case Outcome::kFailed:
     case Outcome::kAuthzFailed:
+      ++auth_failures_;
+      failed_login_ = sasl_->attempted();
       log::warning("smtpd", "{}: SASL {} authentication failed", client_.log_name(), sasl_->mechanism());
       return error(Reply(535, "5.7.8", "Error: authentication failed: authentication failure"));
     case Outcome::kCancelled:

@@ -130,6 +130,9 @@ class Session {
   const tls::Info& tls() const { return tls_; }
 
   const Client& client() const { return client_; }
+  // Failed AUTH exchanges so far and the name of the last one (the driver throttles them: auth/throttle).
+  int auth_failures() const { return auth_failures_; }
+  const std::string& failed_login() const { return failed_login_; }
   // A client authenticated by other means than AUTH (tests; later e.g. a TLS client certificate).
   void set_sasl_user(std::string user) { sasl_user_ = std::move(user); }
   void set_sender_owner(SenderOwner owner) { owner_ = std::move(owner); }
@@ -175,6 +178,8 @@ class Session {
   std::map<std::string, std::pair<int, int>> counts_;  // verb -> (ok, total), in Postfix's order on output
   std::unique_ptr<auth::sasl::Exchange> sasl_;
   std::string sasl_user_, sasl_method_;
+  int auth_failures_ = 0;
+  std::string failed_login_;
 
   // Transaction state.
   bool mail_given_ = false;
