@@ -12,6 +12,7 @@ using enum Type;
 constexpr std::array kParameters = std::to_array<Parameter>({
     {"alias_maps", kList, "hash:/etc/aliases",
      "alias tables in /etc/aliases format (hash:PATH or PATH; the text file itself is read)", true},
+    {"anvil_rate_time_unit", kTime, "60s", "the time unit of the connection rate limits (Postfix)", true},
     {"auth_failure_block_count", kInt, "10",
      "failed logins from one address, within auth_failure_block_time, after which it is blocked; 0: never "
      "(Postern)",
@@ -58,6 +59,10 @@ constexpr std::array kParameters = std::to_array<Parameter>({
     {"io_threads", kInt, "0", "threads that run the network side (TLS included); 0: one per CPU (Postern)",
      true},
     {"line_length_limit", kInt, "2048", "longest SMTP command line accepted, in bytes", true},
+    {"login_client_connection_count_limit", kInt, "100",
+     "IMAP (and, separately, POP3) connections open at once from one address; 0: no limit (Postern)", true},
+    {"login_client_connection_rate_limit", kInt, "0",
+     "new IMAP (POP3) connections from one address per anvil_rate_time_unit; 0: no limit (Postern)", true},
     {"mail_location", kString, "maildir:~/Maildir",
      "where a user's mail is (Dovecot); home_mailbox for delivery", false},
     {"mail_max_userip_connections", kInt, "10",
@@ -97,6 +102,8 @@ constexpr std::array kParameters = std::to_array<Parameter>({
     {"smtpd_banner", kString, "$myhostname ESMTP $mail_name", "text after 220 in the greeting", true},
     {"smtpd_client_connection_count_limit", kInt, "50",
      "simultaneous sessions from one client IP; 0: no limit", true},
+    {"smtpd_client_connection_rate_limit", kInt, "0",
+     "new SMTP connections from one address per anvil_rate_time_unit; 0: no limit", true},
     {"smtpd_connection_limit", kInt, "1000", "simultaneous SMTP sessions in all (Postern)", true},
     {"smtpd_error_sleep_time", kTime, "1s", "delay before each reply once the soft error limit is reached",
      true},

@@ -11,6 +11,7 @@
 #include <asio/ssl.hpp>
 
 #include <chrono>
+#include <deque>
 #include <list>
 #include <map>
 #include <mutex>
@@ -301,13 +302,29 @@ class Server {
     return runtime_;
   }
 
-  // Counts a new connection, unless that would exceed `total_limit` connections of its protocol or
-  // `per_ip_limit` of its protocol from its address (0: no limit).
-  bool admit(const std::shared_ptr<Connection>& c, long long total_limit, long long per_ip_limit) {
+  // Connection limits of one protocol (0: none): open connections in all and from one address, and new
+  // connections from one address per anvil_rate_time_unit.
+  struct Limits {
+    long long total = 0, per_ip = 0, rate = 0;
+    std::chrono::seconds rate_unit{60};
+  };
+
+  // Counts a new connection, unless that would exceed a limit; false (and the connection uncounted) then.
+  bool admit(const std::shared_ptr<Connection>& c, const Limits& limits) {
     std::lock_guard lock(mutex_);
     Service p = c->endpoint.protocol;
     auto key = std::make_pair(p, c->ip);
-    if ((total_limit > 0 && open_[p] >= total_limit) || (per_ip_limit > 0 && per_ip_[key] >= per_ip_limit))
+    auto now = Clock::now();
+    if (limits.rate > 0) {
+      auto& times = recent_[key];
+      while (!times.empty() && now - times.front() >= limits.rate_unit) times.pop_front();
+      if (static_cast<long long>(times.size()) >= limits.rate) return false;
+      times.push_back(now);
+      if (recent_.size() > 4 * per_ip_.size() + 1000)  // addresses seen once long ago
+        std::erase_if(recent_, [&](const auto& r) { return now - r.second.back() >= limits.rate_unit; });
+    }
+    if ((limits.total > 0 && open_[p] >= limits.total) ||
+        (limits.per_ip > 0 && per_ip_[key] >= limits.per_ip))
       return false;
     ++open_[p];
     ++per_ip_[key];
@@ -451,15 +468,17 @@ class Server {
     std::string out;
 
     // Connection limits: overall, then per client address.
-    long long per_ip_limit = cfg.get_int("smtpd_client_connection_count_limit");
-    long long total_limit = cfg.get_int("smtpd_connection_limit");
+    Limits limits{cfg.get_int("smtpd_connection_limit", service),
+                  cfg.get_int("smtpd_client_connection_count_limit", service),
+                  cfg.get_int("smtpd_client_connection_rate_limit", service),
+                  std::chrono::seconds(cfg.get_int("anvil_rate_time_unit"))};
     if (co_await refuse_blocked(
             *c, smtp::proto::Reply(
                     421, "4.7.0",
                     settings.hostname + " Error: too many failed logins from " + c->ip + ", try again later")
                     .render()))
       co_return;
-    if (!admit(c, total_limit, per_ip_limit)) {
+    if (!admit(c, limits)) {
       log::warning("smtpd", "too many connections from {} ({} open in all)", c->ip,
                    open_count(Service::kSmtp));
       out = smtp::proto::Reply(421, "4.7.0", settings.hostname + " Error: too many connections from " + c->ip)
@@ -557,7 +576,9 @@ class Server {
           co_return;
         co_await throttle(c, session, failures, was_in);
       } else {
+        int failures = session.auth_failures();
         step = session.command(line, !lines.empty());
+        co_await throttle(c, session, failures, true);
       }
       while (true) {
         if (step.delay) {
@@ -760,7 +781,7 @@ class Server {
                                bool tls) {
     auto rt = runtime();
     const config::Config& cfg = *rt->config;
-    admit(c, 0, 0);
+    admit(c, Limits{});
     asio::co_spawn(c->socket.get_executor(), watchdog(c), asio::detached);
     tls::Info info;
     info.active = tls;
@@ -801,14 +822,16 @@ class Server {
     auto remote = c->socket.remote_endpoint(ec);
     if (ec) co_return;
     c->ip = client_ip(remote);
-    long long total_limit = cfg.get_int("imap_connection_limit");
+    Limits limits{cfg.get_int("imap_connection_limit"), cfg.get_int("login_client_connection_count_limit"),
+                  cfg.get_int("login_client_connection_rate_limit"),
+                  std::chrono::seconds(cfg.get_int("anvil_rate_time_unit"))};
     if (co_await refuse_blocked(*c,
                                 "* BYE [UNAVAILABLE] Too many failed logins from your address, try again "
                                 "later.\r\n"))
       co_return;
-    if (!admit(c, total_limit, 0)) {
+    if (!admit(c, limits)) {
       log::warning("imap", "too many connections ({} open), refusing {}", open_count(Service::kImap), c->ip);
-      std::string bye = "* BYE Server is busy, try again later.\r\n";
+      std::string bye = "* BYE [UNAVAILABLE] Too many connections, try again later.\r\n";
       c->deadline = Clock::now() + kFinalWriteTime;
       if (!c->endpoint.implicit_tls) co_await asio::async_write(c->socket, asio::buffer(bye), kAsTuple);
       co_return;
@@ -1023,7 +1046,16 @@ class Server {
                                 "-ERR [LOGIN-DELAY] Too many failed logins from your address, try again "
                                 "later.\r\n"))
       co_return;
-    admit(c, 0, 0);
+    Limits limits{0, cfg.get_int("login_client_connection_count_limit"),
+                  cfg.get_int("login_client_connection_rate_limit"),
+                  std::chrono::seconds(cfg.get_int("anvil_rate_time_unit"))};
+    if (!admit(c, limits)) {
+      log::warning("pop3", "too many connections from {}", c->ip);
+      std::string refusal = "-ERR [SYS/TEMP] Too many connections from your address, try again later.\r\n";
+      c->deadline = Clock::now() + kFinalWriteTime;
+      if (!c->endpoint.implicit_tls) co_await asio::async_write(c->socket, asio::buffer(refusal), kAsTuple);
+      co_return;
+    }
     asio::co_spawn(c->socket.get_executor(), watchdog(c), asio::detached);
     log::info("pop3-login", "connect from {}", c->ip);
     auto passdb = rt->passdb;
@@ -1140,6 +1172,7 @@ class Server {
   std::map<Connection*, std::weak_ptr<Connection>> connections_;
   std::map<Service, long long> open_;  // connections per protocol, for smtpd_ and imap_connection_limit
   std::map<std::pair<Service, std::string>, long long> per_ip_;
+  std::map<std::pair<Service, std::string>, std::deque<Clock::time_point>> recent_;  // for the rate limits
 };
 
 // Started as root: chown what the unprivileged server writes, fork the privileged helper, drop to mail_owner.

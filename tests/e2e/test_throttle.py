@@ -1,5 +1,6 @@
-"""Failed-login throttling (a fail2ban inside): each failure from an address waits longer before its answer,
-then the address is blocked for a while; other addresses are not slowed; port 25 keeps taking mail.
+"""Abuse limits per client address: failed-login throttling (a fail2ban inside: each failure waits longer
+before its answer, then the address is blocked for a while; other addresses are not slowed; port 25 keeps
+taking mail), RCPT guessing throttled the same way, and connection rate and count limits.
 """
 import base64
 import smtplib
@@ -88,3 +89,60 @@ def test_smtp_auth_failures_throttled_port_25_still_takes_mail(make_postern):
     s.quit()
     assert len(p.messages("alice")) == 1
     assert "blocking 127.0.0.4 for 60s after 2 failed logins" in p.log()
+
+
+def test_rcpt_guessing_is_throttled_like_password_guessing(make_postern):
+    submission = free_port()
+    p = make_postern(extra_config=f"submission_listen = 127.0.0.1:{submission}\nmynetworks = 127.0.0.2/32\n"
+                                  + THROTTLE)
+    s = smtplib.SMTP("127.0.0.1", p.port, timeout=30, source_address=("127.0.0.5", 0))
+    s.ehlo("client.test")
+    s.docmd("MAIL FROM:<probe@client.test>")
+    start = time.time()
+    code, _ = s.docmd(f"RCPT TO:<nosuchuser1@{DOMAIN}>")
+    assert code == 550 and time.time() - start > 0.9
+    start = time.time()
+    code, _ = s.docmd(f"RCPT TO:<nosuchuser2@{DOMAIN}>")
+    assert code == 550 and time.time() - start > 1.9
+    start = time.time()
+    assert s.docmd(f"RCPT TO:<{ALICE}>")[0] == 250 and time.time() - start < 0.9, "known users answer at once"
+    s.quit()
+    sock, f = connect(submission, "127.0.0.5")
+    assert f.readline().startswith(b"421 4.7.0"), "the guesser is blocked from logging in too"
+    sock.close()
+    # A trusted client's typo is not a guess.
+    s = smtplib.SMTP("127.0.0.1", p.port, timeout=30, source_address=("127.0.0.2", 0))
+    s.ehlo("client.test")
+    s.docmd("MAIL FROM:<someone@client.test>")
+    start = time.time()
+    assert s.docmd(f"RCPT TO:<nosuchuser3@{DOMAIN}>")[0] == 550 and time.time() - start < 0.9
+    s.quit()
+
+
+def test_connection_rate_and_count_limits_per_address(make_postern):
+    imap = free_port()
+    p = make_postern(extra_config=f"imap_listen = 127.0.0.1:{imap}\nsmtpd_client_connection_rate_limit = 3\n"
+                                  "login_client_connection_count_limit = 2\n")
+    # SMTP: the fourth connection within a minute from one address is refused; another address is not.
+    for i in range(3):
+        sock, f = connect(p.port, "127.0.0.6")
+        assert f.readline().startswith(b"220"), i
+        sock.close()
+    sock, f = connect(p.port, "127.0.0.6")
+    assert f.readline().startswith(b"421 4.7.0"), "rate limit"
+    sock.close()
+    sock, f = connect(p.port, "127.0.0.7")
+    assert f.readline().startswith(b"220")
+    sock.close()
+    # IMAP: two open connections from one address at most.
+    held = [connect(imap, "127.0.0.6") for _ in range(2)]
+    for sock, f in held:
+        assert f.readline().startswith(b"* OK")
+    sock, f = connect(imap, "127.0.0.6")
+    assert f.readline().startswith(b"* BYE [UNAVAILABLE] Too many connections")
+    sock.close()
+    sock, f = connect(imap, "127.0.0.7")
+    assert f.readline().startswith(b"* OK"), "other addresses are not limited"
+    sock.close()
+    for sock, _ in held:
+        sock.close()

@@ -321,6 +321,11 @@ Step Session::on_rcpt(const Command& c) {
   f.domain_may_exist = domain_may_exist(a.domain);
   f.sender_owned = [this] { return sender_owned(); };
   auto reject = [&](Reply r) {
+    // Guessing addresses is throttled like guessing passwords (auth/throttle, in the driver).
+    if (f.unknown_user && !trusted_ && sasl_user_.empty()) {
+      ++auth_failures_;
+      failed_login_.clear();
+    }
     log::info("smtpd", "NOQUEUE: reject: RCPT from {}: {} {} {}; from=<{}> to=<{}> proto={} helo=<{}>{}",
               client_.log_name(), r.code, r.enhanced, r.lines.front(), envelope_.sender, rcpt,
               esmtp_ ? "ESMTP" : "SMTP", printable(helo_), res.detail.empty() ? "" : " (" + res.detail + ")");

@@ -130,7 +130,8 @@ class Session {
   const tls::Info& tls() const { return tls_; }
 
   const Client& client() const { return client_; }
-  // Failed AUTH exchanges so far and the name of the last one (the driver throttles them: auth/throttle).
+  // Failed guesses so far, and the login name of the last one (the driver throttles them: auth/throttle):
+  // failed AUTH exchanges, and RCPT to unknown users from clients neither trusted nor authenticated.
   int auth_failures() const { return auth_failures_; }
   const std::string& failed_login() const { return failed_login_; }
   // A client authenticated by other means than AUTH (tests; later e.g. a TLS client certificate).
