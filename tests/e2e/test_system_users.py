@@ -122,6 +122,12 @@ def test_system_user_reads_mail_in_own_process(make_postern, system_user):
     assert pop.stat()[0] == 2
     assert b"Subject: second" in b"\n".join(pop.retr(2)[1])
     pop.dele(1)
+    # One POP3 session per maildrop, also between the users' own session processes.
+    second = poplib.POP3("127.0.0.1", pop3, timeout=30)
+    second.user(user)
+    with pytest.raises(poplib.error_proto, match=r"\[IN-USE\]"):
+        second.pass_(PASSWORD)
+    second.quit()
     pop.quit()
     deadline = time.time() + 10
     while any(user.encode() in args for _, _, args in session_processes()) and time.time() < deadline:

@@ -1,7 +1,12 @@
 #include "pop3/server/session.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
-#include <mutex>
+#include <cerrno>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -17,18 +22,18 @@ namespace md = store::maildir;
 
 namespace {
 
-// Users with a session in the TRANSACTION state: the maildrop lock of RFC 1939 4.
-std::mutex g_lock_mutex;
-std::set<std::string> g_locked;
-
-bool lock_maildrop(const std::string& user) {
-  std::lock_guard lock(g_lock_mutex);
-  return g_locked.insert(user).second;
-}
-
-void unlock_maildrop(const std::string& user) {
-  std::lock_guard lock(g_lock_mutex);
-  g_locked.erase(user);
+// The maildrop lock of RFC 1939 4: an flock on postern-pop3.lock in the Maildir, held while the session is
+// in the TRANSACTION state. It holds between processes too (system users' sessions run in processes of
+// their own) and goes away with a crashed session. The descriptor, -1 when the lock is taken elsewhere, or
+// -2 when the file cannot be opened.
+int lock_maildrop(const std::string& maildir) {
+  int fd = ::open((maildir + "/postern-pop3.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return -2;
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 }  // namespace
@@ -53,7 +58,7 @@ void Session::set_tls(const tls::Info& info) {
 }
 
 Session::~Session() {
-  if (holds_lock_) unlock_maildrop(user_);
+  if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 std::string Session::greeting() const {
@@ -99,22 +104,26 @@ Next Session::resume_login(auth::Account account, std::string& out) {
 
 Next Session::open_maildrop(auth::Account acc, std::string& out) {
   std::optional<auth::Account> account = std::move(acc);
-  if (!lock_maildrop(account->user)) {
-    log::info("pop3-login", "user=<{}>, rip={}: maildrop in use", account->user, ip_);
-    return err("[IN-USE] Mailbox is locked by another POP3 session.", out);
-  }
+  int lock = -2;
   auto unavailable = [&](const std::string& why) {
     log::error("pop3", "user={}: {}", account->user, why);
-    unlock_maildrop(account->user);
+    if (lock >= 0) ::close(lock);
     return err("[SYS/TEMP] Mailbox is not available, try again later.", out);
   };
   if (auto made = md::make_maildir(account->maildir, account->owner); !made)
     return unavailable(made.error().message);
+  lock = lock_maildrop(account->maildir);
+  if (lock == -1) {
+    log::info("pop3-login", "user=<{}>, rip={}: maildrop in use", account->user, ip_);
+    return err("[IN-USE] Mailbox is locked by another POP3 session.", out);
+  }
+  if (lock < 0)
+    return unavailable(fmt::format("{}/postern-pop3.lock: {}", account->maildir, std::strerror(errno)));
   auto mb = md::Mailbox::open(account->maildir, account->owner, true);
   if (!mb) return unavailable(mb.error().message);
   if (auto st = (*mb)->sync(); !st.ok()) return unavailable(st.detail);
   user_ = account->user;
-  holds_lock_ = true;
+  lock_fd_ = lock;
   mailbox_ = *mb;
   account_ = std::move(account);
   auto snap = mailbox_->snapshot();
@@ -184,6 +193,9 @@ Next Session::update(std::string& out) {
   } else {
     out += fmt::format("+OK Logging out, messages deleted: {}.\r\n", gone.size());
   }
+  // The maildrop is free before the client reads the answer and perhaps logs in again.
+  ::close(lock_fd_);
+  lock_fd_ = -1;
   return Next::kClose;
 }
 

@@ -98,7 +98,7 @@ class Session {
   std::vector<Message> messages_;
   int errors_ = 0;
   size_t retrieved_ = 0, deleted_ = 0, tops_ = 0;
-  bool holds_lock_ = false;
+  int lock_fd_ = -1;  // the maildrop lock (flock), held in the TRANSACTION state
   int auth_failures_ = 0;
   std::string failed_login_;
   tls::Info tls_;
