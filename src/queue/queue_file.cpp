@@ -9,6 +9,11 @@
 namespace postern::queue {
 namespace {
 
+// The latest arrival time system_clock can hold (its ticks are nanoseconds: year 2262).
+constexpr unsigned long long kMaxMicros = static_cast<unsigned long long>(
+    std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::duration::max())
+        .count());
+
 constexpr size_t kMaxLengthDigits = 19;
 
 void put(std::string& out, char type, std::string_view value) {
@@ -97,8 +102,7 @@ Result<Decoded> decode(std::string_view bytes, bool envelope_only) {
         q.queue_id = value;
         break;
       case 'T':
-        if (!once(have_time) || !parse_u64(value, n) || n > (1ULL << 62))
-          return fail("bad time record", start);
+        if (!once(have_time) || !parse_u64(value, n) || n > kMaxMicros) return fail("bad time record", start);
         q.arrival = std::chrono::system_clock::time_point(std::chrono::microseconds(n));
         break;
       case 'S':

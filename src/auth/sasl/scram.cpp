@@ -95,8 +95,10 @@ std::optional<ScramKeys> parse_scram_keys(std::string_view text) {
 
 bool scram_verify(std::string_view password, const ScramKeys& keys) {
   ScramKeys again = scram_keys(password, keys.salt, keys.iterations);
-  return equal(again.stored_key.view(), keys.stored_key.view()) &
-         equal(again.server_key.view(), keys.server_key.view());
+  // Both comparisons run whatever the first one gives (no early exit to time).
+  bool stored = equal(again.stored_key.view(), keys.stored_key.view());
+  bool server = equal(again.server_key.view(), keys.server_key.view());
+  return stored && server;
 }
 
 ScramKeys fake_scram_keys(std::string_view secret, std::string_view user) {
