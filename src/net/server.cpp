@@ -701,6 +701,16 @@ class Server {
     co_return true;
   }
 
+  // Runs an IMAP or POP3 session step on a worker thread, then throttles a login it failed.
+  template <class S, class F, class R = std::invoke_result_t<F>>
+  awaitable<R> login_step(Connection& c, S& session, F work) {
+    int failures = session.auth_failures();
+    bool was_in = logged_in(session);
+    R next = co_await on_pool(c, std::move(work));
+    co_await throttle(c, session, failures, was_in);
+    co_return next;
+  }
+
   // Runs an SMTP session step on a worker thread; false when it failed with an exception.
   template <class F>
   awaitable<bool> smtp_on_pool(Connection& c, smtp::server::Step& step, F work) {
@@ -951,12 +961,7 @@ class Server {
           break;
         case CommandReader::Status::kCommand: {
           std::string command(reader.command());
-          {
-            int failures = session.auth_failures();
-            bool was_in = logged_in(session);
-            next = co_await on_pool(c, [&] { return session.execute(command, out); });
-            co_await throttle(c, session, failures, was_in);
-          }
+          next = co_await login_step(c, session, [&] { return session.execute(command, out); });
           break;
         }
       }
@@ -965,12 +970,7 @@ class Server {
         std::string line;
         while (!reader.next_line(line))
           if (stopping_ || !co_await read_more()) co_return co_await lost();
-        {
-          int failures = session.auth_failures();
-          bool was_in = logged_in(session);
-          next = co_await on_pool(c, [&] { return session.auth_line(line, out); });
-          co_await throttle(c, session, failures, was_in);
-        }
+        next = co_await login_step(c, session, [&] { return session.auth_line(line, out); });
       }
       if (next == Next::kIdle) {
         using namespace asio::experimental::awaitable_operators;
@@ -1098,24 +1098,14 @@ class Server {
         next = session.line_too_long(out);
       } else {
         std::string command(line);
-        {
-          int failures = session.auth_failures();
-          bool was_in = logged_in(session);
-          next = co_await on_pool(c, [&] { return session.command(command, out); });
-          co_await throttle(c, session, failures, was_in);
-        }
+        next = co_await login_step(c, session, [&] { return session.command(command, out); });
         while (next == Next::kAuthenticate) {
           if (!co_await flush(c, out, write_timeout)) co_return;
           while ((status = lines.next(line)) == Status::kNeedMore)
             if (stopping_ || !co_await read_more(c, lines, buf, timeout)) break;
           if (status != Status::kLine) co_return;
           std::string response(line);
-          {
-            int failures = session.auth_failures();
-            bool was_in = logged_in(session);
-            next = co_await on_pool(c, [&] { return session.auth_line(response, out); });
-            co_await throttle(c, session, failures, was_in);
-          }
+          next = co_await login_step(c, session, [&] { return session.auth_line(response, out); });
         }
       }
       if (next == Next::kHandoff) {
