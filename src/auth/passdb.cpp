@@ -73,7 +73,9 @@ std::optional<std::string> Passdb::verify(std::string_view user, std::string_vie
                                : check_system_user(user, password, pam_service_, dummy_hash_);
     if (!found) return std::nullopt;
     if (!found->session_token.empty()) {
+      // SMTP AUTH never takes its token: keep the newest few per user (the helper expires them anyway).
       std::lock_guard lock(tokens_mutex_);
+      if (session_tokens_.count(found->name) >= 4) session_tokens_.erase(session_tokens_.find(found->name));
       session_tokens_.emplace(found->name, std::move(found->session_token));
     }
     return found->name;

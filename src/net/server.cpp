@@ -416,8 +416,12 @@ class Server {
   // dropped whatever the client sent before). False, logged, when it fails or times out.
   static awaitable<std::optional<tls::Info>> start_tls(Connection& c, const Runtime& rt,
                                                        std::string_view log_as) {
-    SSL* ssl = SSL_new(rt.tls->context(c.endpoint.name));
-    if (!ssl) co_return std::nullopt;
+    // No certificates: a reload turned TLS off while an implicit-TLS listener stays open.
+    SSL* ssl = rt.tls ? SSL_new(rt.tls->context(c.endpoint.name)) : nullptr;
+    if (!ssl) {
+      log::warning(log_as, "TLS connection from {} refused: no certificate loaded", c.ip);
+      co_return std::nullopt;
+    }
     c.tls = std::make_unique<asio::ssl::stream<tcp::socket&>>(c.socket, ssl);
     set_deadline(c, Clock::now() + std::chrono::seconds(rt.config->get_int("tls_handshake_timeout")));
     auto [ec] = co_await c.tls->async_handshake(asio::ssl::stream_base::server, kAsTuple);

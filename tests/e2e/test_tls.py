@@ -277,14 +277,20 @@ def raw_starttls(port, greeting_lines, plain, expect):
     return tls, got
 
 
-def test_injection_smtp(tls_server):
-    # SMTP refuses STARTTLS that is not the last command of a group (RFC 2920 3.1): nothing runs after it.
-    sock = socket.create_connection(("127.0.0.1", tls_server.smtp), timeout=5)
+def smtp_after_ehlo(port):
+    """A raw SMTP connection past its greeting and EHLO: (socket, reader)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     f = sock.makefile("rb")
     f.readline()
     sock.sendall(b"EHLO x\r\n")
     while not f.readline().startswith(b"250 "):
         pass
+    return sock, f
+
+
+def test_injection_smtp(tls_server):
+    # SMTP refuses STARTTLS that is not the last command of a group (RFC 2920 3.1): nothing runs after it.
+    sock, f = smtp_after_ehlo(tls_server.smtp)
     sock.sendall(b"STARTTLS\r\nRSET\r\n")
     line = f.readline()
     assert line.startswith(b"554 5.5.0"), line
@@ -310,12 +316,7 @@ def test_injection_pop3(tls_server):
 def test_injection_smtp_after_220(tls_server):
     # The client's injected command arrives after the 220, before its ClientHello, in plaintext: Postern reads
     # it as (failed) TLS, so the handshake fails and the session ends; nothing is executed.
-    sock = socket.create_connection(("127.0.0.1", tls_server.smtp), timeout=5)
-    f = sock.makefile("rb")
-    f.readline()
-    sock.sendall(b"EHLO x\r\n")
-    while not f.readline().startswith(b"250 "):
-        pass
+    sock, f = smtp_after_ehlo(tls_server.smtp)
     sock.sendall(b"STARTTLS\r\n")
     assert f.readline().startswith(b"220 2.0.0")
     sock.sendall(b"MAIL FROM:<evil@x.test>\r\n")
@@ -400,3 +401,18 @@ def test_handshake_timeout(make_postern):
     assert time.time() - start < 5
     sock.close()
     p.wait_log("TLS handshake failed from 127.0.0.1: timeout")
+
+
+def test_reload_turning_tls_off_keeps_the_server_up(make_postern):
+    imaps = free_port()
+    p = make_postern(extra_config=f"imaps_listen = 127.0.0.1:{imaps}\n")
+    p.run("postconf", "-e", "ssl = no", "smtpd_tls_security_level = none")
+    p.proc.send_signal(signal.SIGHUP)
+    p.wait_log("reload -- configuration")
+    # The imaps listener stays bound until a restart; with no certificate left its clients are turned away.
+    rc, out = s_client(imaps, "-brief")
+    assert "Protocol version" not in out, out
+    p.wait_log("TLS connection from 127.0.0.1 refused: no certificate loaded")
+    s = smtplib.SMTP("127.0.0.1", p.port, timeout=10)
+    assert s.ehlo("client.test")[0] == 250 and not s.has_extn("starttls")
+    s.quit()
