@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(
   build-essential cmake g++ clang libclang-rt-14-dev clang-format
   libasio-dev libfmt-dev libssl-dev libcrypt-dev libpam0g-dev libargon2-dev libgtest-dev libgmock-dev zlib1g-dev
-  python3 python3-pytest python3-aiosmtpd python3-openssl
+  libunbound-dev dns-root-data
+  python3 python3-pytest python3-aiosmtpd python3-openssl python3-dnslib python3-dkim
   swaks postfix telnet curl
   dovecot-imapd dovecot-pop3d isync offlineimap3 fetchmail mutt
 )
