@@ -1,5 +1,7 @@
 #include "base/calendar.hpp"
 
+#include <ctime>
+
 #include "base/strings.hpp"
 
 namespace postern {
@@ -19,6 +21,15 @@ int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
   unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
   unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
   return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+std::string rfc5322_date(std::chrono::system_clock::time_point t) {
+  std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  localtime_r(&tt, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
+  return buf;
 }
 
 }  // namespace postern

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "base/calendar.hpp"
 #include "base/log.hpp"
 #include "base/strings.hpp"
 #include "cli/commands.hpp"
@@ -167,7 +168,7 @@ int cmd_sendmail(const std::string& dir, const Args& args) {
 
   // Headers a local submission gets when it lacks them (Postfix's cleanup adds the same).
   std::string added;
-  auto date = smtp::server::rfc5322_date(env.arrival);
+  auto date = rfc5322_date(env.arrival);
   if (!mime::find_field(fields, "From")) {
     std::string from = env.sender.empty() ? "MAILER-DAEMON@" + hostname : env.sender;
     added +=

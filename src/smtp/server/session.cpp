@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cassert>
-#include <ctime>
 
 #include <fmt/format.h>
 
 #include "auth/passdb.hpp"
+#include "base/calendar.hpp"
 #include "base/log.hpp"
 #include "base/strings.hpp"
 #include "mime/headers.hpp"
@@ -505,15 +505,6 @@ Step Session::sasl_outcome(auth::sasl::Outcome outcome) {
       break;
   }
   return error(Reply(538, "5.7.11", "Encryption required for requested authentication mechanism"));
-}
-
-std::string rfc5322_date(std::chrono::system_clock::time_point t) {
-  std::time_t tt = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  localtime_r(&tt, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
-  return buf;
 }
 
 std::string Session::received_header() const {

@@ -200,7 +200,4 @@ class Session {
 // How a storage error is answered (the one place SMTP maps store errors).
 proto::Reply delivery_reply(const store::StoreError& error, std::string_view queue_id);
 
-// RFC 5322 date-time of `t` in local time, e.g. "Tue, 24 Nov 2026 06:12:16 +0000 (UTC)".
-std::string rfc5322_date(std::chrono::system_clock::time_point t);
-
 }  // namespace postern::smtp::server
