@@ -1,6 +1,7 @@
 // fuzz/smtp_command.cpp: libFuzzer target for a client's byte stream: LineBuffer, parse_command and
 // Reply::render, with DATA and BDAT content taken as the session takes it. The stream is fed at once and in
-// pieces: both must give the same transcript; no reply or address may carry CR, LF or NUL.
+// pieces: both must give the same transcript; no reply or address may carry CR, LF or NUL; decoded DSN
+// parameters are printable and round-trip.
 
 #include <cstdint>
 #include <optional>
@@ -92,6 +93,15 @@ class Driver {
       POSTERN_FUZZ_CHECK(c.address.local.size() <= 64 && c.address.domain.size() <= 255);
       if (c.verb == Verb::kRcpt) POSTERN_FUZZ_CHECK(!c.address.null);
       transcript_ += '<' + addr + ">\n";
+      // ENVID and ORCPT go into DSN fields: printable US-ASCII only, and they encode back to what was sent.
+      std::string_view decoded[] = {
+          c.mail.envid ? std::string_view(*c.mail.envid) : std::string_view(),
+          c.rcpt.orcpt ? std::string_view(c.rcpt.orcpt->address) : std::string_view()};
+      for (std::string_view d : decoded) {
+        for (unsigned char ch : d) POSTERN_FUZZ_CHECK(ch >= 32 && ch <= 126);
+        POSTERN_FUZZ_CHECK(xtext_decode(xtext_encode(d)) == d);
+      }
+      if (c.rcpt.notify) POSTERN_FUZZ_CHECK(parse_notify(notify_text(c.rcpt.notify)) == c.rcpt.notify);
     }
     if (c.verb == Verb::kData) data_.emplace(0);
     if (c.verb == Verb::kBdat) bdat_left_ = c.chunk_size;

@@ -327,7 +327,13 @@ DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spoo
     q.arrival = env.arrival;
     q.sender = env.sender;
     q.client = env.client;
-    for (const auto& r : env.outbound) q.recipients.push_back({r, queue::RecipientState::kPending, {}});
+    q.envid = env.envid;
+    q.ret = env.ret;
+    for (const auto& r : env.outbound) {
+      auto dsn = env.dsn.find(r);
+      q.recipients.push_back(
+          {r, queue::RecipientState::kPending, {}, dsn == env.dsn.end() ? queue::DsnRequest{} : dsn->second});
+    }
     if (!spool.write_incoming(q, {received_header, content}, out.error)) {
       log::warning("queue", "{}: cannot queue: {}", env.queue_id, out.error.detail);
       return out;

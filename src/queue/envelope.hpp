@@ -2,8 +2,11 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <string>
 #include <vector>
+
+#include "queue/queue_file.hpp"
 
 namespace postern::queue {
 
@@ -14,6 +17,11 @@ struct Envelope {
   std::vector<std::string> outbound;    // for other domains: they go into the outbound queue
   std::chrono::system_clock::time_point arrival;
   std::string client;  // "host[address]" for logs; "local" for sendmail
+  // The DSN extension (RFC 3461): RET and ENVID from MAIL; NOTIFY and ORCPT of the recipients (in
+  // `recipients` or `outbound`) that gave them at RCPT.
+  smtp::proto::Ret ret = smtp::proto::Ret::kUnspecified;
+  std::string envid;
+  std::map<std::string, DsnRequest> dsn;
 };
 
 // A Postfix-style queue id: upper-case hex from the time and a counter, unique within this host.

@@ -36,10 +36,14 @@ std::string encode_head(const QueueFile& q, uint64_t message_size) {
   put(out, 'T', std::to_string(micros(q.arrival)));
   put(out, 'S', q.sender);
   if (!q.client.empty()) put(out, 'C', q.client);
+  if (!q.envid.empty()) put(out, 'e', q.envid);
+  if (q.ret != smtp::proto::Ret::kUnspecified) put(out, 'r', smtp::proto::ret_text(q.ret));
   put(out, 'Z', std::to_string(message_size));
   for (const auto& r : q.recipients) {
     put(out, static_cast<char>(r.state), r.address);
     if (!r.reason.empty()) put(out, 'W', r.reason);
+    if (r.dsn.notify) put(out, 'y', smtp::proto::notify_text(r.dsn.notify));
+    if (r.dsn.orcpt) put(out, 'o', r.dsn.orcpt->type + ";" + r.dsn.orcpt->address);
   }
   out += 'M';
   out += std::to_string(message_size);
@@ -61,7 +65,8 @@ Result<Decoded> decode(std::string_view bytes, bool envelope_only) {
   if (bytes.substr(0, kQueueFileMagic.size()) != kQueueFileMagic) return fail("not a Postern queue file", 0);
   Decoded d;
   QueueFile& q = d.envelope;
-  bool have_id = false, have_time = false, have_sender = false, have_size = false;
+  bool have_id = false, have_time = false, have_sender = false, have_size = false, have_envid = false,
+       have_ret = false;
   size_t pos = kQueueFileMagic.size();
   while (true) {
     if (pos >= bytes.size()) return fail("truncated", pos);
@@ -120,13 +125,39 @@ Result<Decoded> decode(std::string_view bytes, bool envelope_only) {
       case 'D':
       case 'F':
         if (value.empty()) return fail("empty recipient", start);
-        q.recipients.push_back({std::string(value), static_cast<RecipientState>(type), {}});
+        q.recipients.push_back({std::string(value), static_cast<RecipientState>(type), {}, {}});
         break;
       case 'W':
         if (q.recipients.empty() || !q.recipients.back().reason.empty() || value.empty())
           return fail("reason without a recipient", start);
         q.recipients.back().reason = value;
         break;
+      case 'e':
+        if (!once(have_envid) || value.empty()) return fail("bad ENVID record", start);
+        q.envid = value;
+        break;
+      case 'r': {
+        auto ret = smtp::proto::parse_ret(value);
+        if (!once(have_ret) || !ret) return fail("bad RET record", start);
+        q.ret = *ret;
+        break;
+      }
+      case 'y': {
+        auto notify = smtp::proto::parse_notify(value);
+        if (q.recipients.empty() || q.recipients.back().dsn.notify || !notify)
+          return fail("bad NOTIFY record", start);
+        q.recipients.back().dsn.notify = *notify;
+        break;
+      }
+      case 'o': {
+        size_t semi = value.find(';');
+        if (q.recipients.empty() || q.recipients.back().dsn.orcpt || semi == 0 || semi == value.npos ||
+            semi + 1 == value.size())
+          return fail("bad ORCPT record", start);
+        q.recipients.back().dsn.orcpt = {std::string(value.substr(0, semi)),
+                                         std::string(value.substr(semi + 1))};
+        break;
+      }
       default:
         if (type < 'a' || type > 'z') return fail("unknown record type", start);
         break;  // an optional record of a later version

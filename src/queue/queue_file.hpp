@@ -14,6 +14,11 @@
 //   R / D / F recipient   one or more: R still to deliver, D delivered, F failed for good
 //   W reason              optional, after a recipient: why its last delivery attempt was deferred
 //   M message             once, after the envelope: the message (LF line ends, as received)
+// Optional records of the DSN extension (RFC 3461), decoded from xtext:
+//   e ENVID               at most once
+//   r RET                 at most once: FULL or HDRS
+//   y NOTIFY              at most once after a recipient: NEVER, or e.g. SUCCESS,FAILURE,DELAY
+//   o ORCPT               at most once after a recipient: <address type>;<address>
 //   E end                 once, empty, last: a file without it is incomplete
 // A recipient's state changes in place by overwriting the type byte of its record (R -> D or F) and fsync;
 // any other change writes a new file and renames it over the old one.
@@ -24,20 +29,31 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "base/result.hpp"
+#include "smtp/proto/dsn_params.hpp"
 
 namespace postern::queue {
 
 enum class RecipientState : char { kPending = 'R', kDelivered = 'D', kFailed = 'F' };
 
+// What the client asked of delivery status notifications for one recipient (RFC 3461 NOTIFY, ORCPT).
+struct DsnRequest {
+  uint8_t notify = 0;  // smtp::proto::NotifyBits; 0: not given
+  std::optional<smtp::proto::OriginalRecipient> orcpt;
+
+  bool operator==(const DsnRequest&) const = default;
+};
+
 struct QueuedRecipient {
   std::string address;
   RecipientState state = RecipientState::kPending;
   std::string reason;  // of the last deferral; empty when none
+  DsnRequest dsn;
 
   bool operator==(const QueuedRecipient&) const = default;
 };
@@ -47,6 +63,8 @@ struct QueueFile {
   std::chrono::system_clock::time_point arrival;  // kept to the microsecond
   std::string sender;                             // empty: <>
   std::string client;
+  std::string envid;                                      // RFC 3461 ENVID; empty: none
+  smtp::proto::Ret ret = smtp::proto::Ret::kUnspecified;  // RFC 3461 RET
   std::vector<QueuedRecipient> recipients;
   uint64_t size = 0;  // of the message, set by decode
 

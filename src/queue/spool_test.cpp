@@ -30,7 +30,7 @@ class SpoolTest : public ::testing::Test {
     q.queue_id = std::move(id);
     q.arrival = std::chrono::system_clock::time_point(std::chrono::seconds(seconds));
     q.sender = "alice@example.test";
-    q.recipients = {{"bob@other.example", RecipientState::kPending, ""}};
+    q.recipients = {{"bob@other.example", RecipientState::kPending, "", {}}};
     return q;
   }
 

@@ -2,6 +2,8 @@
 
 #include <array>
 
+#include <fmt/format.h>
+
 #include "base/strings.hpp"
 
 namespace postern::smtp::proto {
@@ -47,8 +49,10 @@ bool valid_esmtp_value(std::string_view v) {
   return true;
 }
 
-// Parses the ESMTP parameters after a MAIL path. Returns an error reply, or nothing.
-std::optional<Reply> parse_mail_params(std::string_view s, MailParams& out, const ParseOptions& options) {
+// Splits ESMTP parameters ("KEY[=value] ...") and checks their syntax (RFC 5321 4.1.2), then hands each to
+// `take(key, value, has_value)`. Returns the first error reply, or nothing.
+template <typename Take>
+std::optional<Reply> parse_params(std::string_view s, Take take) {
   for (const auto& param : split_list(s, " ")) {
     std::string_view p = param;
     size_t eq = p.find('=');
@@ -56,25 +60,63 @@ std::optional<Reply> parse_mail_params(std::string_view s, MailParams& out, cons
     std::string_view value = eq == std::string_view::npos ? std::string_view() : p.substr(eq + 1);
     if (!valid_keyword(key) || (eq != std::string_view::npos && !valid_esmtp_value(value)))
       return Reply(501, "5.5.4", "Bad parameter syntax");
-    if (iequals(key, "SIZE")) {
-      unsigned long long n;
-      if (!parse_u64(value, n)) return Reply(501, "5.5.4", "Bad SIZE parameter");
-      out.size = n;
-    } else if (iequals(key, "BODY")) {
-      if (iequals(value, "7BIT")) {
-        out.body = Body::k7Bit;
-      } else if (iequals(value, "8BITMIME")) {
-        out.body = Body::k8BitMime;
-      } else {
-        return Reply(501, "5.5.4", "Unsupported BODY parameter");
-      }
-    } else if (iequals(key, "SMTPUTF8") && eq == std::string_view::npos && options.smtputf8_enabled) {
-      out.smtputf8 = true;
-    } else {
-      return Reply(555, "5.5.4", "Unsupported option: " + printable(key, 40));
-    }
+    if (auto e = take(key, value, eq != std::string_view::npos)) return e;
   }
   return std::nullopt;
+}
+
+Reply unsupported(std::string_view key) {
+  return Reply(555, "5.5.4", "Unsupported option: " + printable(key, 40));
+}
+
+// A DSN parameter given twice or with a bad value (RFC 3461 4: 501, as Postfix).
+Reply bad_dsn(std::string_view name) {
+  return Reply(501, "5.5.4", fmt::format("Bad {} parameter syntax", name));
+}
+
+std::optional<Reply> parse_mail_params(std::string_view s, MailParams& out, const ParseOptions& options) {
+  return parse_params(
+      s, [&](std::string_view key, std::string_view value, bool has_value) -> std::optional<Reply> {
+        if (iequals(key, "SIZE")) {
+          unsigned long long n;
+          if (!parse_u64(value, n)) return Reply(501, "5.5.4", "Bad SIZE parameter");
+          out.size = n;
+        } else if (iequals(key, "BODY")) {
+          if (iequals(value, "7BIT")) {
+            out.body = Body::k7Bit;
+          } else if (iequals(value, "8BITMIME")) {
+            out.body = Body::k8BitMime;
+          } else {
+            return Reply(501, "5.5.4", "Unsupported BODY parameter");
+          }
+        } else if (iequals(key, "SMTPUTF8") && !has_value && options.smtputf8_enabled) {
+          out.smtputf8 = true;
+        } else if (iequals(key, "RET")) {
+          auto ret = parse_ret(value);
+          if (out.ret != Ret::kUnspecified || !ret) return bad_dsn("RET");
+          out.ret = *ret;
+        } else if (iequals(key, "ENVID")) {
+          if (out.envid || !(out.envid = parse_envid(value))) return bad_dsn("ENVID");
+        } else {
+          return unsupported(key);
+        }
+        return std::nullopt;
+      });
+}
+
+std::optional<Reply> parse_rcpt_params(std::string_view s, RcptParams& out) {
+  return parse_params(s, [&](std::string_view key, std::string_view value, bool) -> std::optional<Reply> {
+    if (iequals(key, "NOTIFY")) {
+      auto notify = parse_notify(value);
+      if (out.notify || !notify) return bad_dsn("NOTIFY");
+      out.notify = *notify;
+    } else if (iequals(key, "ORCPT")) {
+      if (out.orcpt || !(out.orcpt = parse_orcpt(value))) return bad_dsn("ORCPT");
+    } else {
+      return unsupported(key);
+    }
+    return std::nullopt;
+  });
 }
 
 // "FROM:" / "TO:" followed by optional spaces (Postfix accepts "mail from: user@host").
@@ -160,9 +202,8 @@ ParseResult parse_command(std::string_view line, const ParseOptions& options) {
         r.error = address_error_reply(path.error, false);
         break;
       }
-      if (!path.rest.empty()) {
-        auto params = split_list(path.rest, " ");
-        r.error = Reply(555, "5.5.4", "Unsupported option: " + printable(params.front(), 40));
+      if (auto e = parse_rcpt_params(path.rest, c.rcpt)) {
+        r.error = *e;
         break;
       }
       c.address = std::move(path.address);

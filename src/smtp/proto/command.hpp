@@ -1,7 +1,6 @@
-// smtp/proto/command.hpp: parses one SMTP command line (RFC 5321 4.1, RFC 1870, 6152, 6531, 3030) into a
-// typed Command or the reply that refuses it. Pure; no I/O.
-// Security: untrusted input; the line has already been bounded by LineBuffer. Fuzzed by
-// fuzz/smtp_command.cpp.
+// smtp/proto/command.hpp: parses one SMTP command line (RFC 5321 4.1, RFC 1870, 6152, 6531, 3030, 3461) into
+// a typed Command or the reply that refuses it. Pure; no I/O. Security: untrusted input; the line has already
+// been bounded by LineBuffer. Fuzzed by fuzz/smtp_command.cpp.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +10,7 @@
 #include <vector>
 
 #include "smtp/proto/address.hpp"
+#include "smtp/proto/dsn_params.hpp"
 #include "smtp/proto/reply.hpp"
 
 namespace postern::smtp::proto {
@@ -36,9 +36,16 @@ enum class Verb {
 enum class Body { kDefault, k7Bit, k8BitMime, kBinaryMime };
 
 struct MailParams {
-  std::optional<uint64_t> size;  // SIZE=
-  Body body = Body::kDefault;    // BODY=
-  bool smtputf8 = false;         // SMTPUTF8
+  std::optional<uint64_t> size;      // SIZE=
+  Body body = Body::kDefault;        // BODY=
+  bool smtputf8 = false;             // SMTPUTF8
+  Ret ret = Ret::kUnspecified;       // RET= (RFC 3461)
+  std::optional<std::string> envid;  // ENVID=, decoded
+};
+
+struct RcptParams {
+  uint8_t notify = 0;                      // NOTIFY= (NotifyBits), 0 when absent
+  std::optional<OriginalRecipient> orcpt;  // ORCPT=, decoded
 };
 
 struct Command {
@@ -47,6 +54,7 @@ struct Command {
   std::string arg;          // the text after the verb (HELO domain, VRFY argument, AUTH data, ...)
   Address address;          // MAIL / RCPT
   MailParams mail;          // MAIL
+  RcptParams rcpt;          // RCPT
   uint64_t chunk_size = 0;  // BDAT
   bool last = false;        // BDAT ... LAST
 };

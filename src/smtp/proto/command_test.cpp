@@ -36,6 +36,71 @@ TEST(Command, MailParameters) {
   EXPECT_EQ(parse("MAIL FROM:<a@b.c> SIZE=99999999999999999999999").error->code, 501);
 }
 
+TEST(Command, DsnMailParameters) {
+  auto m = parse("MAIL FROM:<a@x.example> RET=HDRS ENVID=QQ314159+2B1 SIZE=10");
+  ASSERT_FALSE(m.error) << m.error->render();
+  EXPECT_EQ(m.command.mail.ret, Ret::kHdrs);
+  EXPECT_EQ(m.command.mail.envid, "QQ314159+1");
+  EXPECT_EQ(*m.command.mail.size, 10u);
+  auto plain = parse("MAIL FROM:<a@x.example>");
+  EXPECT_EQ(plain.command.mail.ret, Ret::kUnspecified);
+  EXPECT_FALSE(plain.command.mail.envid);
+  EXPECT_EQ(parse("mail from:<> ret=full").command.mail.ret, Ret::kFull);
+}
+
+TEST(Command, DsnRcptParameters) {
+  auto r = parse("RCPT TO:<b@elsewhere.example> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;B+40elsewhere.example");
+  ASSERT_FALSE(r.error) << r.error->render();
+  EXPECT_EQ(r.command.rcpt.notify, kNotifySuccess | kNotifyDelay);
+  ASSERT_TRUE(r.command.rcpt.orcpt);
+  EXPECT_EQ(r.command.rcpt.orcpt->type, "rfc822");
+  EXPECT_EQ(r.command.rcpt.orcpt->address, "B@elsewhere.example");
+  EXPECT_EQ(parse("RCPT TO:<b@e.example> notify=never").command.rcpt.notify, kNotifyNever);
+  EXPECT_EQ(parse("RCPT TO:<b@e.example>").command.rcpt.notify, 0);
+}
+
+TEST(Command, DsnParameterErrors) {
+  struct Case {
+    const char* line;
+    const char* reply;
+  };
+  const Case cases[] = {
+      {"MAIL FROM:<a@x.example> RET=HEADERS", "501 5.5.4 Bad RET parameter syntax"},
+      {"MAIL FROM:<a@x.example> RET", "501 5.5.4 Bad RET parameter syntax"},
+      {"MAIL FROM:<a@x.example> RET=FULL RET=FULL", "501 5.5.4 Bad RET parameter syntax"},
+      {"MAIL FROM:<a@x.example> RET=FULL ret=HDRS", "501 5.5.4 Bad RET parameter syntax"},
+      {"MAIL FROM:<a@x.example> ENVID=a ENVID=b", "501 5.5.4 Bad ENVID parameter syntax"},
+      {"MAIL FROM:<a@x.example> ENVID", "501 5.5.4 Bad ENVID parameter syntax"},
+      {"MAIL FROM:<a@x.example> ENVID=a+0Db", "501 5.5.4 Bad ENVID parameter syntax"},
+      {"MAIL FROM:<a@x.example> ENVID=a+2", "501 5.5.4 Bad ENVID parameter syntax"},
+      {"MAIL FROM:<a@x.example> ENVID=a=b", "501 5.5.4 Bad parameter syntax"},
+      {"MAIL FROM:<a@x.example> NOTIFY=NEVER", "555 5.5.4 Unsupported option: NOTIFY"},
+      {"RCPT TO:<b@x.example> NOTIFY=NEVER,SUCCESS", "501 5.5.4 Bad NOTIFY parameter syntax"},
+      {"RCPT TO:<b@x.example> NOTIFY=SOMETIMES", "501 5.5.4 Bad NOTIFY parameter syntax"},
+      {"RCPT TO:<b@x.example> NOTIFY", "501 5.5.4 Bad NOTIFY parameter syntax"},
+      {"RCPT TO:<b@x.example> NOTIFY=FAILURE NOTIFY=FAILURE", "501 5.5.4 Bad NOTIFY parameter syntax"},
+      {"RCPT TO:<b@x.example> ORCPT=b@x.example", "501 5.5.4 Bad ORCPT parameter syntax"},
+      {"RCPT TO:<b@x.example> ORCPT=rfc822;", "501 5.5.4 Bad ORCPT parameter syntax"},
+      {"RCPT TO:<b@x.example> ORCPT=rfc822;b+0A", "501 5.5.4 Bad ORCPT parameter syntax"},
+      {"RCPT TO:<b@x.example> ORCPT=rfc822;b ORCPT=rfc822;b", "501 5.5.4 Bad ORCPT parameter syntax"},
+      {"RCPT TO:<b@x.example> RET=FULL", "555 5.5.4 Unsupported option: RET"},
+      {"RCPT TO:<b@x.example> ENVID=x", "555 5.5.4 Unsupported option: ENVID"},
+  };
+  for (const auto& c : cases) {
+    auto r = parse(c.line);
+    ASSERT_TRUE(r.error) << c.line;
+    std::string got = r.error->render();
+    EXPECT_EQ(got.substr(0, got.size() - 2), c.reply) << c.line;
+  }
+  // The lengths RFC 3461 allows, counted on the wire: ENVID 100, ORCPT 500.
+  std::string envid(kMaxEnvidLength, 'e');
+  EXPECT_FALSE(parse("MAIL FROM:<a@x.example> ENVID=" + envid).error);
+  EXPECT_EQ(parse("MAIL FROM:<a@x.example> ENVID=" + envid + "e").error->code, 501);
+  std::string orcpt = "rfc822;" + std::string(kMaxOrcptLength - 7, 'o');
+  EXPECT_FALSE(parse("RCPT TO:<b@x.example> ORCPT=" + orcpt).error);
+  EXPECT_EQ(parse("RCPT TO:<b@x.example> ORCPT=" + orcpt + "o").error->code, 501);
+}
+
 TEST(Command, Utf8SenderOnlyWithSmtputf8) {
   EXPECT_FALSE(parse("MAIL FROM:<jörg@example.org> SMTPUTF8").error);
   auto e = parse("MAIL FROM:<jörg@example.org>");
@@ -48,7 +113,7 @@ TEST(Command, Errors) {
   EXPECT_EQ(parse("FOO").error->code, 500);
   EXPECT_EQ(parse("MAIL TO:<a@b>").error->code, 501);
   EXPECT_EQ(parse("RCPT TO:<>").error->code, 501);
-  EXPECT_EQ(parse("RCPT TO:<a@b.c> NOTIFY=NEVER").error->code, 555);
+  EXPECT_EQ(parse("RCPT TO:<a@b.c> FOO=bar").error->code, 555);
   EXPECT_EQ(parse("HELO").error->code, 501);
   EXPECT_EQ(parse("DATA x").error->code, 501);
   auto nul = parse(std::string_view("NOOP\0x", 6));
@@ -100,6 +165,22 @@ TEST(LineBuffer, EverySplitGivesTheSameLines) {
   std::string input = "EHLO x\r\nMAIL FROM:<a@b>\nRCPT TO:<c@d>\r\n" + std::string(100, 'z') + "\r\nQUIT\r\n";
   std::vector<std::string> expect = {"EHLO x", "MAIL FROM:<a@b>", "RCPT TO:<c@d>", "!", "QUIT"};
   for (size_t i = 0; i <= input.size(); ++i) EXPECT_EQ(lines_of(input, i, 64), expect) << "split at " << i;
+}
+
+TEST(Command, DsnParametersArriveWhateverTheSplit) {
+  std::string input =
+      "MAIL FROM:<a@x.example> RET=HDRS ENVID=abc+2B\r\nRCPT TO:<b@y.example> NOTIFY=FAILURE "
+      "ORCPT=rfc822;b@y.example\r\n";
+  for (size_t i = 0; i <= input.size(); ++i) {
+    auto lines = lines_of(input, i, 512);
+    ASSERT_EQ(lines.size(), 2u) << i;
+    auto m = parse(lines[0]);
+    auto r = parse(lines[1]);
+    ASSERT_FALSE(m.error || r.error) << i;
+    EXPECT_EQ(m.command.mail.envid, "abc+");
+    EXPECT_EQ(r.command.rcpt.notify, kNotifyFailure);
+    EXPECT_EQ(r.command.rcpt.orcpt->address, "b@y.example");
+  }
 }
 
 TEST(LineBuffer, HugeLineIsDroppedWithBoundedMemory) {

@@ -242,6 +242,7 @@ Step Session::on_helo(const Command& c, bool extended) {
   if (settings_.tls_level != TlsLevel::kNone && !tls_.active) r.lines.push_back("STARTTLS");
   r.lines.push_back("ENHANCEDSTATUSCODES");
   r.lines.push_back("8BITMIME");
+  r.lines.push_back("DSN");
   if (settings_.smtputf8) r.lines.push_back("SMTPUTF8");
   r.lines.push_back("CHUNKING");
   // With TLS required, AUTH is offered only inside TLS (Postfix's encrypt level implies smtpd_tls_auth_only).
@@ -271,7 +272,8 @@ Step Session::on_mail(const Command& c) {
   if (settings_.helo_required && helo_.empty())
     return error(Reply(503, "5.5.1", "Error: send HELO/EHLO first"));
   if (mail_given_) return error(Reply(503, "5.5.1", "Error: nested MAIL command"));
-  if (!esmtp_ && (c.mail.size || c.mail.body != proto::Body::kDefault || c.mail.smtputf8))
+  if (!esmtp_ && (c.mail.size || c.mail.body != proto::Body::kDefault || c.mail.smtputf8 ||
+                  c.mail.ret != proto::Ret::kUnspecified || c.mail.envid))
     return error(Reply(555, "5.5.4", "Unsupported option: ESMTP parameters need EHLO"));
   if (c.mail.size && settings_.message_size_limit && *c.mail.size > settings_.message_size_limit)
     return error(Reply(552, "5.3.4", "Message size exceeds fixed limit"));
@@ -282,6 +284,8 @@ Step Session::on_mail(const Command& c) {
   envelope_.queue_id = queue::new_queue_id();
   envelope_.arrival = std::chrono::system_clock::now();
   envelope_.client = client_.log_name();
+  envelope_.ret = c.mail.ret;
+  envelope_.envid = c.mail.envid.value_or("");
   if (!c.address.null) {
     proto::Address a = c.address;
     if (a.domain.empty()) a.domain = settings_.myorigin;
@@ -295,6 +299,8 @@ Step Session::on_mail(const Command& c) {
 
 Step Session::on_rcpt(const Command& c) {
   if (!mail_given_) return error(Reply(503, "5.5.1", "Error: need MAIL command"));
+  if (!esmtp_ && (c.rcpt.notify || c.rcpt.orcpt))
+    return error(Reply(555, "5.5.4", "Unsupported option: ESMTP parameters need EHLO"));
   ++rcpt_attempts_;
   proto::Address a = c.address;
   if (a.domain.empty()) a.domain = settings_.myorigin;
@@ -335,7 +341,11 @@ Step Session::on_rcpt(const Command& c) {
   // Sender-specified routing to one of our domains is never followed, whoever asks (no percent hack, no
   // bang paths, no source routes in local parts).
   if (f.ours && f.routed) return reject(relay_denied_reply(rcpt));
+  auto remember_dsn = [&](const std::string& address) {
+    if (c.rcpt.notify || c.rcpt.orcpt) envelope_.dsn[address] = {c.rcpt.notify, c.rcpt.orcpt};
+  };
   if (!f.ours) {
+    remember_dsn(rcpt);
     envelope_.outbound.push_back(rcpt);
     return reply(Reply(250, "2.1.5", "Ok"));
   }
@@ -354,6 +364,7 @@ Step Session::on_rcpt(const Command& c) {
       return refuse(451, "4.3.0", "Recipient address rejected: cannot deliver to this address");
   }
   a.domain = domain;
+  remember_dsn(a.str());
   envelope_.recipients.push_back(a.str());
   return reply(Reply(250, "2.1.5", "Ok"));
 }

@@ -86,7 +86,7 @@ TEST(Session, GreetingAndEhlo) {
   std::string r = s.replies.front().render();
   EXPECT_EQ(r,
             "250-mx.example.test\r\n250-PIPELINING\r\n250-SIZE 100\r\n250-VRFY\r\n250-ENHANCEDSTATUSCODES\r\n"
-            "250-8BITMIME\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n");
+            "250-8BITMIME\r\n250-DSN\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n");
   d.cmd("HELO client.example", "250 mx.example.test");
 }
 
@@ -327,6 +327,44 @@ TEST(Relay, LocalAndRemoteRecipientsInOneMessage) {
   EXPECT_EQ(d.session_.data_done().next, Next::kDeliver);
   EXPECT_EQ(d.session_.envelope().recipients, std::vector<std::string>{"alice@example.test"});
   EXPECT_EQ(d.session_.envelope().outbound, std::vector<std::string>{"friend@other.example"});
+}
+
+TEST(Session, DsnParametersAreKeptPerRecipient) {
+  Dialogue d(Dialogue::defaults(), "::1");
+  d.cmd("EHLO c", "250-mx.example.test");
+  d.cmd("MAIL FROM:<alice@example.test> RET=HDRS ENVID=abc+2B", "250 2.1.0 Ok");
+  d.cmd("RCPT TO:<alice> NOTIFY=SUCCESS ORCPT=rfc822;team+40example.test", "250 2.1.5 Ok");
+  d.cmd("RCPT TO:<friend@other.example> NOTIFY=NEVER,DELAY", "501 5.5.4 Bad NOTIFY parameter syntax");
+  d.cmd("RCPT TO:<friend@other.example> NOTIFY=FAILURE,DELAY", "250 2.1.5 Ok");
+  const auto& env = d.session_.envelope();
+  EXPECT_EQ(env.ret, proto::Ret::kHdrs);
+  EXPECT_EQ(env.envid, "abc+");
+  ASSERT_EQ(env.dsn.size(), 2u);
+  const auto& alice = env.dsn.at("alice@example.test");
+  EXPECT_EQ(alice.notify, proto::kNotifySuccess);
+  EXPECT_EQ(alice.orcpt, (proto::OriginalRecipient{"rfc822", "team@example.test"}));
+  EXPECT_EQ(env.dsn.at("friend@other.example").notify, proto::kNotifyFailure | proto::kNotifyDelay);
+  EXPECT_FALSE(env.dsn.at("friend@other.example").orcpt);
+  // A new transaction forgets them.
+  d.cmd("RSET", "250 2.0.0 Ok");
+  d.cmd("MAIL FROM:<alice@example.test>", "250 2.1.0 Ok");
+  d.cmd("RCPT TO:<friend@other.example>", "250 2.1.5 Ok");
+  EXPECT_EQ(d.session_.envelope().ret, proto::Ret::kUnspecified);
+  EXPECT_TRUE(d.session_.envelope().envid.empty() && d.session_.envelope().dsn.empty());
+}
+
+TEST(Session, DsnParametersNeedEhlo) {
+  Dialogue d(Dialogue::defaults(), "::1");
+  d.cmd("HELO c", "250 mx.example.test");
+  d.cmd("MAIL FROM:<alice@example.test> RET=FULL",
+        "555 5.5.4 Unsupported option: ESMTP parameters need EHLO");
+  d.cmd("MAIL FROM:<alice@example.test> ENVID=x", "555 5.5.4 Unsupported option: ESMTP parameters need EHLO");
+  d.cmd("MAIL FROM:<alice@example.test>", "250 2.1.0 Ok");
+  d.cmd("RCPT TO:<friend@other.example> NOTIFY=NEVER",
+        "555 5.5.4 Unsupported option: ESMTP parameters need EHLO");
+  d.cmd("RCPT TO:<friend@other.example> ORCPT=rfc822;friend@other.example",
+        "555 5.5.4 Unsupported option: ESMTP parameters need EHLO");
+  d.cmd("RCPT TO:<friend@other.example>", "250 2.1.5 Ok");
 }
 
 TEST(Relay, AuthenticatedUsersMayRelay) {
