@@ -32,6 +32,10 @@ constexpr std::array kParameters = std::to_array<Parameter>({
      "PAM service that checks system users' passwords when /etc/pam.d/<service> exists; else shadow + crypt "
      "(Postern)",
      true},
+    {"bounce_size_limit", kSize, "50000",
+     "largest original message returned whole in a delivery status notification; a larger one is returned as "
+     "its header only (Postfix)",
+     true},
     {"broken_sasl_auth_clients", kBool, "no", "also announce AUTH in the obsolete AUTH=LOGIN PLAIN form",
      true},
     {"delivery_threads", kInt, "16", "threads that write and fsync mail into Maildirs (Postern)", true},
