@@ -244,6 +244,14 @@ DIALOGUES = {
     "smtputf8_8bitmime": ["EHLO client.example", "MAIL FROM:<s\u00e9nder@elsewhere.example> SMTPUTF8 BODY=8BITMIME",
                           f"RCPT TO:<alice@{DOMAIN}>", "DATA",
                           "Subject: caf\u00e9\r\n\r\nna\u00efve\r\n.", "QUIT"],
+    # The DSN extension (RFC 3461): good parameters taken, bad values and repeats refused alike.
+    "dsn_parameters": ["EHLO client.example", f"{MAIL} RET=HDRS ENVID=abc+2B",
+                       f"RCPT TO:<alice@{DOMAIN}> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;alice+40{DOMAIN}",
+                       f"RCPT TO:<bob@{DOMAIN}> NOTIFY=NEVER,SUCCESS", f"RCPT TO:<bob@{DOMAIN}> NOTIFY=SOMETIMES",
+                       f"RCPT TO:<bob@{DOMAIN}> NOTIFY=DELAY NOTIFY=DELAY", f"RCPT TO:<bob@{DOMAIN}> ORCPT=bob",
+                       f"RCPT TO:<bob@{DOMAIN}> ORCPT=rfc822;bob ORCPT=rfc822;bob",
+                       f"RCPT TO:<bob@{DOMAIN}> NOTIFY=NEVER", "RSET", f"{MAIL} RET=FULL RET=FULL",
+                       f"{MAIL} RET=NONE", f"{MAIL} ENVID=a ENVID=b", f"{MAIL} ENVID=a+0Db", "QUIT"],
     "bdat": ["EHLO client.example", MAIL, f"RCPT TO:<alice@{DOMAIN}>",
              b"BDAT 24 LAST\r\nSubject: bdat\r\n\r\nhello\r\n", "QUIT"],
 }
