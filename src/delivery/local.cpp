@@ -5,8 +5,12 @@
 
 #include <chrono>
 
+#include <fmt/format.h>
+
+#include "base/calendar.hpp"
 #include "base/log.hpp"
 #include "base/strings.hpp"
+#include "queue/dsn.hpp"
 #include "store/maildir/mailbox.hpp"
 
 namespace postern::delivery {
@@ -316,6 +320,58 @@ DeliveryOutcome LocalDelivery::deliver(const queue::Envelope& env, std::string_v
 }  // namespace postern::delivery
 
 namespace postern::delivery {
+namespace {
+
+// The success DSN for the local recipients of `env` that asked for one; its own failure is only logged.
+void report_delivered(LocalDelivery& local, const queue::Spool& spool, const queue::Envelope& env,
+                      std::string_view received_header, std::string_view content) {
+  queue::DsnInput in;
+  for (const auto& r : env.recipients) {
+    auto asked = env.dsn.find(r);
+    if (asked == env.dsn.end() ||
+        !queue::wants_dsn(env.sender, asked->second.notify, queue::DsnAction::kDelivered, false))
+      continue;
+    queue::DsnRecipient d;
+    d.final_recipient = r;
+    d.original = asked->second.orcpt;
+    d.action = queue::DsnAction::kDelivered;
+    d.status = "2.0.0";
+    d.diagnostic = "X-Postern; delivered to mailbox";
+    d.explanation = "delivered to mailbox";
+    in.recipients.push_back(std::move(d));
+  }
+  if (in.recipients.empty()) return;
+  in.reporting_mta = local.myhostname();
+  in.queue_id = env.queue_id;
+  in.arrival = env.arrival;
+  in.sender = env.sender;
+  in.envid = env.envid;
+  in.ret = env.ret;
+  in.now = std::chrono::system_clock::now();
+  std::string dsn = queue::compose_dsn(in, std::string(received_header) + std::string(content));
+  queue::Envelope notice;  // from the null sender: no report about the report
+  notice.queue_id = queue::new_queue_id();
+  notice.arrival = in.now;
+  notice.client = "local";
+  std::string local_part, domain;
+  split_address(env.sender, local_part, domain);
+  if (local.resolve(local_part, domain).status == RcptStatus::kLocal) {
+    notice.recipients = {env.sender};
+  } else {
+    notice.outbound = {env.sender};
+  }
+  std::string header =
+      fmt::format("Received: by {}\n\tid {}; {}\n", in.reporting_mta, notice.queue_id, rfc5322_date(in.now));
+  auto outcome = deliver_and_queue(local, spool, notice, header, dsn);
+  if (outcome.error.ok()) {
+    log::info("bounce", "{}: sender delivery status notification: {}", env.queue_id, notice.queue_id);
+  } else {
+    log::warning("bounce", "{}: cannot send the delivery status notification: {}", env.queue_id,
+                 outcome.error.detail);
+  }
+}
+
+}  // namespace
 
 DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spool, const queue::Envelope& env,
                                   std::string_view received_header, std::string_view content) {
@@ -359,6 +415,7 @@ DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spoo
                 "not available yet)",
                 env.queue_id, r, size);
   }
+  report_delivered(local, spool, env, received_header, content);
   return out;
 }
 

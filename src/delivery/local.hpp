@@ -66,6 +66,7 @@ class LocalDelivery {
   bool is_local_domain(std::string_view domain) const;
   bool is_virtual_domain(std::string_view domain) const;
   const std::string& myorigin() const { return myorigin_; }
+  const std::string& myhostname() const { return myhostname_; }
 
  private:
   // `no_alias`: the address is an alias's own target ("alice: alice, archive"): no alias lookup again.
@@ -92,6 +93,8 @@ class LocalDelivery {
 // A received message: env.outbound goes into the queue, env.recipients into their mailboxes, and success only
 // when both are durable. Order: queue file into incoming/ (fsync), local delivery, queue file into deferred/.
 // A failure removes the queue file; a crash leaves it in incoming/, never acknowledged.
+// Then local recipients that asked NOTIFY=SUCCESS (RFC 3461) are reported "delivered" to the sender, as
+// Postfix's local(8) does: the DSN goes the same way, into the sender's mailbox or the queue.
 DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spool, const queue::Envelope& env,
                                   std::string_view received_header, std::string_view content);
 

@@ -1,10 +1,12 @@
 """The SMTP DSN extension on the server side (RFC 3461): EHLO lists DSN; RET and ENVID on MAIL, NOTIFY and ORCPT
 on RCPT are checked as the RFC and Postfix check them and kept with each recipient in the outbound queue file
 (records e, r, y and o: src/queue/queue_file.hpp), where the queue manager finds them when it reports on
-delivery.
+delivery.  A local recipient that asked NOTIFY=SUCCESS is reported "delivered" to the sender at once (RFC 3464
+report, read back with Python's email package), into the sender's mailbox or the outbound queue.
 
 The client is 127.0.0.1, inside the default mynetworks: mail to other domains is queued.
 """
+import email
 import os
 import smtplib
 
@@ -132,3 +134,73 @@ def test_dsn_parameters_need_ehlo(server):
     assert c.cmd("RCPT TO:<b@elsewhere.example> NOTIFY=NEVER")[1][-1] == (
         "555 5.5.4 Unsupported option: ESMTP parameters need EHLO")
     c.cmd("QUIT")
+
+
+def delivered_report(raw):
+    """The parts of a success DSN, checked with Python's email package: (top, [blocks], returned headers)."""
+    m = email.message_from_bytes(raw)
+    assert m.get_content_type() == "multipart/report" and m.get_param("report-type") == "delivery-status"
+    assert m["Subject"] == "Successful Mail Delivery Report"
+    assert m["From"] == f"MAILER-DAEMON@mail.{DOMAIN} (Mail Delivery System)"
+    assert m["Auto-Submitted"] == "auto-replied"
+    parts = m.get_payload()
+    assert [p.get_content_type() for p in parts] == ["text/plain", "message/delivery-status", "text/rfc822-headers"]
+    assert not m.defects and not any(p.defects for p in m.walk())
+    return m, parts[1].get_payload(), parts[2].get_payload()
+
+
+def test_notify_success_for_a_local_recipient_reaches_a_local_sender(server):
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.ehlo("client.example")
+        s.mail(f"alice@{DOMAIN}", ["ENVID=order+2B42"])
+        assert s.rcpt(f"bob@{DOMAIN}", ["NOTIFY=SUCCESS", f"ORCPT=rfc822;Bob@{DOMAIN}"])[0] == 250
+        code, msg = s.data(MSG)
+    assert code == 250
+    queue_id = msg.decode().rsplit(" ", 1)[1]
+    assert len(server.messages("bob")) == 1
+    server.wait_log(f"{queue_id}: sender delivery status notification")
+    (report,) = server.messages("alice")
+    assert report.startswith(b"Return-Path: <>\n")
+    m, blocks, returned = delivered_report(report)
+    assert m["To"] == f"alice@{DOMAIN}"
+    assert blocks[0]["Reporting-MTA"] == f"dns; mail.{DOMAIN}"
+    assert blocks[0]["X-Postern-Queue-ID"] == queue_id
+    assert blocks[0]["Original-Envelope-Id"] == "order+42"
+    assert blocks[1]["Final-Recipient"] == f"rfc822; bob@{DOMAIN}"
+    assert blocks[1]["Original-Recipient"] == f"rfc822;Bob@{DOMAIN}"
+    assert blocks[1]["Action"] == "delivered" and blocks[1]["Status"] == "2.0.0"
+    assert "Subject: dsn test" in returned and "hello" not in returned  # the header only
+
+
+def test_notify_success_for_a_remote_sender_is_queued_from_the_null_sender(server):
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.ehlo("client.example")
+        s.mail("a@x.example")
+        assert s.rcpt(f"bob@{DOMAIN}", ["NOTIFY=SUCCESS,FAILURE"])[0] == 250
+        assert s.rcpt(f"alice@{DOMAIN}", ["NOTIFY=FAILURE"])[0] == 250
+        code, msg = s.data(MSG)
+    assert code == 250
+    queue_id = msg.decode().rsplit(" ", 1)[1]
+    log = server.wait_log(f"{queue_id}: sender delivery status notification: ")
+    notice_id = log.split(f"{queue_id}: sender delivery status notification: ", 1)[1].split()[0]
+    with open(os.path.join(server.root, "queue", "deferred", notice_id), "rb") as f:
+        data = f.read()
+    recs = records(data)
+    assert ("S", "") in recs and ("R", "a@x.example") in recs
+    _, blocks, _ = delivered_report(data.split(b"\nM", 1)[1].split(b":", 1)[1][: -len(b"\nE0:\n")])
+    assert [b["Final-Recipient"] for b in blocks[1:]] == [f"rfc822; bob@{DOMAIN}"]  # alice did not ask
+
+
+@pytest.mark.parametrize("sender,notify", [("", "SUCCESS"), (f"alice@{DOMAIN}", "FAILURE,DELAY"),
+                                           (f"alice@{DOMAIN}", "NEVER"), (f"alice@{DOMAIN}", None)])
+def test_no_success_report_unless_asked_and_never_to_the_null_sender(server, sender, notify):
+    with smtplib.SMTP("127.0.0.1", server.port) as s:
+        s.ehlo("client.example")
+        s.mail(sender)
+        assert s.rcpt(f"bob@{DOMAIN}", [f"NOTIFY={notify}"] if notify else [])[0] == 250
+        code, msg = s.data(MSG)
+    assert code == 250
+    assert len(server.messages("bob")) == 1
+    assert server.messages("alice") == []
+    assert os.listdir(os.path.join(server.root, "queue", "deferred")) == []
+    assert "delivery status notification" not in server.log()
