@@ -52,6 +52,7 @@ LocalDelivery::LocalDelivery(const config::Config& config)
       virtual_base_(config.get_path("virtual_mailbox_base")),
       delimiter_(config.get("recipient_delimiter")),
       mailbox_size_limit_(static_cast<uint64_t>(config.get_int("mailbox_size_limit"))),
+      bounce_size_limit_(static_cast<uint64_t>(config.get_int("bounce_size_limit"))),
       passwd_(config.get_path("passwd_file")) {
   for (const auto& d : config.get_list("mydestination")) mydestination_.insert(to_lower(d));
   for (const auto& d : config.get_list("virtual_mailbox_domains")) virtual_domains_.insert(to_lower(d));
@@ -348,6 +349,7 @@ void report_delivered(LocalDelivery& local, const queue::Spool& spool, const que
   in.envid = env.envid;
   in.ret = env.ret;
   in.now = std::chrono::system_clock::now();
+  in.size_limit = local.bounce_size_limit();
   std::string dsn = queue::compose_dsn(in, std::string(received_header) + std::string(content));
   queue::Envelope notice;  // from the null sender: no report about the report
   notice.queue_id = queue::new_queue_id();

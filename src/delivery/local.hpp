@@ -67,6 +67,7 @@ class LocalDelivery {
   bool is_virtual_domain(std::string_view domain) const;
   const std::string& myorigin() const { return myorigin_; }
   const std::string& myhostname() const { return myhostname_; }
+  uint64_t bounce_size_limit() const { return bounce_size_limit_; }
 
  private:
   // `no_alias`: the address is an alias's own target ("alice: alice, archive"): no alias lookup again.
@@ -83,6 +84,7 @@ class LocalDelivery {
   std::string virtual_base_;
   std::string delimiter_;
   uint64_t mailbox_size_limit_;
+  uint64_t bounce_size_limit_;
   std::vector<std::unique_ptr<AliasTable>> aliases_;
   std::vector<std::unique_ptr<AliasTable>> virtual_aliases_;
   std::set<std::string> virtual_alias_domains_;

@@ -204,3 +204,17 @@ def test_no_success_report_unless_asked_and_never_to_the_null_sender(server, sen
     assert server.messages("alice") == []
     assert os.listdir(os.path.join(server.root, "queue", "deferred")) == []
     assert "delivery status notification" not in server.log()
+
+
+def test_bounce_size_limit_caps_the_returned_header(make_postern):
+    p = make_postern("bounce_size_limit = 300\n")
+    header = "".join(f"X-Filler-{i}: {'f' * 60}\r\n" for i in range(20))
+    with smtplib.SMTP("127.0.0.1", p.port) as s:
+        s.ehlo("client.example")
+        s.mail(f"alice@{DOMAIN}")
+        assert s.rcpt(f"bob@{DOMAIN}", ["NOTIFY=SUCCESS"])[0] == 250
+        assert s.data(header.encode() + MSG)[0] == 250
+    (report,) = p.messages("alice")
+    _, _, returned = delivered_report(report)
+    assert returned.startswith("Received: from client.example")
+    assert 0 < len(returned.encode()) <= 300 and returned.endswith("\n") and "X-Filler-19" not in returned
