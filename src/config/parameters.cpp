@@ -41,6 +41,10 @@ constexpr std::array kParameters = std::to_array<Parameter>({
     {"delivery_threads", kInt, "16", "threads that write and fsync mail into Maildirs (Postern)", true},
     {"disable_plaintext_auth", kBool, "yes", "refuse plaintext logins before TLS (Dovecot)", true},
     {"disable_vrfy_command", kBool, "no", "refuse VRFY with 502 instead of answering 252", true},
+    {"dns_servers", kList, "",
+     "DNS servers to send every query to: address, address:port or [v6]:port; empty: those of "
+     "/etc/resolv.conf (Postern)",
+     true},
     {"home_mailbox", kString, "Maildir/",
      "mailbox of a system user, relative to the home directory; must end in / (Maildir)", true},
     {"hopcount_limit", kInt, "50", "Received: headers after which a message is refused as a mail loop", true},
