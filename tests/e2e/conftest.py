@@ -156,6 +156,24 @@ def server(make_postern):
     return make_postern()
 
 
+@pytest.fixture
+def make_dns():
+    """Factory: make_dns(records) -> a started dnsserver.DnsServer on a free loopback port (records: see
+    tests/e2e/dnsserver.py); all are stopped at the end of the test. Postern uses it with
+    f"dns_servers = 127.0.0.1:{dns.port}"."""
+    from dnsserver import DnsServer  # python3-dnslib: only under /usr/bin/python3
+
+    made = []
+
+    def factory(records):
+        made.append(DnsServer(records).start())
+        return made[-1]
+
+    yield factory
+    for d in made:
+        d.stop()
+
+
 class Raw(RawSocket):
     """A raw SMTP client over a socket, for exact bytes: send what a test says, read replies."""
 
