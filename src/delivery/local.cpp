@@ -351,26 +351,7 @@ void report_delivered(LocalDelivery& local, const queue::Spool& spool, const que
   in.now = std::chrono::system_clock::now();
   in.size_limit = local.bounce_size_limit();
   std::string dsn = queue::compose_dsn(in, std::string(received_header) + std::string(content));
-  queue::Envelope notice;  // from the null sender: no report about the report
-  notice.queue_id = queue::new_queue_id();
-  notice.arrival = in.now;
-  notice.client = "local";
-  std::string local_part, domain;
-  split_address(env.sender, local_part, domain);
-  if (local.resolve(local_part, domain).status == RcptStatus::kLocal) {
-    notice.recipients = {env.sender};
-  } else {
-    notice.outbound = {env.sender};
-  }
-  std::string header =
-      fmt::format("Received: by {}\n\tid {}; {}\n", in.reporting_mta, notice.queue_id, rfc5322_date(in.now));
-  auto outcome = deliver_and_queue(local, spool, notice, header, dsn);
-  if (outcome.error.ok()) {
-    log::info("bounce", "{}: sender delivery status notification: {}", env.queue_id, notice.queue_id);
-  } else {
-    log::warning("bounce", "{}: cannot send the delivery status notification: {}", env.queue_id,
-                 outcome.error.detail);
-  }
+  send_dsn(local, spool, env.queue_id, env.sender, dsn);
 }
 
 }  // namespace
@@ -419,6 +400,31 @@ DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spoo
   }
   report_delivered(local, spool, env, received_header, content);
   return out;
+}
+
+bool send_dsn(LocalDelivery& local, const queue::Spool& spool, std::string_view about_queue_id,
+              const std::string& to, std::string_view dsn) {
+  queue::Envelope notice;  // from the null sender: no report about the report
+  notice.queue_id = queue::new_queue_id();
+  notice.arrival = std::chrono::system_clock::now();
+  notice.client = "local";
+  std::string local_part, domain;
+  split_address(to, local_part, domain);
+  if (local.resolve(local_part, domain).status == RcptStatus::kLocal) {
+    notice.recipients = {to};
+  } else {
+    notice.outbound = {to};
+  }
+  std::string header = fmt::format("Received: by {}\n\tid {}; {}\n", local.myhostname(), notice.queue_id,
+                                   rfc5322_date(notice.arrival));
+  auto outcome = deliver_and_queue(local, spool, notice, header, dsn);
+  if (!outcome.error.ok()) {
+    log::warning("bounce", "{}: cannot send the delivery status notification: {}", about_queue_id,
+                 outcome.error.detail);
+    return false;
+  }
+  log::info("bounce", "{}: sender delivery status notification: {}", about_queue_id, notice.queue_id);
+  return true;
 }
 
 }  // namespace postern::delivery

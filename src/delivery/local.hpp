@@ -100,4 +100,10 @@ class LocalDelivery {
 DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spool, const queue::Envelope& env,
                                   std::string_view received_header, std::string_view content);
 
+// Sends a DSN (queue/dsn.hpp: compose_dsn) about the message `about_queue_id` to `to` from the null sender:
+// into `to`'s mailbox when it is local, else into the outbound queue. Logs the outcome as Postfix's bounce(8)
+// does ("sender delivery status notification: <new id>"); false when it could not be sent.
+bool send_dsn(LocalDelivery& local, const queue::Spool& spool, std::string_view about_queue_id,
+              const std::string& to, std::string_view dsn);
+
 }  // namespace postern::delivery
