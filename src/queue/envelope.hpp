@@ -16,7 +16,8 @@ struct Envelope {
   std::vector<std::string> recipients;  // local ones, as accepted at RCPT, with a domain
   std::vector<std::string> outbound;    // for other domains: they go into the outbound queue
   std::chrono::system_clock::time_point arrival;
-  std::string client;  // "host[address]" for logs; "local" for sendmail
+  std::string client;           // "host[address]" for logs; "local" for sendmail
+  bool trusted_origin = false;  // SASL-authenticated, mynetworks or local submission: DKIM-signed if ours
   // The DSN extension (RFC 3461): RET and ENVID from MAIL; NOTIFY and ORCPT of the recipients (in
   // `recipients` or `outbound`) that gave them at RCPT.
   smtp::proto::Ret ret = smtp::proto::Ret::kUnspecified;
