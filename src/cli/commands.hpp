@@ -25,6 +25,7 @@ int cmd_mail(const std::string& dir, const Args& args);
 int cmd_maildirmake(const Args& args);
 int cmd_user(const std::string& dir, const Args& args);
 int cmd_mailq(const std::string& dir, const Args& args);
+int cmd_dkim(const std::string& dir, const Args& args);
 int cmd_demo(const std::string& dir, const Args& args);
 
 // Applies "key = value" edits to DIR/main.cf (postconf -e, setup), refusing edits that make it invalid.

@@ -126,6 +126,7 @@ int cmd_sendmail(const std::string& dir, const Args& args) {
   env.queue_id = queue::new_queue_id();
   env.arrival = std::chrono::system_clock::now();
   env.client = "local";
+  env.trusted_origin = true;
   auto canonical = [&](const std::string& addr, bool is_sender) -> std::optional<std::string> {
     auto p = smtp::proto::parse_path(addr, is_sender, true);
     if (p.error != smtp::proto::AddressError::kNone || !p.rest.empty()) return std::nullopt;

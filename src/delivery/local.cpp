@@ -10,6 +10,7 @@
 #include "base/calendar.hpp"
 #include "base/log.hpp"
 #include "base/strings.hpp"
+#include "dkim/keys.hpp"
 #include "queue/dsn.hpp"
 #include "store/maildir/mailbox.hpp"
 
@@ -356,8 +357,9 @@ void report_delivered(LocalDelivery& local, const queue::Spool& spool, const que
 
 }  // namespace
 
-DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spool, const queue::Envelope& env,
-                                  std::string_view received_header, std::string_view content) {
+DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spool, const dkim::KeyTable* dkim,
+                                  const queue::Envelope& env, std::string_view received_header,
+                                  std::string_view content) {
   DeliveryOutcome out;
   bool queued = !env.outbound.empty();
   if (queued) {
@@ -373,7 +375,8 @@ DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spoo
       q.recipients.push_back(
           {r, queue::RecipientState::kPending, {}, dsn == env.dsn.end() ? queue::DsnRequest{} : dsn->second});
     }
-    if (!spool.write_incoming(q, {received_header, content}, out.error)) {
+    std::string signature = dkim ? dkim->sign(env, content) : std::string();
+    if (!spool.write_incoming(q, {signature, received_header, content}, out.error)) {
       log::warning("queue", "{}: cannot queue: {}", env.queue_id, out.error.detail);
       return out;
     }
@@ -417,7 +420,7 @@ bool send_dsn(LocalDelivery& local, const queue::Spool& spool, std::string_view 
   }
   std::string header = fmt::format("Received: by {}\n\tid {}; {}\n", local.myhostname(), notice.queue_id,
                                    rfc5322_date(notice.arrival));
-  auto outcome = deliver_and_queue(local, spool, notice, header, dsn);
+  auto outcome = deliver_and_queue(local, spool, nullptr, notice, header, dsn);  // not DKIM-signed
   if (!outcome.error.ok()) {
     log::warning("bounce", "{}: cannot send the delivery status notification: {}", about_queue_id,
                  outcome.error.detail);

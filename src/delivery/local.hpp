@@ -20,6 +20,10 @@
 #include "store/error.hpp"
 #include "store/maildir/maildir.hpp"
 
+namespace postern::dkim {
+class KeyTable;
+}
+
 namespace postern::delivery {
 
 struct Mailbox {
@@ -94,11 +98,13 @@ class LocalDelivery {
 
 // A received message: env.outbound goes into the queue, env.recipients into their mailboxes, and success only
 // when both are durable. Order: queue file into incoming/ (fsync), local delivery, queue file into deferred/.
-// A failure removes the queue file; a crash leaves it in incoming/, never acknowledged.
+// A failure removes the queue file; a crash leaves it in incoming/, never acknowledged. The queued copy gets
+// a DKIM signature from `dkim` (if not null) when the message is from one of its domains.
 // Then local recipients that asked NOTIFY=SUCCESS (RFC 3461) are reported "delivered" to the sender, as
 // Postfix's local(8) does: the DSN goes the same way, into the sender's mailbox or the queue.
-DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spool, const queue::Envelope& env,
-                                  std::string_view received_header, std::string_view content);
+DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spool, const dkim::KeyTable* dkim,
+                                  const queue::Envelope& env, std::string_view received_header,
+                                  std::string_view content);
 
 // Sends a DSN (queue/dsn.hpp: compose_dsn) about the message `about_queue_id` to `to` from the null sender:
 // into `to`'s mailbox when it is local, else into the outbound queue. Logs the outcome as Postfix's bounce(8)

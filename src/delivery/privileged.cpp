@@ -29,6 +29,7 @@
 #include "auth/system.hpp"
 #include "base/log.hpp"
 #include "base/strings.hpp"
+#include "dkim/keys.hpp"
 #include "store/maildir/maildir.hpp"
 #include "tls/server.hpp"
 
@@ -237,11 +238,13 @@ void serve_channel(int sock, HelperState& state) {
         reply = {"ok"};
       }
     } else if (req.size() == 2 && req[0] == "tlsfile") {
-      // Only a file the configuration (read afresh: this serves reloads) names for TLS.
+      // Only a file the configuration (read afresh: this serves reloads) names for TLS, or a DKIM key.
       auto cfg = config::Config::load(state.config_dir);
       auto files = cfg ? tls::configured_files(*cfg) : std::vector<std::string>{};
+      if (cfg)
+        for (const auto& key : dkim::key_files(cfg->dir())) files.push_back(key.path);
       if (std::find(files.begin(), files.end(), req[1]) == files.end()) {
-        fail({store::ErrorKind::kPermanent, req[1] + ": not a TLS file of the configuration"});
+        fail({store::ErrorKind::kPermanent, req[1] + ": not a TLS file or DKIM key of the configuration"});
       } else if (int file = ::open(req[1].c_str(), O_RDONLY | O_CLOEXEC); file < 0) {
         fail({store::ErrorKind::kPermanent, fmt::format("{}: {}", req[1], std::strerror(errno))});
       } else {

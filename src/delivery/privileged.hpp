@@ -35,9 +35,9 @@ class PrivilegedHelper {
   // Phase two: the prepared file renamed into new/ and new/ fsync'd. Returns the final path.
   Result<std::string> commit(uint64_t token, store::StoreError& error);
   void abort(uint64_t token);
-  // A certificate or key file the configuration names for TLS (the helper re-reads the configuration and
-  // refuses any other path; it passes the open file back): reloads read renewed certificates with it after
-  // privileges were dropped.
+  // A certificate or key file the configuration names for TLS, or a DKIM key file (the helper re-reads the
+  // configuration and refuses any other path; it passes the open file back): reloads read renewed
+  // certificates and new DKIM keys with it after privileges were dropped.
   Result<std::string> read_tls_file(const std::string& path);
   // A system user's login (PAM or shadow, auth/system): only the helper, as root, can check it.
   std::optional<auth::SystemUser> check_system_user(std::string_view user, std::string_view password);

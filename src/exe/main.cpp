@@ -62,6 +62,8 @@ const CommandEntry kCommands[] = {
      [](const std::string&, const std::string&, const Args& a) { return postern::cli::cmd_maildirmake(a); }},
     {"mailq", "list the outbound queue: id, size, arrival, sender, recipients, deferral reason",
      [](const std::string& d, const std::string&, const Args& a) { return postern::cli::cmd_mailq(d, a); }},
+    {"dkim", "make a DKIM signing key and print the DNS records: keygen DOMAIN [--selector S] [--type T]",
+     [](const std::string& d, const std::string&, const Args& a) { return postern::cli::cmd_dkim(d, a); }},
     {"user", "manage virtual users: add|del|passwd|list [NAME] [--password-stdin]",
      [](const std::string& d, const std::string&, const Args& a) { return postern::cli::cmd_user(d, a); }},
     {"demo", "write a demo configuration into DIR if it has none, then serve it (make run)",
@@ -101,7 +103,7 @@ int main(int argc, char** argv) {
   for (const auto& c : kCommands) {
     if (name != c.name) continue;
     if (!args.empty() && (args[0] == "--help" || args[0] == "-h") && name != "setup" && name != "postconf" &&
-        name != "maildirmake") {
+        name != "maildirmake" && name != "dkim") {
       fmt::print("postern {}: {}\n", c.name, c.help);
       return 0;
     }

@@ -24,6 +24,7 @@
 #include "config/parameters.hpp"
 #include "delivery/local.hpp"
 #include "delivery/privileged.hpp"
+#include "dkim/keys.hpp"
 #include "imap/proto/reader.hpp"
 #include "imap/server/session.hpp"
 #include "net/deflate.hpp"
@@ -53,6 +54,7 @@ struct Runtime {
   std::shared_ptr<auth::Passdb> passdb;
   std::shared_ptr<tls::Contexts> tls;  // certificates; null when no service uses TLS
   std::shared_ptr<const queue::Spool> spool;
+  std::shared_ptr<const dkim::KeyTable> dkim;  // null in a user's session process (it sends no mail)
   std::map<std::string, std::shared_ptr<const smtp::server::Policy>, std::less<>> policies;  // by service
 };
 
@@ -76,6 +78,7 @@ Result<std::shared_ptr<Runtime>> make_runtime(std::shared_ptr<const config::Conf
     for (const auto& line : rt->tls->summary()) log::info("master", "TLS certificate {}", line);
   }
   rt->spool = std::make_shared<queue::Spool>(cfg->get_path("queue_directory"));
+  if (read) rt->dkim = dkim::KeyTable::load(cfg->dir(), read);
   auto host = host_facts(*cfg);
   for (std::string_view service : smtp::server::kSmtpServices) {
     auto policy = smtp::server::Policy::load(*cfg, service, host);
@@ -1139,8 +1142,8 @@ class Server {
     c.deadline = Clock::time_point::max();
     std::string header = session.received_header();
     auto work = [&]() -> awaitable<store::StoreError> {
-      co_return delivery::deliver_and_queue(*rt.delivery, *rt.spool, session.envelope(), header,
-                                            session.content())
+      co_return delivery::deliver_and_queue(*rt.delivery, *rt.spool, rt.dkim.get(), session.envelope(),
+                                            header, session.content())
           .error;
     };
     auto [ep, err] = co_await asio::co_spawn(pool_->get_executor(), std::move(work), kAsTuple);

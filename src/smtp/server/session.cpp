@@ -286,6 +286,7 @@ Step Session::on_mail(const Command& c) {
   envelope_.client = client_.log_name();
   envelope_.ret = c.mail.ret;
   envelope_.envid = c.mail.envid.value_or("");
+  envelope_.trusted_origin = trusted_ || !sasl_user_.empty();
   if (!c.address.null) {
     proto::Address a = c.address;
     if (a.domain.empty()) a.domain = settings_.myorigin;
