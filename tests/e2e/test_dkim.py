@@ -6,6 +6,7 @@ recipients' copies, are not signed; a key file that does not load is a logged er
 """
 import os
 import re
+import signal
 import smtplib
 
 import dkim
@@ -146,3 +147,17 @@ def test_mail_from_a_domain_without_a_key_is_not_signed(make_postern):
     # The same client with From: our domain is signed.
     qid = send(p, f"alice@{DOMAIN}", ["friend@outside.example"], f"alice@{DOMAIN}")
     assert queued_message(p, qid).startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
+
+
+def test_key_made_while_running_signs_after_reload(make_postern):
+    """A reload loads new keys; as root the server has dropped privileges by then, so the key (root's, mode
+    0600) is read through the privileged helper."""
+    p = make_postern()
+    qid = send(p, f"alice@{DOMAIN}", ["friend@outside.example"], f"alice@{DOMAIN}")
+    assert b"DKIM-Signature" not in queued_message(p, qid)
+    records, _ = keygen(p, DOMAIN, "--selector", "later", "--type", "ed25519")
+    p.proc.send_signal(signal.SIGHUP)
+    p.wait_log(f"signing mail from {DOMAIN}")
+    qid = send(p, f"alice@{DOMAIN}", ["friend@outside.example"], f"alice@{DOMAIN}")
+    msg = queued_message(p, qid)
+    assert b"s=later;" in msg and dkim.verify(msg, dnsfunc=dnsfunc(records))
