@@ -96,6 +96,9 @@ TEST(FuzzReplay, Pop3Command) {
 TEST(FuzzReplay, QueueFile) {
   replay("queue_file", postern_fuzz_queue_file);
 }
+TEST(FuzzReplay, DkimCanon) {
+  replay("dkim_canon", postern_fuzz_dkim_canon);
+}
 
 }  // namespace
 TEST(FuzzReplay, SaslExchange) {

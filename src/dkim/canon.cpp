@@ -32,9 +32,10 @@ std::vector<RawField> split_header(std::string_view message, size_t& body_offset
 
 std::string relaxed_header(std::string_view field) {
   size_t colon = field.find(':');
-  std::string_view name = field.substr(0, colon);
-  while (!name.empty() && wsp(name.back())) name.remove_suffix(1);
-  std::string out = to_lower(name);
+  std::string out;
+  for (char c : field.substr(0, colon))
+    if (c != '\n') out += ascii_lower(c);  // unfolded (a name without a colon may span lines)
+  while (!out.empty() && wsp(out.back())) out.pop_back();
   out += ':';
   if (colon == std::string_view::npos) return out;
   bool space = false;

@@ -25,8 +25,8 @@ struct RawField {
 std::vector<RawField> split_header(std::string_view message, size_t& body_offset);
 
 // The relaxed form of one field (RFC 6376 3.4.2), without the CR LF that follows it in the hash input:
-// the name lower-cased and without trailing white space, ':', the value unfolded, every run of SP/HTAB one
-// SP, white space at both ends of the value removed.
+// the name lower-cased, unfolded and without trailing white space, ':', the value unfolded, every run of
+// SP/HTAB one SP, white space at both ends of the value removed.
 std::string relaxed_header(std::string_view field);
 
 // The relaxed body (RFC 6376 3.4.4), fed in pieces of any size: white space at line ends removed, runs of

@@ -66,6 +66,7 @@ TEST(DkimCanon, HeaderWhiteSpaceAndFolding) {
   // A CR is not white space (it would go on the wire as it is).
   EXPECT_EQ(relaxed_header("X: a\rb "), "x:a\rb");
   EXPECT_EQ(relaxed_header("no colon here"), "no colon here:");
+  EXPECT_EQ(relaxed_header("No colon\n folded"), "no colon folded:");
 }
 
 TEST(DkimCanon, SplitHeader) {
