@@ -170,6 +170,10 @@ constexpr std::array kParameters = std::to_array<Parameter>({
     {"tls_server_sni_maps", kString, "",
      "file of \"hostname  chain.pem\" lines (key and certificates in one file; \".domain\" for subdomains)",
      true},
+    {"unknown_address_reject_code", kInt, "450",
+     "reply code of reject_unknown_recipient_domain and reject_unknown_sender_domain when the domain has no "
+     "MX, A or AAAA record (Postfix)",
+     true},
     {"virtual_alias_domains", kList, "", "domains that only have virtual aliases (no mailboxes)", true},
     {"virtual_alias_maps", kList, "",
      "address aliases in virtual(5) format (user@domain, @domain catch-all), for every domain of ours", true},

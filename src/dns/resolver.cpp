@@ -50,6 +50,18 @@ bool is_null_mx(const Answer<Mx>& answer) {
   return answer.status == Status::kFound && answer.records.size() == 1 && answer.records[0].host.empty();
 }
 
+asio::awaitable<MailDomain> mail_domain(Resolver& resolver, std::string domain) {
+  auto mx = co_await resolver.mx(domain);
+  if (is_null_mx(mx)) co_return MailDomain::kNullMx;
+  if (mx.status == Status::kFound) co_return MailDomain::kExists;
+  if (mx.status == Status::kNxDomain) co_return MailDomain::kNotFound;
+  if (mx.status != Status::kNoData) co_return MailDomain::kTempFail;  // servers that fail MX fail A too
+  auto a = co_await resolver.addresses(std::move(domain), true, true);
+  if (a.status == Status::kFound) co_return MailDomain::kExists;
+  if (a.status == Status::kNoData || a.status == Status::kNxDomain) co_return MailDomain::kNotFound;
+  co_return MailDomain::kTempFail;
+}
+
 asio::awaitable<Answer<Mx>> Resolver::mx(std::string domain, bool validate) {
   co_return decode<Mx>(co_await query(std::move(domain), Type::kMx, validate), parse_mx);
 }

@@ -40,6 +40,15 @@ struct RawAnswer {
 // RFC 7505: the domain's only MX is "0 ." (Mx::host empty): it accepts no mail.
 bool is_null_mx(const Answer<Mx>& answer);
 
+// Whether a domain can receive mail as DNS tells (Postfix's reject_unknown_{recipient,sender}_domain): an MX
+// record, or else an A or AAAA record.
+enum class MailDomain { kExists, kNotFound, kNullMx, kTempFail };
+
+class Resolver;
+// MX first: NXDOMAIN there is kNotFound, a temporary (or DNSSEC) failure kTempFail without asking further (a
+// timeout costs one query's time, not three); NODATA (no MX records) goes on to A and AAAA.
+asio::awaitable<MailDomain> mail_domain(Resolver& resolver, std::string domain);
+
 class Resolver {
  public:
   virtual ~Resolver() = default;

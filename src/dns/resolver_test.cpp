@@ -4,6 +4,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
+#include <map>
 #include <optional>
 
 namespace postern::dns {
@@ -99,6 +100,27 @@ TEST(StaticResolver, SecureOnlyWhenValidationWasAsked) {
   EXPECT_FALSE(run(r.mx("signed.example")).secure);
 }
 
+TEST(MailDomain, MxThenAddresses) {
+  StaticResolver r;
+  r.add_mx("mx.example", 10, "mail.mx.example");
+  r.add_address("a-only.example", "192.0.2.1");
+  r.add_address("v6-only.example", "2001:db8::25");
+  r.add_mx("null.example", 0, "");
+  r.add_txt("txt-only.example", "v=spf1 -all");
+  r.add_mx("mx-flaky.example", 10, "x");
+  r.set_status("mx-flaky.example", Status::kTempFail);
+  EXPECT_EQ(run(mail_domain(r, "mx.example")), MailDomain::kExists);
+  EXPECT_EQ(r.queries(), std::vector<std::string>{"mx.example/15"});  // no address lookup after an MX
+  EXPECT_EQ(run(mail_domain(r, "a-only.example")), MailDomain::kExists);
+  EXPECT_EQ(run(mail_domain(r, "v6-only.example")), MailDomain::kExists);
+  EXPECT_EQ(run(mail_domain(r, "null.example")), MailDomain::kNullMx);
+  EXPECT_EQ(run(mail_domain(r, "txt-only.example")), MailDomain::kNotFound);
+  EXPECT_EQ(run(mail_domain(r, "mx-flaky.example")), MailDomain::kTempFail);
+  size_t before = r.queries().size();
+  EXPECT_EQ(run(mail_domain(r, "missing.example")), MailDomain::kNotFound);
+  EXPECT_EQ(r.queries().size(), before + 1);  // NXDOMAIN for the MX ends it
+}
+
 // A resolver whose server sends whatever the test says.
 class Canned : public Resolver {
  public:
@@ -108,6 +130,30 @@ class Canned : public Resolver {
  private:
   RawAnswer answer_;
 };
+
+// A resolver whose answers depend on the type asked (names do not matter).
+class ByType : public Resolver {
+ public:
+  explicit ByType(std::map<Type, Status> s) : statuses_(std::move(s)) {}
+  asio::awaitable<RawAnswer> query(std::string, Type type, bool) override {
+    co_return RawAnswer{statuses_.at(type), false, {}, {}};
+  }
+
+ private:
+  std::map<Type, Status> statuses_;
+};
+
+TEST(MailDomain, FailuresWithoutRecords) {
+  using enum Status;
+  ByType a_fails({{Type::kMx, kNoData}, {Type::kA, kTempFail}, {Type::kAaaa, kNoData}});
+  EXPECT_EQ(run(mail_domain(a_fails, "x.example")), MailDomain::kTempFail);
+  ByType mx_fails({{Type::kMx, kTempFail}});  // and nothing else is asked (at() would throw)
+  EXPECT_EQ(run(mail_domain(mx_fails, "x.example")), MailDomain::kTempFail);
+  ByType bogus({{Type::kMx, kBogus}});
+  EXPECT_EQ(run(mail_domain(bogus, "x.example")), MailDomain::kTempFail);
+  ByType nothing({{Type::kMx, kNoData}, {Type::kA, kNoData}, {Type::kAaaa, kNoData}});
+  EXPECT_EQ(run(mail_domain(nothing, "x.example")), MailDomain::kNotFound);
+}
 
 TEST(Resolver, MalformedRecordsAreSkipped) {
   using namespace std::string_literals;

@@ -25,6 +25,7 @@
 #include "delivery/local.hpp"
 #include "delivery/privileged.hpp"
 #include "dkim/keys.hpp"
+#include "dns/unbound.hpp"
 #include "imap/proto/reader.hpp"
 #include "imap/server/session.hpp"
 #include "net/deflate.hpp"
@@ -188,6 +189,9 @@ void set_deadline(Connection& c, Clock::time_point t) {
 class Server {
  public:
   Server(asio::io_context& io, std::shared_ptr<Runtime> rt) : io_(io), runtime_(std::move(rt)) {}
+  // The resolver of the SMTP restrictions that ask DNS; it outlives the server. Without one (a user's session
+  // process, which speaks no SMTP) a lookup is a temporary failure.
+  void set_resolver(dns::Resolver& resolver) { resolver_ = &resolver; }
 
   Status listen() {
     for (const auto& [key, endpoint] : kEndpoints) {
@@ -647,6 +651,15 @@ class Server {
           bool was_in = logged_in(session);
           if (!co_await smtp_on_pool(c, step, [&] { return session.auth_line(response); })) co_return;
           co_await throttle(c, session, failures, was_in);
+          continue;
+        }
+        if (step.next == smtp::server::Next::kLookup) {
+          // A restriction asks DNS (reject_unknown_recipient_domain): the resolver ends every lookup in time.
+          int failures = session.auth_failures();
+          dns::MailDomain found = dns::MailDomain::kTempFail;
+          if (resolver_) found = co_await dns::mail_domain(*resolver_, step.lookup);
+          step = session.looked_up(found);
+          co_await throttle(c, session, failures, true);
           continue;
         }
         if (step.next == smtp::server::Next::kDeliver) {
@@ -1155,6 +1168,7 @@ class Server {
   asio::io_context& io_;
   std::unique_ptr<asio::thread_pool> pool_;
   delivery::PrivilegedHelper* helper_ = nullptr;
+  dns::Resolver* resolver_ = nullptr;
   std::shared_ptr<Runtime> runtime_;
   struct Listener {
     std::unique_ptr<tcp::acceptor> acceptor;
@@ -1266,6 +1280,9 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   if (io_threads <= 0) io_threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
   asio::io_context io(io_threads);
   warn_unimplemented(*config);
+  // One resolver for the life of the server (dns_servers is read at start, not on reload).
+  auto resolver = dns::UnboundResolver::create(io, dns::UnboundOptions{config->get_list("dns_servers")});
+  if (!resolver) return resolver.error();
   if (tls_used(*config)) {
     auto made = tls::ensure_self_signed(*config);
     if (!made) return made.error();
@@ -1276,6 +1293,7 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   if (!rt) return rt.error();
   if (auto st = (*rt)->spool->create_directories(); !st) return st;
   Server server(io, *rt);
+  server.set_resolver(**resolver);
   if (auto st = server.listen(); !st) return st;
   std::unique_ptr<delivery::PrivilegedHelper> helper;
   if (::geteuid() == 0) {

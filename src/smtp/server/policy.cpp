@@ -36,6 +36,7 @@ constexpr Named kRestrictions[] = {
     {"reject_non_fqdn_recipient", Restriction::kRejectNonFqdnRecipient},
     {"reject_non_fqdn_sender", Restriction::kRejectNonFqdnSender},
     {"reject_unknown_recipient_domain", Restriction::kRejectUnknownRecipientDomain},
+    {"reject_unknown_sender_domain", Restriction::kRejectUnknownSenderDomain},
     {"reject_unlisted_recipient", Restriction::kRejectUnlistedRecipient},
     {"reject_unauth_pipelining", Restriction::kRejectUnauthPipelining},
 };
@@ -152,6 +153,9 @@ Result<Policy> Policy::load(const config::Config& config, std::string_view servi
     p.relay_domains_.insert(to_lower(d));
   }
   p.listening_ = host.listening;
+  p.unknown_address_code_ = static_cast<int>(config.get_int("unknown_address_reject_code", service));
+  if (p.unknown_address_code_ < 400 || p.unknown_address_code_ > 599)
+    return bad("unknown_address_reject_code", "must be a 4xx or 5xx reply code");
 
   for (const auto& m : config.get_list("smtpd_sender_login_maps", service)) {
     std::string path = delivery::table_path(m);
@@ -204,64 +208,110 @@ bool Policy::has_listed_owner(std::string_view sender) const {
   return !owners(sender).empty();
 }
 
-std::optional<Reply> Policy::evaluate(const std::vector<Restriction>& list, const RcptFacts& f) const {
+Verdict Policy::unknown_domain(bool recipient, std::string_view address, std::string_view domain,
+                               bool may_exist, const std::optional<dns::MailDomain>& dns,
+                               std::optional<Reply>& deferred) const {
+  std::string_view what = recipient ? "Recipient" : "Sender";
+  std::string_view enhanced = recipient ? "1.2" : "1.8";
+  auto found = may_exist ? dns : dns::MailDomain::kNotFound;
+  if (!found) {
+    if (!domain.empty() && domain.front() == '[') return {};  // an address literal: nothing to look up
+    return Verdict{std::nullopt, std::string(domain)};
+  }
+  auto not_found = [&](int code) {
+    return rcpt_reject(code, fmt::format("{}.{}", code / 100, enhanced), address,
+                       fmt::format("{} address rejected: Domain not found", what));
+  };
+  switch (*found) {
+    case dns::MailDomain::kExists:
+      break;
+    case dns::MailDomain::kNotFound:
+      return Verdict{not_found(unknown_address_code_), {}};
+    case dns::MailDomain::kNullMx:  // RFC 7505 4.3 (recipient) and 4.2 (sender)
+      return Verdict{rcpt_reject(recipient ? 556 : 550, recipient ? "5.1.10" : "5.7.27", address,
+                                 fmt::format("{} address rejected: Domain {} does not accept mail (nullMX)",
+                                             what, domain)),
+                     {}};
+    case dns::MailDomain::kTempFail:
+      if (!deferred) deferred = not_found(450);
+      break;
+  }
+  return {};
+}
+
+Verdict Policy::evaluate(const std::vector<Restriction>& list, const RcptFacts& f,
+                         std::optional<Reply>& deferred) const {
   bool auth_destination = (f.ours || f.relay_domain) && !f.routed;
+  auto refuse = [](Reply r) { return Verdict{std::move(r), {}}; };
   for (Restriction r : list) {
     switch (r) {
       case Restriction::kPermit:
-        return std::nullopt;
+        return {};
       case Restriction::kReject:
-        return rcpt_reject(554, "5.7.1", f.recipient, "Recipient address rejected: Access denied");
+        return refuse(rcpt_reject(554, "5.7.1", f.recipient, "Recipient address rejected: Access denied"));
       case Restriction::kPermitMynetworks:
-        if (f.trusted_client) return std::nullopt;
+        if (f.trusted_client) return {};
         break;
       case Restriction::kPermitSaslAuthenticated:
-        if (!f.login.empty()) return std::nullopt;
+        if (!f.login.empty()) return {};
         break;
       case Restriction::kPermitAuthDestination:
-        if (auth_destination) return std::nullopt;
+        if (auth_destination) return {};
         break;
       case Restriction::kRejectUnauthDestination:
-        if (!auth_destination) return relay_denied_reply(f.recipient);
+        if (!auth_destination) return refuse(relay_denied_reply(f.recipient));
         break;
       case Restriction::kDeferUnauthDestination:
-        if (!auth_destination) return rcpt_reject(454, "4.7.1", f.recipient, "Relay access denied");
+        if (!auth_destination) return refuse(rcpt_reject(454, "4.7.1", f.recipient, "Relay access denied"));
         break;
       case Restriction::kRejectSenderLoginMismatch:
         if (f.sender.empty()) break;
         if (!f.login.empty() && !f.sender_owned())
-          return rcpt_reject(553, "5.7.1", f.sender,
-                             fmt::format("Sender address rejected: not owned by user {}", f.login));
+          return refuse(rcpt_reject(553, "5.7.1", f.sender,
+                                    fmt::format("Sender address rejected: not owned by user {}", f.login)));
         if (f.login.empty() && has_listed_owner(f.sender))
-          return rcpt_reject(553, "5.7.1", f.sender, "Sender address rejected: not logged in");
+          return refuse(rcpt_reject(553, "5.7.1", f.sender, "Sender address rejected: not logged in"));
         break;
       case Restriction::kRejectNonFqdnRecipient:
         if (!f.recipient_fqdn)
-          return rcpt_reject(504, "5.5.2", f.recipient,
-                             "Recipient address rejected: need fully-qualified address");
+          return refuse(rcpt_reject(504, "5.5.2", f.recipient,
+                                    "Recipient address rejected: need fully-qualified address"));
         break;
       case Restriction::kRejectNonFqdnSender:
         if (!f.sender.empty() && !f.sender_fqdn)
-          return rcpt_reject(504, "5.5.2", f.sender, "Sender address rejected: need fully-qualified address");
+          return refuse(
+              rcpt_reject(504, "5.5.2", f.sender, "Sender address rejected: need fully-qualified address"));
         break;
       case Restriction::kRejectUnknownRecipientDomain:
-        if (!f.ours && !f.domain_may_exist)
-          return rcpt_reject(450, "4.1.2", f.recipient, "Recipient address rejected: Domain not found");
+        if (f.ours) break;
+        if (auto v = unknown_domain(true, f.recipient, f.recipient_domain, f.domain_may_exist,
+                                    f.recipient_dns, deferred);
+            v.reply || !v.lookup.empty())
+          return v;
+        break;
+      case Restriction::kRejectUnknownSenderDomain:
+        if (f.sender.empty() || f.sender_ours) break;
+        if (auto v = unknown_domain(false, f.sender, f.sender_domain, domain_may_exist(f.sender_domain),
+                                    f.sender_dns, deferred);
+            v.reply || !v.lookup.empty())
+          return v;
         break;
       case Restriction::kRejectUnlistedRecipient:
-        if (f.ours && f.unknown_user) return unknown_user_reply(f.recipient);
+        if (f.ours && f.unknown_user) return refuse(unknown_user_reply(f.recipient));
         break;
       case Restriction::kRejectUnauthPipelining:
         break;
     }
   }
-  return std::nullopt;
+  return {};
 }
 
-std::optional<Reply> Policy::check_rcpt(const RcptFacts& facts) const {
+Verdict Policy::check_rcpt(const RcptFacts& facts) const {
   // A permit in the relay list only ends that list: the recipient list is still asked.
-  if (auto r = evaluate(relay_, facts)) return r;
-  return evaluate(recipient_, facts);
+  std::optional<Reply> deferred;
+  for (const auto* list : {&relay_, &recipient_})
+    if (auto v = evaluate(*list, facts, deferred); v.reply || !v.lookup.empty()) return v;
+  return Verdict{std::move(deferred), {}};
 }
 
 Reply relay_denied_reply(std::string_view rcpt) {

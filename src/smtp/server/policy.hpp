@@ -1,7 +1,9 @@
 // smtp/server/policy.hpp: Postfix's relay and recipient restrictions, decided at RCPT: mynetworks (and
 // mynetworks_style), smtpd_relay_restrictions then smtpd_recipient_restrictions (the first permit or reject
 // of a list decides it; a list that ends without one permits), relay_domains and smtpd_sender_login_maps.
-// Evaluation is pure: the session states the facts (RcptFacts) and gets a reply to refuse with, or nothing.
+// Evaluation is pure: the session states the facts (RcptFacts) and gets a reply to refuse with, or nothing,
+// or a domain to look up in DNS first (reject_unknown_recipient_domain, reject_unknown_sender_domain: only a
+// list that reaches one of these asks, and only for a domain that is not ours).
 // Security: the facts come from untrusted addresses. A local part holding '@', '%' or '!' (sender-specified
 // routing, judged after quote removal) never makes a destination authorized, as Postfix's
 // reject_unauth_destination decides with allow_untrusted_routing = no.
@@ -19,6 +21,7 @@
 #include "base/result.hpp"
 #include "config/config.hpp"
 #include "delivery/aliases.hpp"
+#include "dns/resolver.hpp"
 #include "smtp/proto/reply.hpp"
 
 namespace postern::smtp::server {
@@ -38,6 +41,7 @@ enum class Restriction {
   kRejectNonFqdnRecipient,
   kRejectNonFqdnSender,
   kRejectUnknownRecipientDomain,
+  kRejectUnknownSenderDomain,
   kRejectUnlistedRecipient,
   kRejectUnauthPipelining,  // the session already refuses unannounced pipelining: nothing more to do here
 };
@@ -55,7 +59,17 @@ struct RcptFacts {
   bool routed = false;        // sender-specified routing in the local part
   bool unknown_user = false;  // ours, and no such user
   bool domain_may_exist = true;
+  bool sender_ours = false;  // we are the final destination of the sender's domain
+  std::string recipient_domain, sender_domain;
+  // What DNS said of each domain (dns::mail_domain); nothing: not looked up yet.
+  std::optional<dns::MailDomain> recipient_dns, sender_dns;
   std::function<bool()> sender_owned;  // may `login` send as `sender`? (asked only when needed)
+};
+
+// What the restrictions decided for one RCPT TO.
+struct Verdict {
+  std::optional<proto::Reply> reply;  // refuse the recipient with this
+  std::string lookup;  // else, when not empty: learn what DNS says of this domain, then ask again
 };
 
 // What the host knows about itself: for mynetworks_style and for address literals ("user@[192.0.2.1]" is ours
@@ -73,7 +87,7 @@ class Policy {
   // One restriction list, e.g. "permit_mynetworks, reject_unauth_destination".
   static Result<std::vector<Restriction>> parse_restrictions(const std::vector<std::string>& names);
 
-  std::optional<proto::Reply> check_rcpt(const RcptFacts& facts) const;
+  Verdict check_rcpt(const RcptFacts& facts) const;
 
   bool trusted(std::string_view client_ip) const { return mynetworks_.contains(client_ip); }
   bool is_relay_domain(std::string_view domain) const;
@@ -86,8 +100,15 @@ class Policy {
   const NetworkList& mynetworks() const { return mynetworks_; }
 
  private:
-  // The reply of the list's first reject; nothing when a permit or the end of the list comes first.
-  std::optional<proto::Reply> evaluate(const std::vector<Restriction>& list, const RcptFacts& f) const;
+  // The reply of the list's first reject, or the lookup it needs first; nothing when a permit or the end of
+  // the list comes first. A temporary DNS failure is Postfix's defer_if_permit (unknown_address_tempfail_
+  // action): kept in `deferred`, it is the answer unless a later restriction rejects.
+  Verdict evaluate(const std::vector<Restriction>& list, const RcptFacts& f,
+                   std::optional<proto::Reply>& deferred) const;
+  // reject_unknown_{recipient,sender}_domain for one address.
+  Verdict unknown_domain(bool recipient, std::string_view address, std::string_view domain, bool may_exist,
+                         const std::optional<dns::MailDomain>& dns,
+                         std::optional<proto::Reply>& deferred) const;
   std::vector<std::string> owners(std::string_view sender) const;
 
   std::vector<Restriction> relay_;
@@ -96,6 +117,7 @@ class Policy {
   std::set<std::string> relay_domains_;
   std::vector<IpBytes> listening_;
   std::vector<std::shared_ptr<delivery::AliasTable>> login_maps_;
+  int unknown_address_code_ = 450;  // unknown_address_reject_code
 };
 
 // "554 5.7.1 <rcpt>: Relay access denied".
@@ -106,7 +128,8 @@ proto::Reply unknown_user_reply(std::string_view rcpt);
 // Address facts, as Postfix judges them.
 bool has_routing(std::string_view local_part);
 bool is_fqdn(std::string_view domain);
-// Without DNS: false only for names that cannot exist (one label, or under .invalid, RFC 6761 6.4).
+// Without DNS: false only for names that cannot exist (one label, or under .invalid, RFC 6761 6.4); these
+// are never looked up.
 bool domain_may_exist(std::string_view domain);
 
 }  // namespace postern::smtp::server

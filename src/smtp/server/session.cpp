@@ -222,8 +222,9 @@ Step Session::command(std::string_view line, bool more_pending) {
   if (junk && s.next != Next::kClose && settings_.junk_command_limit > 0 &&
       ++junk_commands_ > settings_.junk_command_limit)
     s = penalize(std::move(s));
-  // An AUTH exchange is counted once, when it ends (auth_line).
-  if (s.next != Next::kAuth) count(verb, !s.replies.empty() && s.replies.front().code < 400);
+  // An AUTH exchange is counted once, when it ends (auth_line); a RCPT waiting for DNS when it is decided.
+  if (s.next != Next::kAuth && s.next != Next::kLookup)
+    count(verb, !s.replies.empty() && s.replies.front().code < 400);
   return s;
 }
 
@@ -309,6 +310,23 @@ Step Session::on_rcpt(const Command& c) {
   if (a.utf8 && !smtputf8_) return error(Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
   if (envelope_.recipients.size() + envelope_.outbound.size() >= settings_.recipient_limit)
     return error(Reply(452, "4.5.3", "Error: too many recipients"));
+  return rcpt_policy(c);
+}
+
+Step Session::looked_up(dns::MailDomain found) {
+  assert(pending_rcpt_);
+  dns_answers_[pending_lookup_] = found;
+  proto::Command c = std::move(*pending_rcpt_);
+  pending_rcpt_.reset();
+  Step s = rcpt_policy(c);
+  if (s.next != Next::kLookup) count("rcpt", s.replies.front().code < 400);
+  return s;
+}
+
+Step Session::rcpt_policy(const Command& c) {
+  proto::Address a = c.address;
+  if (a.domain.empty()) a.domain = settings_.myorigin;
+  std::string rcpt = a.str();
   const Policy& policy = *settings_.policy;
   // An address literal of ours ("user@[192.0.2.1]") is a local address, as in Postfix.
   bool our_literal = policy.is_our_literal(a.domain);
@@ -326,6 +344,19 @@ Step Session::on_rcpt(const Command& c) {
   f.routed = has_routing(a.local);
   f.unknown_user = res.status == delivery::RcptStatus::kUnknownUser;
   f.domain_may_exist = domain_may_exist(a.domain);
+  auto dns_answer = [this](std::string_view d) -> std::optional<dns::MailDomain> {
+    auto it = dns_answers_.find(to_lower(d));
+    if (it == dns_answers_.end()) return std::nullopt;
+    return it->second;
+  };
+  f.recipient_domain = to_lower(a.domain);
+  f.recipient_dns = dns_answer(f.recipient_domain);
+  if (size_t at = envelope_.sender.rfind('@'); at != std::string::npos) {
+    f.sender_domain = to_lower(envelope_.sender.substr(at + 1));
+    f.sender_dns = dns_answer(f.sender_domain);
+    f.sender_ours =
+        check_(envelope_.sender.substr(0, at), f.sender_domain).status != delivery::RcptStatus::kNotOurDomain;
+  }
   f.sender_owned = [this] { return sender_owned(); };
   auto reject = [&](Reply r) {
     // Guessing addresses is throttled like guessing passwords (auth/throttle, in the driver).
@@ -338,7 +369,16 @@ Step Session::on_rcpt(const Command& c) {
               esmtp_ ? "ESMTP" : "SMTP", printable(helo_), res.detail.empty() ? "" : " (" + res.detail + ")");
     return error(std::move(r));
   };
-  if (auto refused = policy.check_rcpt(f)) return reject(std::move(*refused));
+  Verdict verdict = policy.check_rcpt(f);
+  if (!verdict.lookup.empty()) {
+    pending_rcpt_ = c;
+    pending_lookup_ = verdict.lookup;
+    Step s;
+    s.next = Next::kLookup;
+    s.lookup = std::move(verdict.lookup);
+    return s;
+  }
+  if (verdict.reply) return reject(std::move(*verdict.reply));
   // Sender-specified routing to one of our domains is never followed, whoever asks (no percent hack, no
   // bang paths, no source routes in local parts).
   if (f.ours && f.routed) return reject(relay_denied_reply(rcpt));

@@ -3,7 +3,8 @@
 // and runs deliveries; nothing here touches a socket or a file.
 // Security: every input is untrusted; errors are counted (smtpd_soft/hard_error_limit), unknown recipients
 // and, past smtpd_junk_command_limit, NOOP/VRFY/RSET included, so that RCPT and VRFY cannot enumerate users
-// quickly; the relay policy (policy.hpp) decides every RCPT; the transaction is forgotten on RSET, HELO/EHLO
+// quickly; the relay policy (policy.hpp) decides every RCPT, after a DNS lookup by the driver when it asks
+// for one (Next::kLookup); the transaction is forgotten on RSET, HELO/EHLO
 // and after each message. AUTH (RFC 4954) runs through auth::sasl::Exchange.
 #pragma once
 
@@ -77,6 +78,7 @@ enum class Next {
   kBdat,      // read exactly bdat_size bytes into content() (or discard them), then call bdat_done()
   kAuth,      // read one line (an AUTH response) and pass it to auth_line()
   kDeliver,   // run the delivery of envelope() + content(), then call delivered()
+  kLookup,    // ask DNS what it says of the domain Step::lookup (dns::mail_domain), then call looked_up()
   kStartTls,  // send the replies, drop unread input, run the TLS handshake, then call set_tls()
   kClose,     // send the replies, then close the connection
 };
@@ -87,6 +89,7 @@ struct Step {
   uint64_t bdat_size = 0;
   bool bdat_discard = false;  // the chunk is read but not kept (the transaction failed)
   bool delay = false;         // the soft error limit is reached: pause before replying
+  std::string lookup;         // Next::kLookup: the domain
 };
 
 class Session {
@@ -118,6 +121,8 @@ class Session {
   // Bytes of the current BDAT chunk (any part of it; the driver reads exactly bdat_size bytes in all).
   void bdat_feed(std::string_view bytes);
   Step bdat_done();
+  // What DNS said of the domain of Next::kLookup: the RCPT that asked is decided again with it.
+  Step looked_up(dns::MailDomain found);
 
   // The message to deliver (valid after Next::kDeliver).
   const queue::Envelope& envelope() const { return envelope_; }
@@ -153,6 +158,8 @@ class Session {
   Step on_helo(const proto::Command& c, bool extended);
   Step on_mail(const proto::Command& c);
   Step on_rcpt(const proto::Command& c);
+  // The policy's part of RCPT; run again after each DNS lookup it asks for.
+  Step rcpt_policy(const proto::Command& c);
   Step on_data();
   Step on_bdat(const proto::Command& c);
   Step on_vrfy();
@@ -181,6 +188,9 @@ class Session {
   std::string sasl_user_, sasl_method_;
   int auth_failures_ = 0;
   std::string failed_login_;
+  std::map<std::string, dns::MailDomain> dns_answers_;  // by domain (lower case), for the whole session
+  std::optional<proto::Command> pending_rcpt_;          // waits for the answer of Next::kLookup
+  std::string pending_lookup_;
 
   // Transaction state.
   bool mail_given_ = false;

@@ -9,6 +9,9 @@
 
 #include <fmt/format.h>
 
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
+
 #include "auth/sasl/scram.hpp"
 #include "base/strings.hpp"
 
@@ -688,6 +691,129 @@ TEST(Session, AuthPlaintextPolicy) {
   w.session_.set_credentials(creds);
   w.cmd("EHLO c", "250-mx.example.test");
   w.cmd("AUTH LOGIN", "534 5.7.9 Authentication mechanism is too weak");
+}
+
+// reject_unknown_recipient_domain / reject_unknown_sender_domain: the session asks for a lookup
+// (Next::kLookup), which runs here as the driver runs it, on a StaticResolver.
+class DnsDialogue : public Dialogue {
+ public:
+  explicit DnsDialogue(std::string_view restrictions) : Dialogue(settings(restrictions)) {
+    dns_.add_mx("mx.example", 10, "mail.mx.example");
+    dns_.add_address("a-only.example", "192.0.2.10");
+    dns_.add_mx("null.example", 0, "");
+    dns_.set_status("servfail.example", dns::Status::kTempFail);
+  }
+
+  static Settings settings(std::string_view restrictions) {
+    Settings s =
+        defaults(fmt::format("smtpd_relay_restrictions = permit\nsmtpd_recipient_restrictions = {}\n"
+                             "unknown_address_reject_code = 550\n",
+                             restrictions));
+    s.recipient_limit = 100;
+    s.soft_error_limit = s.hard_error_limit = 0;
+    return s;
+  }
+
+  // Sends one command, runs the lookups it asks for and checks the reply as cmd() does.
+  void rcpt(std::string_view line, std::string_view expect) {
+    Step s = session_.command(line, false);
+    while (s.next == Next::kLookup) {
+      asio::io_context io;
+      dns::MailDomain found{};
+      auto done = [&found](std::exception_ptr, dns::MailDomain m) { found = m; };
+      asio::co_spawn(io, dns::mail_domain(dns_, s.lookup), std::move(done));
+      io.run();
+      s = session_.looked_up(found);
+    }
+    ASSERT_FALSE(s.replies.empty()) << line;
+    std::string r = s.replies.back().render();
+    EXPECT_EQ(r.substr(0, r.find("\r\n")), expect) << line;
+  }
+
+  dns::StaticResolver dns_;
+};
+
+TEST(DnsRestrictions, UnknownRecipientDomain) {
+  DnsDialogue d("reject_unknown_recipient_domain, permit");
+  begin(d);
+  d.rcpt("RCPT TO:<x@mx.example>", "250 2.1.5 Ok");
+  d.rcpt("RCPT TO:<x@A-only.example>", "250 2.1.5 Ok");
+  d.rcpt("RCPT TO:<x@nx.example>", "550 5.1.2 <x@nx.example>: Recipient address rejected: Domain not found");
+  d.rcpt("RCPT TO:<x@null.example>",
+         "556 5.1.10 <x@null.example>: Recipient address rejected: Domain null.example does not accept mail "
+         "(nullMX)");
+  d.rcpt("RCPT TO:<x@servfail.example>",
+         "450 4.1.2 <x@servfail.example>: Recipient address rejected: Domain not found");
+  // Our own domains, address literals and names that cannot exist are never looked up.
+  size_t asked = d.dns_.queries().size();
+  d.rcpt("RCPT TO:<alice@example.test>", "250 2.1.5 Ok");
+  d.rcpt("RCPT TO:<x@[192.0.2.99]>", "250 2.1.5 Ok");
+  d.rcpt("RCPT TO:<x@nowhere.invalid>",
+         "550 5.1.2 <x@nowhere.invalid>: Recipient address rejected: Domain not found");
+  EXPECT_EQ(d.dns_.queries().size(), asked);
+  // An answer is remembered for the session.
+  d.rcpt("RCPT TO:<y@mx.example>", "250 2.1.5 Ok");
+  EXPECT_EQ(d.dns_.queries().size(), asked);
+  EXPECT_EQ(d.session_.command_summary(), "ehlo=1 mail=1 rcpt=5/9 commands=7/11");
+}
+
+TEST(DnsRestrictions, TemporaryFailureOnlyDefersWhatWouldBeAccepted) {
+  // defer_if_permit: a later reject still rejects.
+  DnsDialogue d("reject_unknown_recipient_domain, reject");
+  begin(d);
+  d.rcpt("RCPT TO:<x@servfail.example>",
+         "554 5.7.1 <x@servfail.example>: Recipient address rejected: Access denied");
+}
+
+TEST(DnsRestrictions, NoLookupUnlessConfigured) {
+  DnsDialogue d("permit");
+  begin(d);
+  d.rcpt("RCPT TO:<x@nx.example>", "250 2.1.5 Ok");
+  DnsDialogue e("permit_mynetworks, reject_unknown_recipient_domain");
+  e.session_.set_sasl_user("alice@example.test");
+  begin(e);
+  e.rcpt("RCPT TO:<x@nx.example>", "550 5.1.2 <x@nx.example>: Recipient address rejected: Domain not found");
+  EXPECT_TRUE(d.dns_.queries().empty());
+}
+
+TEST(DnsRestrictions, UnknownSenderDomain) {
+  DnsDialogue d("reject_unknown_sender_domain, permit");
+  begin(d, "s@nx.example");
+  d.rcpt("RCPT TO:<x@mx.example>", "550 5.1.8 <s@nx.example>: Sender address rejected: Domain not found");
+  DnsDialogue n("reject_unknown_sender_domain, permit");
+  begin(n, "s@null.example");
+  n.rcpt("RCPT TO:<alice@example.test>",
+         "550 5.7.27 <s@null.example>: Sender address rejected: Domain null.example does not accept mail "
+         "(nullMX)");
+  DnsDialogue ok("reject_unknown_sender_domain, permit");
+  begin(ok, "s@a-only.example");
+  ok.rcpt("RCPT TO:<alice@example.test>", "250 2.1.5 Ok");
+  // The null sender and our own domains are not looked up.
+  DnsDialogue ours("reject_unknown_sender_domain, permit");
+  begin(ours, "");
+  ours.rcpt("RCPT TO:<alice@example.test>", "250 2.1.5 Ok");
+  ours.cmd("RSET", "250 2.0.0 Ok");
+  ours.cmd("MAIL FROM:<bob@example.test>", "250 2.1.0 Ok");
+  ours.rcpt("RCPT TO:<alice@example.test>", "250 2.1.5 Ok");
+  EXPECT_TRUE(ours.dns_.queries().empty());
+}
+
+TEST(DnsRestrictions, BothDomainsLookedUpForOneRcpt) {
+  DnsDialogue d("reject_unknown_sender_domain, reject_unknown_recipient_domain, permit");
+  begin(d, "s@a-only.example");
+  d.rcpt("RCPT TO:<x@null.example>",
+         "556 5.1.10 <x@null.example>: Recipient address rejected: Domain null.example does not accept mail "
+         "(nullMX)");
+  EXPECT_EQ(d.dns_.queries(), (std::vector<std::string>{"a-only.example/15", "a-only.example/1",
+                                                        "a-only.example/28", "null.example/15"}));
+}
+
+TEST(DnsRestrictions, UnknownAddressRejectCodeIsChecked) {
+  auto cfg = config::Config::from_text("/nonexistent", "unknown_address_reject_code = 250\n", "main.cf");
+  ASSERT_TRUE(cfg.ok());
+  auto p = Policy::load(*cfg, "smtp", HostFacts{});
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.error().message.find("unknown_address_reject_code"), std::string::npos);
 }
 
 }  // namespace
