@@ -99,6 +99,9 @@ TEST(FuzzReplay, QueueFile) {
 TEST(FuzzReplay, DkimCanon) {
   replay("dkim_canon", postern_fuzz_dkim_canon);
 }
+TEST(FuzzReplay, SmtpReply) {
+  replay("smtp_reply", postern_fuzz_smtp_reply);
+}
 
 }  // namespace
 TEST(FuzzReplay, SaslExchange) {
