@@ -134,6 +134,14 @@ TEST_F(Unbound, NoAnswerEndsAsATemporaryFailureInTime) {
   EXPECT_EQ(run(resolver_->mx("mx.example.test")).status, Status::kFound);
 }
 
+TEST_F(Unbound, ValidationIsOnlyDoneWhenAsked) {
+  // The responder signs nothing: against the root trust anchor, its answers cannot be validated.
+  auto checked = run(resolver_->mx("mx.example.test", true));
+  EXPECT_EQ(checked.status, Status::kBogus) << checked.why;
+  EXPECT_FALSE(checked.secure);
+  EXPECT_EQ(run(resolver_->mx("mx.example.test")).status, Status::kFound);
+}
+
 TEST(UnboundCreate, BadServerIsRefused) {
   asio::io_context io;
   UnboundOptions options;
