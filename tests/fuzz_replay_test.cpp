@@ -102,6 +102,9 @@ TEST(FuzzReplay, DkimCanon) {
 TEST(FuzzReplay, SmtpReply) {
   replay("smtp_reply", postern_fuzz_smtp_reply);
 }
+TEST(FuzzReplay, DnsRdata) {
+  replay("dns_rdata", postern_fuzz_dns_rdata);
+}
 
 }  // namespace
 TEST(FuzzReplay, SaslExchange) {
