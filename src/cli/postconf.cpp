@@ -16,6 +16,7 @@
 #include "cli/commands.hpp"
 #include "config/config.hpp"
 #include "config/parameters.hpp"
+#include "dns/unbound.hpp"
 #include "net/listen.hpp"
 
 namespace postern::cli {
@@ -140,6 +141,8 @@ int cmd_check(const std::string& dir, const Args& args) {
   };
   for (const char* key : {"smtp_listen", "imap_listen", "pop3_listen"})
     if (auto l = net::listen_addresses(*cfg, key); !l) problem(l.error().message);
+  for (const auto& server : cfg->get_list("dns_servers"))
+    if (auto f = dns::forwarder(server); !f) problem("dns_servers: " + f.error().message);
   auto host = net::host_facts(*cfg);
   for (std::string_view service : smtp::server::kSmtpServices)
     if (auto p = smtp::server::Policy::load(*cfg, service, host); !p) problem(p.error().message);

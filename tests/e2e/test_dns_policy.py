@@ -123,6 +123,7 @@ def test_no_lookup_without_the_restriction(make_postern, dns):
 
 def test_bad_dns_servers_refuse_to_start(make_postern):
     p = make_postern("dns_servers = dns.example:53\n", start=False)
-    r = p.run("serve", check=False)
-    assert r.returncode != 0
-    assert "dns_servers" in r.stderr and "dns.example:53" in r.stderr, r.stderr
+    for command in ("serve", "check"):
+        r = p.run(command, check=False)
+        assert r.returncode != 0, command
+        assert "dns_servers" in r.stderr and "dns.example:53" in r.stderr, (command, r.stderr)
