@@ -22,6 +22,8 @@ namespace {
 // Verbs in the order Postfix lists them in its disconnect line.
 constexpr std::string_view kSummaryOrder[] = {"helo", "ehlo", "starttls", "auth", "mail", "rcpt",   "bdat",
                                               "data", "rset", "noop",     "vrfy", "quit", "unknown"};
+// Domains whose DNS answer a session remembers (reject_unknown_*_domain) before it starts afresh.
+constexpr size_t kMaxDnsAnswers = 256;
 
 }  // namespace
 
@@ -315,6 +317,7 @@ Step Session::on_rcpt(const Command& c) {
 
 Step Session::looked_up(dns::MailDomain found) {
   assert(pending_rcpt_);
+  if (dns_answers_.size() >= kMaxDnsAnswers) dns_answers_.clear();  // bounded, whatever a client sends
   dns_answers_[pending_lookup_] = found;
   proto::Command c = std::move(*pending_rcpt_);
   pending_rcpt_.reset();

@@ -757,6 +757,20 @@ TEST(DnsRestrictions, UnknownRecipientDomain) {
   EXPECT_EQ(d.session_.command_summary(), "ehlo=1 mail=1 rcpt=5/9 commands=7/11");
 }
 
+TEST(DnsRestrictions, RememberedAnswersAreBounded) {
+  DnsDialogue d("reject_unknown_recipient_domain, permit");
+  begin(d);
+  auto refused = [](int i) {
+    return fmt::format("550 5.1.2 <x@nx{}.example>: Recipient address rejected: Domain not found", i);
+  };
+  for (int i = 0; i <= 256; ++i) d.rcpt(fmt::format("RCPT TO:<x@nx{}.example>", i), refused(i));
+  size_t asked = d.dns_.queries().size();
+  d.rcpt("RCPT TO:<x@nx256.example>", refused(256));  // the latest is remembered
+  EXPECT_EQ(d.dns_.queries().size(), asked);
+  d.rcpt("RCPT TO:<x@nx0.example>", refused(0));  // the oldest were forgotten
+  EXPECT_EQ(d.dns_.queries().size(), asked + 1);
+}
+
 TEST(DnsRestrictions, TemporaryFailureOnlyDefersWhatWouldBeAccepted) {
   // defer_if_permit: a later reject still rejects.
   DnsDialogue d("reject_unknown_recipient_domain, reject");
