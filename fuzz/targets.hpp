@@ -21,4 +21,5 @@ int postern_fuzz_sasl_exchange(const uint8_t* data, size_t size);
 int postern_fuzz_queue_file(const uint8_t* data, size_t size);
 int postern_fuzz_dkim_canon(const uint8_t* data, size_t size);
 int postern_fuzz_smtp_reply(const uint8_t* data, size_t size);
+int postern_fuzz_smtp_client(const uint8_t* data, size_t size);
 int postern_fuzz_dns_rdata(const uint8_t* data, size_t size);

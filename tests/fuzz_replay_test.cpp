@@ -102,6 +102,9 @@ TEST(FuzzReplay, DkimCanon) {
 TEST(FuzzReplay, SmtpReply) {
   replay("smtp_reply", postern_fuzz_smtp_reply);
 }
+TEST(FuzzReplay, SmtpClient) {
+  replay("smtp_client", postern_fuzz_smtp_client);
+}
 TEST(FuzzReplay, DnsRdata) {
   replay("dns_rdata", postern_fuzz_dns_rdata);
 }
