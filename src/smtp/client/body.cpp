@@ -20,22 +20,21 @@ std::string_view BodyEncoder::next() {
     // At a line start: a leading "." is doubled for DATA.
     if (mode_ == Mode::kData && (pos_ == 0 || content_[pos_ - 1] == '\n') && content_[pos_] == '.')
       out_ += '.';
-    size_t lf = content_.find('\n', pos_);
-    size_t end = lf == std::string_view::npos ? content_.size() : lf;
-    // A long line is cut at the piece size; the rest follows in the next round (not at a line start).
-    size_t take = std::min(end - pos_, std::max<size_t>(1, piece_ - std::min(piece_, out_.size())));
-    if (take < end - pos_) {
-      out_.append(content_.substr(pos_, take));
-      pos_ += take;
-      break;
+    // Only the room left in this piece is searched, so that a long line costs no rescans; a line longer
+    // than that is cut and continues in the next round (not at a line start).
+    size_t room = std::max<size_t>(1, piece_ - std::min(piece_, out_.size()));
+    std::string_view window = content_.substr(pos_, room);
+    size_t lf = window.find('\n');
+    if (lf == std::string_view::npos) {
+      out_.append(window);
+      pos_ += window.size();
+      continue;
     }
-    out_.append(content_.substr(pos_, end - pos_));
-    pos_ = end;
-    if (lf != std::string_view::npos) {
-      if (lf == 0 || content_[lf - 1] != '\r') out_ += '\r';
-      out_ += '\n';
-      ++pos_;
-    }
+    out_.append(window.substr(0, lf));
+    pos_ += lf;
+    if (pos_ == 0 || content_[pos_ - 1] != '\r') out_ += '\r';
+    out_ += '\n';
+    ++pos_;
   }
   if (pos_ >= content_.size()) {
     if (!content_.empty() && content_.back() != '\n') out_ += "\r\n";
