@@ -24,9 +24,10 @@ using namespace postern::auth::sasl;
 // One user, "user" with password "pencil", with SCRAM keys of few iterations (speed).
 class FuzzCredentials : public Credentials {
  public:
-  std::optional<std::string> verify(std::string_view user, std::string_view password) override {
-    if (user == "user" && password == "pencil") return std::string(user);
-    return std::nullopt;
+  Verdict verify(std::string_view user, std::string_view password) override {
+    if (user == "down") return Verdict::unavailable();
+    if (user == "user" && password == "pencil") return Verdict::accepted(std::string(user));
+    return Verdict::rejected();
   }
   ScramKeys scram_sha256(std::string_view user) override {
     if (user != "user") return fake_scram_keys("secret", user);

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "auth/sasl/scram.hpp"
+#include "base/log.hpp"
 #include "base/strings.hpp"
 
 namespace postern::auth {
@@ -62,37 +63,54 @@ bool Passdb::is_virtual(std::string_view user) const {
   return std::find(virtual_domains_.begin(), virtual_domains_.end(), domain) != virtual_domains_.end();
 }
 
-std::optional<PasswdEntry> Passdb::find_virtual(std::string_view user) {
-  if (!valid_name(user) || !is_virtual(user)) return std::nullopt;
-  return passwd_.find(user);
+Result<std::optional<PasswdEntry>> Passdb::find_virtual(std::string_view user) {
+  if (!valid_name(user) || !is_virtual(user)) return std::optional<PasswdEntry>();
+  auto found = passwd_.find(user);
+  if (!found) unavailable(found.error());
+  return found;
 }
 
-std::optional<std::string> Passdb::verify(std::string_view user, std::string_view password) {
+void Passdb::unavailable(const Error& why) {
+  std::lock_guard lock(tokens_mutex_);
+  if (why.message == last_problem_) return;  // once, not at every login
+  last_problem_ = why.message;
+  log::error("auth", "{}: logins fail temporarily until this is fixed", why.message);
+}
+
+sasl::Verdict Passdb::verify(std::string_view user, std::string_view password) {
   if (valid_name(user) && !is_virtual(user)) {
-    auto found = system_check_ ? system_check_(user, password)
-                               : check_system_user(user, password, pam_service_, dummy_hash_);
-    if (!found) return std::nullopt;
+    auto checked = system_check_ ? system_check_(user, password)
+                                 : check_system_user(user, password, pam_service_, dummy_hash_);
+    if (!checked) {
+      unavailable(checked.error());
+      return sasl::Verdict::unavailable();
+    }
+    auto& found = *checked;
+    if (!found) return sasl::Verdict::rejected();
     if (!found->session_token.empty()) {
       // SMTP AUTH never takes its token: keep the newest few per user (the helper expires them anyway).
       std::lock_guard lock(tokens_mutex_);
       if (session_tokens_.count(found->name) >= 4) session_tokens_.erase(session_tokens_.find(found->name));
       session_tokens_.emplace(found->name, std::move(found->session_token));
     }
-    return found->name;
+    return sasl::Verdict::accepted(found->name);
   }
   auto entry = find_virtual(user);
-  if (!entry) {
+  if (!entry) return sasl::Verdict::unavailable();
+  if (!*entry) {
     verify_password(password, dummy_hash_);
-    return std::nullopt;
+    return sasl::Verdict::rejected();
   }
-  if (!verify_password(password, entry->password)) return std::nullopt;
-  return to_lower(entry->user);
+  if (!verify_password(password, (*entry)->password)) return sasl::Verdict::rejected();
+  return sasl::Verdict::accepted(to_lower((*entry)->user));
 }
 
 sasl::ScramKeys Passdb::scram_sha256(std::string_view user) {
-  if (auto entry = find_virtual(user)) {
-    if (auto keys = scram_keys_of(*entry)) {
-      keys->user = to_lower(entry->user);
+  auto entry = find_virtual(user);
+  if (!entry) return sasl::ScramKeys::none_available();
+  if (*entry) {
+    if (auto keys = scram_keys_of(**entry)) {
+      keys->user = to_lower((*entry)->user);
       return std::move(*keys);
     }
   }
@@ -100,7 +118,9 @@ sasl::ScramKeys Passdb::scram_sha256(std::string_view user) {
 }
 
 std::optional<sasl::Credentials::Cleartext> Passdb::cleartext(std::string_view user) {
-  auto entry = find_virtual(user);
+  auto found = find_virtual(user);
+  if (!found) return Cleartext::none_available();
+  auto& entry = *found;
   if (!entry) return std::nullopt;
   for (std::string_view scheme : {"{PLAIN}", "{CLEAR}", "{CLEARTEXT}"})
     if (istarts_with(entry->password, scheme))

@@ -41,7 +41,7 @@ class Passdb : public sasl::Credentials {
  public:
   explicit Passdb(const config::Config& config);
 
-  std::optional<std::string> verify(std::string_view user, std::string_view password) override;
+  sasl::Verdict verify(std::string_view user, std::string_view password) override;
   // System users and users with only a crypt hash have no SCRAM keys: they get fake ones (SCRAM fails).
   sasl::ScramKeys scram_sha256(std::string_view user) override;
   std::optional<Cleartext> cleartext(std::string_view user) override;
@@ -51,12 +51,15 @@ class Passdb : public sasl::Credentials {
   // How system users are checked: by default here (auth/system); when Postern runs as root, through the
   // privileged helper, which alone can read /etc/shadow or run PAM.
   using SystemCheck =
-      std::function<std::optional<SystemUser>(std::string_view user, std::string_view password)>;
+      std::function<Result<std::optional<SystemUser>>(std::string_view user, std::string_view password)>;
   void set_system_check(SystemCheck check) { system_check_ = std::move(check); }
 
  private:
-  // A virtual user's passwd-file entry; nothing for system users, unknown users and bad names.
-  std::optional<PasswdEntry> find_virtual(std::string_view user);
+  // A virtual user's passwd-file entry; nothing for system users, unknown users and bad names; an error when
+  // the passwd-file is broken (logged).
+  Result<std::optional<PasswdEntry>> find_virtual(std::string_view user);
+  // Logs why passwords cannot be checked now, once per reason.
+  void unavailable(const Error& why);
   bool is_virtual(std::string_view user) const;
 
   std::vector<std::string> virtual_domains_;
@@ -68,7 +71,8 @@ class Passdb : public sasl::Credentials {
   SystemCheck system_check_;
   // Session tokens of system users' logins checked by the helper (verify()), taken by account().
   std::string take_session_token(const std::string& user);
-  std::mutex tokens_mutex_;
+  std::mutex tokens_mutex_;  // also guards last_problem_
+  std::string last_problem_;
   std::multimap<std::string, std::string> session_tokens_;
 };
 

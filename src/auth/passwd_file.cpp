@@ -65,20 +65,28 @@ std::string format_passwd_entry(const PasswdEntry& e) {
   return line;
 }
 
-std::optional<PasswdEntry> PasswdFile::find(std::string_view user) {
+Result<std::optional<PasswdEntry>> PasswdFile::find(std::string_view user) {
   std::lock_guard lock(mutex_);
   bool exists = false;
   if (version_.changed(path_, exists)) {
     by_user_.clear();
+    broken_.clear();
     auto text = read_file(path_);
     auto entries = text ? parse_passwd_file(*text, path_) : Result<std::vector<PasswdEntry>>(text.error());
-    if (entries)
+    if (entries) {
       for (auto& e : *entries) by_user_.emplace(to_lower(e.user), e);
+    } else if (exists) {
+      broken_ = entries.error().message;
+    }
   }
-  if (!exists) by_user_.clear();
+  if (!exists) {
+    by_user_.clear();
+    broken_.clear();
+  }
+  if (!broken_.empty()) return Error{broken_};
   auto it = by_user_.find(to_lower(user));
-  if (it == by_user_.end()) return std::nullopt;
-  return it->second;
+  if (it == by_user_.end()) return std::optional<PasswdEntry>();
+  return std::optional<PasswdEntry>(it->second);
 }
 
 Result<std::vector<PasswdEntry>> read_passwd_file(const std::string& path) {

@@ -33,8 +33,10 @@ std::string format_passwd_entry(const PasswdEntry& e);
 class PasswdFile {
  public:
   explicit PasswdFile(std::string path) : path_(std::move(path)) {}
-  // Looks `user` up (case-insensitively). Nothing when the file is missing or has no such user.
-  std::optional<PasswdEntry> find(std::string_view user);
+  // Looks `user` up (case-insensitively). Nothing when the file is missing or has no such user; an error
+  // when it exists but cannot be read or parsed: nobody's password can be checked until it is fixed, which
+  // is a temporary failure, not a wrong password.
+  Result<std::optional<PasswdEntry>> find(std::string_view user);
   const std::string& path() const { return path_; }
 
  private:
@@ -42,6 +44,7 @@ class PasswdFile {
   std::mutex mutex_;
   FileVersion version_;
   std::map<std::string, PasswdEntry> by_user_;  // lower-case user
+  std::string broken_;                          // why the current version could not be read; empty: fine
 };
 
 // Editing, for `postern user`: the whole file is rewritten atomically, mode 0600.

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "auth/passwd_file.hpp"
 
 namespace postern::auth {
@@ -26,7 +28,9 @@ int conversation(int n, const pam_message** msgs, pam_response** out, void* data
   return PAM_SUCCESS;
 }
 
-bool pam_check(const std::string& service, const std::string& user, std::string_view password) {
+// Whether PAM accepts the password; an error when PAM could not tell (a backend that is down, a broken
+// stack), as Dovecot's PAM passdb tells "internal failure" from "password mismatch".
+Result<bool> pam_check(const std::string& service, const std::string& user, std::string_view password) {
   std::string secret(password);
   pam_conv conv{conversation, &secret};
   pam_handle_t* pamh = nullptr;
@@ -34,15 +38,31 @@ bool pam_check(const std::string& service, const std::string& user, std::string_
   if (rc == PAM_SUCCESS) rc = pam_set_item(pamh, PAM_RHOST, "postern");
   if (rc == PAM_SUCCESS) rc = pam_authenticate(pamh, PAM_DISALLOW_NULL_AUTHTOK | PAM_SILENT);
   if (rc == PAM_SUCCESS) rc = pam_acct_mgmt(pamh, PAM_DISALLOW_NULL_AUTHTOK | PAM_SILENT);
+  std::string why = rc == PAM_SUCCESS ? "" : pam_strerror(pamh, rc);
   pam_end(pamh, rc);
   std::fill(secret.begin(), secret.end(), '\0');
-  return rc == PAM_SUCCESS;
+  switch (rc) {
+    case PAM_SUCCESS:
+      return true;
+    case PAM_AUTH_ERR:
+    case PAM_USER_UNKNOWN:
+    case PAM_CRED_INSUFFICIENT:
+    case PAM_MAXTRIES:
+    case PAM_PERM_DENIED:
+    case PAM_ACCT_EXPIRED:
+    case PAM_NEW_AUTHTOK_REQD:
+    case PAM_AUTHTOK_EXPIRED:
+      return false;
+    default:
+      return Error{fmt::format("PAM service {}: {}", service, why)};
+  }
 }
 
 }  // namespace
 
-std::optional<SystemUser> check_system_user(std::string_view user, std::string_view password,
-                                            const std::string& pam_service, const std::string& dummy_hash) {
+Result<std::optional<SystemUser>> check_system_user(std::string_view user, std::string_view password,
+                                                    const std::string& pam_service,
+                                                    const std::string& dummy_hash) {
   std::string name(user.substr(0, user.rfind('@')));
   passwd pw{};
   passwd* found = nullptr;
@@ -53,7 +73,9 @@ std::optional<SystemUser> check_system_user(std::string_view user, std::string_v
   std::string pam_file = "/etc/pam.d/" + pam_service;
   if (!pam_service.empty() && ::access(pam_file.c_str(), R_OK) == 0) {
     // Unknown names go through PAM too: pam_unix answers them as slowly as a wrong password.
-    ok = pam_check(pam_service, name, password) && known;
+    auto accepted = pam_check(pam_service, name, password);
+    if (!accepted) return accepted.error();
+    ok = *accepted && known;
   } else {
     std::string hash = known ? pw.pw_passwd : "";
     spwd sp{};
@@ -69,8 +91,8 @@ std::optional<SystemUser> check_system_user(std::string_view user, std::string_v
       ok = verify_password(password, "{CRYPT}" + hash);
     }
   }
-  if (!ok) return std::nullopt;
-  return SystemUser{pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir, {}};
+  if (!ok) return std::optional<SystemUser>();
+  return std::optional<SystemUser>(SystemUser{pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir, {}});
 }
 
 }  // namespace postern::auth

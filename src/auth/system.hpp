@@ -13,6 +13,8 @@
 #include <string>
 #include <string_view>
 
+#include "base/result.hpp"
+
 namespace postern::auth {
 
 struct SystemUser {
@@ -24,7 +26,10 @@ struct SystemUser {
 };
 
 // `dummy_hash`: a "{SCHEME}hash" verified when there is nothing to check, so that failures cost the same.
-std::optional<SystemUser> check_system_user(std::string_view user, std::string_view password,
-                                            const std::string& pam_service, const std::string& dummy_hash);
+// Nothing: a wrong password or no such (usable) user. An error: PAM could not tell (its backend failed:
+// PAM_AUTHINFO_UNAVAIL, PAM_SYSTEM_ERR, ...), a temporary failure.
+Result<std::optional<SystemUser>> check_system_user(std::string_view user, std::string_view password,
+                                                    const std::string& pam_service,
+                                                    const std::string& dummy_hash);
 
 }  // namespace postern::auth

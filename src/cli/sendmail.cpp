@@ -161,6 +161,7 @@ int cmd_sendmail(const std::string& dir, const Args& args) {
         return kExUnavailable;
       case delivery::RcptStatus::kMailboxFull:
       case delivery::RcptStatus::kUnsupported:
+      case delivery::RcptStatus::kLookupFailed:
         fmt::print(stderr, "postern: sendmail: {}: cannot deliver: {}\n", *c, res.detail);
         return kExUnavailable;
     }

@@ -203,7 +203,13 @@ Resolution LocalDelivery::resolve_depth(std::string_view local_in, std::string_v
   }
   if (virtual_domain) {
     for (const std::string& name : {local, base}) {
-      if (auto e = passwd_.find(name + "@" + domain)) {
+      auto found = passwd_.find(name + "@" + domain);
+      if (!found) {
+        log::error("local", "passwd_file: {}", found.error().message);
+        r.status = RcptStatus::kLookupFailed;
+        return r;
+      }
+      if (const auto& e = *found) {
         std::string user = to_lower(e->user.substr(0, e->user.rfind('@')));
         Mailbox mb;
         mb.address = user + "@" + domain;

@@ -39,6 +39,7 @@ enum class RcptStatus {
   kNotOurDomain,  // relaying: refused until outbound delivery exists
   kUnsupported,   // an alias to a command, file, include or remote address: not deliverable here yet
   kMailboxFull,   // mailbox_size_limit reached already
+  kLookupFailed,  // the user table (passwd_file) cannot be read now: 451 4.3.0, the client retries
 };
 
 struct Resolution {

@@ -216,8 +216,10 @@ void serve_channel(int sock, HelperState& state) {
         }
       }
     } else if (req.size() == 3 && req[0] == "auth") {
-      auto found = auth::check_system_user(req[1], req[2], state.pam_service, state.dummy_hash);
-      if (found) {
+      auto checked = auth::check_system_user(req[1], req[2], state.pam_service, state.dummy_hash);
+      if (!checked) {
+        fail({store::ErrorKind::kTemporary, checked.error().message});
+      } else if (const auto& found = *checked) {
         reply = {"ok",
                  found->name,
                  std::to_string(found->uid),
@@ -397,19 +399,23 @@ Result<std::string> PrivilegedHelper::commit(uint64_t token, store::StoreError& 
   return Error{error.detail};
 }
 
-std::optional<auth::SystemUser> PrivilegedHelper::check_system_user(std::string_view user,
-                                                                    std::string_view password) {
+Result<std::optional<auth::SystemUser>> PrivilegedHelper::check_system_user(std::string_view user,
+                                                                            std::string_view password) {
   std::vector<std::string> request = {"auth", std::string(user), std::string(password)};
   auto reply = call(request, -1);
   for (auto& field : request) std::fill(field.begin(), field.end(), '\0');
-  if (!reply || reply->size() != 6 || (*reply)[0] != "ok") return std::nullopt;
+  // The helper gone, or PAM unable to tell: a temporary failure, not a wrong password.
+  if (!reply) return Error{"privileged helper: " + reply.error().message};
+  if (reply->size() == 1 && (*reply)[0] == "no") return std::optional<auth::SystemUser>();
+  if (reply->size() != 6 || (*reply)[0] != "ok")
+    return Error{reply->size() >= 3 ? (*reply)[2] : "bad reply from the privileged helper"};
   auth::SystemUser u;
   u.name = (*reply)[1];
   u.uid = static_cast<uid_t>(std::strtoul((*reply)[2].c_str(), nullptr, 10));
   u.gid = static_cast<gid_t>(std::strtoul((*reply)[3].c_str(), nullptr, 10));
   u.home = (*reply)[4];
   u.session_token = (*reply)[5];
-  return u;
+  return std::optional<auth::SystemUser>(std::move(u));
 }
 
 Status PrivilegedHelper::start_session(const std::string& token, std::string_view protocol,

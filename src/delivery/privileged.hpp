@@ -40,7 +40,8 @@ class PrivilegedHelper {
   // certificates and new DKIM keys with it after privileges were dropped.
   Result<std::string> read_tls_file(const std::string& path);
   // A system user's login (PAM or shadow, auth/system): only the helper, as root, can check it.
-  std::optional<auth::SystemUser> check_system_user(std::string_view user, std::string_view password);
+  // Nothing: refused; an error: the helper or PAM could not tell (a temporary failure).
+  Result<std::optional<auth::SystemUser>> check_system_user(std::string_view user, std::string_view password);
   // Starts the IMAP or POP3 session of a system user who just logged in (`token` from that login) in a
   // process of the user's own, on `fd` (a socket the caller proxies the client's bytes to); `tag`: the
   // IMAP login command's, which that process answers.

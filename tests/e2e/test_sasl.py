@@ -195,3 +195,57 @@ def test_pop3_mechanisms(srv):
         p._shortcmd("AUTH PLAIN " + b64(f"\0{ALICE}\0wrong".encode()))
     p, last = pop3_auth(srv.pop3_port, "LOGIN", [lambda _: ALICE.encode(), lambda _: b"wrong"])
     assert last.startswith(b"-ERR [AUTH]"), last
+
+
+# --- a password database that cannot answer ---------------------------------------------------------------
+
+def test_broken_passwd_file_is_a_temporary_failure(make_postern):
+    """A passwd_file that exists but does not parse (a bad edit) means no password can be checked: every
+    protocol answers with its temporary failure (SMTP 454 4.7.0 as RFC 4954 says, IMAP NO [UNAVAILABLE], POP3
+    -ERR [SYS/TEMP]), recipients of its domains get 451 4.3.0, and none of it counts as a failed login: with
+    auth_failure_block_count = 2, three such answers do not block the client."""
+    imap_port, pop3_port = free_port(), free_port()
+    srv = make_postern(f"imap_listen = 127.0.0.1:{imap_port}\npop3_listen = 127.0.0.1:{pop3_port}\n"
+                       "smtpd_sasl_auth_enable = yes\ndisable_plaintext_auth = no\n"
+                       "auth_failure_block_count = 2\n")
+    users = f"{srv.dir}/users"
+    with open(users) as f:
+        good = f.read()
+    with open(users, "a") as f:
+        f.write("this line is not a passwd-file entry\n")
+
+    with smtplib.SMTP("127.0.0.1", srv.port) as s:
+        s.ehlo("client.test")
+        s.user, s.password = ALICE, PASSWORD
+        with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+            s.auth("PLAIN", s.auth_plain)
+        assert e.value.smtp_code == 454 and e.value.smtp_error == b"4.7.0 Temporary authentication failure"
+        s.mail("someone@elsewhere.test")
+        code, text = s.rcpt(f"bob@{DOMAIN}")
+        assert (code, text) == (451, f"4.3.0 <bob@{DOMAIN}>: Temporary lookup failure".encode())
+    imap = imaplib.IMAP4("127.0.0.1", imap_port)
+    with pytest.raises(imaplib.IMAP4.error, match=r"\[UNAVAILABLE\] Temporary authentication failure"):
+        imap.login(ALICE, PASSWORD)
+    c = ScramClient(ALICE, PASSWORD)
+    with pytest.raises(imaplib.IMAP4.error, match=r"\[UNAVAILABLE\]"):
+        imap.authenticate("SCRAM-SHA-256", lambda _: c.first())
+    imap.logout()
+    p = poplib.POP3("127.0.0.1", pop3_port)
+    p.user(ALICE)
+    with pytest.raises(poplib.error_proto, match=r"\[SYS/TEMP\] Temporary authentication failure"):
+        p.pass_(PASSWORD)
+    p.quit()
+    log = srv.log()
+    assert "logins fail temporarily until this is fixed" in log
+    assert "authentication failed" not in log and "blocked" not in log
+
+    # Fixed: logins work again, from the same address (it was never blocked).
+    with open(users, "w") as f:
+        f.write(good)
+    imap = imaplib.IMAP4("127.0.0.1", imap_port)
+    assert imap.login(ALICE, PASSWORD)[0] == "OK"
+    imap.logout()
+    with smtplib.SMTP("127.0.0.1", srv.port) as s:
+        s.ehlo("client.test")
+        s.user, s.password = ALICE, PASSWORD
+        assert s.auth("PLAIN", s.auth_plain)[0] == 235

@@ -53,7 +53,7 @@ Options for_connection(Options base, const tls::Info& tls) {
 class Exchange::RealmCredentials : public Credentials {
  public:
   RealmCredentials(Credentials& inner, std::string realm) : inner_(inner), realm_(std::move(realm)) {}
-  std::optional<std::string> verify(std::string_view user, std::string_view password) override {
+  Verdict verify(std::string_view user, std::string_view password) override {
     return inner_.verify(qualify(user), password);
   }
   ScramKeys scram_sha256(std::string_view user) override { return inner_.scram_sha256(qualify(user)); }
@@ -145,6 +145,9 @@ Outcome Exchange::run(std::string_view decoded) {
     case Status::kAuthzFailed:
       mechanism_.reset();
       return Outcome::kAuthzFailed;
+    case Status::kUnavailable:
+      mechanism_.reset();
+      return Outcome::kUnavailable;
     case Status::kFailed:
       break;
   }

@@ -48,6 +48,7 @@ enum class Outcome {
   kBadBase64,         // a response that is not strict base64
   kUnknownMechanism,  // not offered on this connection
   kPrivacyRequired,   // offered only over TLS
+  kUnavailable,       // the password database could not answer: a temporary failure, not a wrong password
 };
 
 class Exchange {

@@ -13,23 +13,27 @@ namespace {
 // clear (RFC 2195's CRAM-MD5 example).
 class TestCredentials : public Credentials {
  public:
-  std::optional<std::string> verify(std::string_view user, std::string_view password) override {
+  Verdict verify(std::string_view user, std::string_view password) override {
     last_user = user;
+    if (down) return Verdict::unavailable();
     if ((user == "user" && password == "pencil") || (user == "tim" && password == "tanstaaftanstaaf"))
-      return std::string(user);
-    return std::nullopt;
+      return Verdict::accepted(std::string(user));
+    return Verdict::rejected();
   }
   ScramKeys scram_sha256(std::string_view user) override {
+    if (down) return ScramKeys::none_available();
     if (user != "user") return fake_scram_keys("secret", user);
     ScramKeys k = scram_keys("pencil", *base64_decode("W22ZaJ0SNY7soEsUEjb6gQ=="), 4096);
     k.user = "user";
     return k;
   }
   std::optional<Cleartext> cleartext(std::string_view user) override {
+    if (down) return Cleartext::none_available();
     if (user != "tim") return std::nullopt;
     return Cleartext{"tim", Secret("tanstaaftanstaaf")};
   }
   std::string last_user;
+  bool down = false;  // the database cannot answer
 };
 
 std::string b64(std::string_view s) {
@@ -141,6 +145,25 @@ TEST(Exchange, CramMd5Rfc2195) {
   ASSERT_EQ(e.start("CRAM-MD5"), Outcome::kChallenge);
   ch = *base64_decode(e.challenge());
   EXPECT_EQ(e.respond(b64("user " + hex(hmac_md5("pencil", ch)))), Outcome::kFailed);  // no clear password
+}
+
+// A password database that cannot answer ends every mechanism with kUnavailable, never kFailed: the
+// protocols then give a temporary failure (SMTP 454 4.7.0) instead of calling the password wrong.
+TEST(Exchange, DatabaseUnavailable) {
+  TestCredentials c;
+  c.down = true;
+  Options o;
+  o.mechanisms = {"PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-256"};
+  Exchange e(o, c);
+  EXPECT_EQ(e.start("PLAIN", b64(std::string("\0user\0pencil", 12))), Outcome::kUnavailable);
+  EXPECT_EQ(e.start("LOGIN", b64("user")), Outcome::kChallenge);
+  EXPECT_EQ(e.respond(b64("pencil")), Outcome::kUnavailable);
+  ASSERT_EQ(e.start("CRAM-MD5"), Outcome::kChallenge);
+  EXPECT_EQ(e.respond(b64("tim 00")), Outcome::kUnavailable);
+  EXPECT_EQ(e.start("SCRAM-SHA-256", b64("n,,n=user,r=rOprNGfwEbeRWgbNEkqO")), Outcome::kUnavailable);
+  EXPECT_FALSE(e.waiting());
+  c.down = false;
+  EXPECT_EQ(e.start("PLAIN", b64(std::string("\0user\0pencil", 12))), Outcome::kSuccess);
 }
 
 }  // namespace

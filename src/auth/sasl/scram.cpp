@@ -165,6 +165,7 @@ Step Scram::client_first(std::string_view message) {
   }
   attempted_ = *name;
   keys_ = credentials_.scram_sha256(*name);
+  if (keys_.unavailable) return {Status::kUnavailable, ""};
   nonce_ = std::string(client_nonce) + nonce_;
   server_first_ = fmt::format("r={},s={},i={}", nonce_, base64_encode(keys_.salt), keys_.iterations);
   state_ = State::kFinal;

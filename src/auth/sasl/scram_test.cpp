@@ -11,7 +11,7 @@ constexpr std::string_view kSalt = "W22ZaJ0SNY7soEsUEjb6gQ==";
 
 class OneUser : public Credentials {
  public:
-  std::optional<std::string> verify(std::string_view, std::string_view) override { return std::nullopt; }
+  Verdict verify(std::string_view, std::string_view) override { return Verdict::rejected(); }
   ScramKeys scram_sha256(std::string_view user) override {
     if (user != "user") return fake_scram_keys("secret", user);
     ScramKeys k = scram_keys("pencil", *base64_decode(kSalt), 4096);

@@ -23,10 +23,7 @@ Step Plain::step(std::string_view response) {
   if (!split_plain(response, f)) return {};
   if (!f.authzid.empty() && f.authzid != f.authcid) return {Status::kAuthzFailed, ""};
   attempted_ = f.authcid;
-  auto user = credentials_.verify(f.authcid, f.password);
-  if (!user) return {};
-  user_ = std::move(*user);
-  return {Status::kSuccess, ""};
+  return finish(credentials_.verify(f.authcid, f.password));
 }
 
 Step Login::step(std::string_view response) {
@@ -37,10 +34,7 @@ Step Login::step(std::string_view response) {
   }
   if (responses_ > 2) return {};
   attempted_ = name_;
-  auto user = credentials_.verify(name_, response);
-  if (!user) return {};
-  user_ = std::move(*user);
-  return {Status::kSuccess, ""};
+  return finish(credentials_.verify(name_, response));
 }
 
 Step CramMd5::start() {
@@ -57,6 +51,7 @@ Step CramMd5::step(std::string_view response) {
   std::string_view name = response.substr(0, space), digest = response.substr(space + 1);
   attempted_ = name;
   auto clear = credentials_.cleartext(name);
+  if (clear && clear->unavailable) return {Status::kUnavailable, ""};
   // An unknown user costs one HMAC like a known one.
   std::string expected = hex(hmac_md5(clear ? clear->password.view() : std::string_view(), challenge));
   if (!equal(expected, to_lower(digest)) || !clear) return {};

@@ -264,9 +264,10 @@ Next Session::cmd_login(const Command& c, std::string& out) {
     return bad(c.tag, "Invalid LOGIN arguments.", out);
   auto opts = sasl_options();
   if (!opts.allowed || !opts.plaintext_allowed) return no(c.tag, kPrivacyRequired, out);
+  auto verdict = credentials_.verify(c.args[0].text(), c.args[1].text());
+  if (verdict.kind == auth::sasl::Verdict::Kind::kUnavailable) return login_unavailable(c.tag, "LOGIN", out);
   failed_login_ = c.args[0].text();
-  auto user = credentials_.verify(c.args[0].text(), c.args[1].text());
-  return finish_login(c.tag, "LOGIN", user ? login_(*user) : LoginResult{}, out);
+  return finish_login(c.tag, "LOGIN", verdict.ok() ? login_(verdict.user) : LoginResult{}, out);
 }
 
 Next Session::cmd_authenticate(const Command& c, std::string& out) {
@@ -299,6 +300,8 @@ Next Session::sasl_outcome(const std::string& tag, auth::sasl::Outcome outcome, 
       return finish_login(tag, sasl_->mechanism(), LoginResult{}, out);
     case Outcome::kAuthzFailed:
       return no(tag, "[AUTHORIZATIONFAILED] Authorization identity differs from the login.", out);
+    case Outcome::kUnavailable:
+      return login_unavailable(tag, sasl_->mechanism(), out);
     case Outcome::kCancelled:
       return bad(tag, "Authentication aborted by client.", out);
     case Outcome::kBadBase64:
@@ -330,6 +333,12 @@ Next Session::finish_login(const std::string& tag, std::string_view method, Logi
     return Next::kHandoff;
   }
   return open_account(tag, out);
+}
+
+Next Session::login_unavailable(const std::string& tag, std::string_view method, std::string& out) {
+  log::warning("imap-login", "authentication temporarily failed (password database): method={}, rip={}",
+               method, ip_);
+  return no(tag, "[UNAVAILABLE] Temporary authentication failure.", out);
 }
 
 Next Session::resume_login(const std::string& tag, auth::Account account, std::string& out) {

@@ -153,6 +153,8 @@ class Session {
   // Answers the SASL exchange's outcome for the AUTHENTICATE command `tag`.
   Next sasl_outcome(const std::string& tag, auth::sasl::Outcome outcome, std::string& out);
   Next finish_login(const std::string& tag, std::string_view method, LoginResult result, std::string& out);
+  // The password database could not answer: NO [UNAVAILABLE], not counted as a failed login.
+  Next login_unavailable(const std::string& tag, std::string_view method, std::string& out);
   // The login succeeded: opens the user's mail and answers `tag`.
   Next open_account(const std::string& tag, std::string& out);
   Next bad(const std::string& tag, std::string_view text, std::string& out);

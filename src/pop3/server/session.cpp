@@ -82,8 +82,13 @@ Next Session::line_too_long(std::string& out) {
   return err("Command line too long.", out);
 }
 
-Next Session::login(const std::optional<std::string>& user, std::string_view method, std::string& out) {
-  auto account = user ? login_(*user) : std::nullopt;
+Next Session::login(const auth::sasl::Verdict& verdict, std::string_view method, std::string& out) {
+  if (verdict.kind == auth::sasl::Verdict::Kind::kUnavailable) {
+    log::warning("pop3-login", "authentication temporarily failed (password database): method={}, rip={}",
+                 method, ip_);
+    return err("[SYS/TEMP] Temporary authentication failure.", out);
+  }
+  auto account = verdict.ok() ? login_(verdict.user) : std::nullopt;
   if (!account) {
     ++auth_failures_;
     log::info("pop3-login", "authentication failed: method={}, rip={}", method, ip_);
@@ -339,10 +344,12 @@ Next Session::sasl_outcome(auth::sasl::Outcome outcome, std::string& out) {
       out += "+ " + sasl_->challenge() + "\r\n";
       return Next::kAuthenticate;
     case Outcome::kSuccess:
-      return login(sasl_->user(), sasl_->mechanism(), out);
+      return login(auth::sasl::Verdict::accepted(sasl_->user()), sasl_->mechanism(), out);
     case Outcome::kFailed:
       failed_login_ = sasl_->attempted();
-      return login(std::nullopt, sasl_->mechanism(), out);
+      return login(auth::sasl::Verdict::rejected(), sasl_->mechanism(), out);
+    case Outcome::kUnavailable:
+      return login(auth::sasl::Verdict::unavailable(), sasl_->mechanism(), out);
     case Outcome::kAuthzFailed:
       return err("[AUTH] Authorization identity differs from the login.", out);
     case Outcome::kCancelled:

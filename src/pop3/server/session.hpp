@@ -78,7 +78,8 @@ class Session {
   auth::sasl::Options sasl_options() const { return auth::sasl::for_connection(settings_.sasl, tls_); }
   Next sasl_outcome(auth::sasl::Outcome outcome, std::string& out);
   // Opens the maildrop of an authenticated user (nothing: authentication failed).
-  Next login(const std::optional<std::string>& user, std::string_view method, std::string& out);
+  // Ends a login with the password database's verdict (USER/PASS or AUTH).
+  Next login(const auth::sasl::Verdict& verdict, std::string_view method, std::string& out);
   Next open_maildrop(auth::Account account, std::string& out);
   // The message numbered `arg` (1-based), not deleted; null with the error written.
   Message* message(std::string_view arg, std::string& out);

@@ -406,6 +406,8 @@ Step Session::rcpt_policy(const Command& c) {
       return refuse(552, "5.2.2", "Mailbox full");
     case delivery::RcptStatus::kUnsupported:
       return refuse(451, "4.3.0", "Recipient address rejected: cannot deliver to this address");
+    case delivery::RcptStatus::kLookupFailed:
+      return refuse(451, "4.3.0", "Temporary lookup failure");
   }
   a.domain = domain;
   remember_dsn(a.str());
@@ -550,6 +552,11 @@ Step Session::sasl_outcome(auth::sasl::Outcome outcome) {
       failed_login_ = sasl_->attempted();
       log::warning("smtpd", "{}: SASL {} authentication failed", client_.log_name(), sasl_->mechanism());
       return error(Reply(535, "5.7.8", "Error: authentication failed: authentication failure"));
+    case Outcome::kUnavailable:
+      // RFC 4954 6: the password database could not answer; not a failed login.
+      log::warning("smtpd", "{}: SASL {} authentication temporarily failed (password database)",
+                   client_.log_name(), sasl_->mechanism());
+      return error(Reply(454, "4.7.0", "Temporary authentication failure"));
     case Outcome::kCancelled:
       return error(Reply(501, "5.7.0", "Authentication aborted"));
     case Outcome::kBadBase64:

@@ -604,9 +604,11 @@ namespace {
 
 class AliceOnly : public auth::sasl::Credentials {
  public:
-  std::optional<std::string> verify(std::string_view user, std::string_view password) override {
-    if (user == "alice@example.test" && password == "pw") return std::string(user);
-    return std::nullopt;
+  auth::sasl::Verdict verify(std::string_view user, std::string_view password) override {
+    if (user == "down@example.test") return auth::sasl::Verdict::unavailable();
+    if (user == "alice@example.test" && password == "pw")
+      return auth::sasl::Verdict::accepted(std::string(user));
+    return {};
   }
   auth::sasl::ScramKeys scram_sha256(std::string_view user) override {
     return auth::sasl::fake_scram_keys("s", user);
@@ -624,7 +626,8 @@ Settings with_auth() {
   return s;
 }
 
-// RFC 4954's replies: 334, 235 2.7.0, 535 5.7.8, 538 5.7.11, 534 5.7.9, 501 5.5.2 / 5.7.0, 503 5.5.1.
+// RFC 4954's replies: 334, 235 2.7.0, 535 5.7.8, 454 4.7.0, 538 5.7.11, 534 5.7.9, 501 5.5.2 / 5.7.0,
+// 503 5.5.1.
 TEST(Session, Auth) {
   AliceOnly creds;
   Dialogue d(with_auth());
@@ -639,6 +642,10 @@ TEST(Session, Auth) {
   d.cmd("AUTH X-FOO", "504 5.5.4 Unrecognized authentication type");
   d.cmd("AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdAB3cm9uZw==",
         "535 5.7.8 Error: authentication failed: authentication failure");
+  EXPECT_EQ(d.session_.auth_failures(), 1);
+  // The password database cannot answer: a temporary failure, not counted as a failed login.
+  d.cmd("AUTH PLAIN AGRvd25AZXhhbXBsZS50ZXN0AHB3", "454 4.7.0 Temporary authentication failure");
+  EXPECT_EQ(d.session_.auth_failures(), 1);
   d.cmd("AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdAB3cm9uZw=", "501 5.5.2 Cannot decode response");
   Step s = d.cmd("AUTH LOGIN", "334 VXNlcm5hbWU6");
   EXPECT_EQ(s.next, Next::kAuth);
@@ -663,7 +670,8 @@ TEST(Session, Auth) {
       received.find("(Authenticated sender: alice@example.test)\n\tby mx.example.test (Postern) with ESMTPA"),
       std::string::npos)
       << received;
-  EXPECT_NE(d.session_.command_summary().find("auth=1/9"), std::string::npos) << d.session_.command_summary();
+  EXPECT_NE(d.session_.command_summary().find("auth=1/10"), std::string::npos)
+      << d.session_.command_summary();
 }
 
 TEST(Session, AuthPlaintextPolicy) {
