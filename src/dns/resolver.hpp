@@ -9,12 +9,16 @@
 // are skipped, and an answer whose records are all malformed is a temporary failure.
 #pragma once
 
-#include <asio/awaitable.hpp>
-#include <asio/ip/address.hpp>
+// Standard headers before Asio's: its config detects aligned_alloc from libstdc++'s <bits/c++config.h>, and a
+// translation unit that reaches Asio first allocates handler memory differently (an ODR violation that
+// AddressSanitizer reports as alloc-dealloc-mismatch).
 #include <map>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <asio/awaitable.hpp>
+#include <asio/ip/address.hpp>
 
 #include "dns/rdata.hpp"
 

@@ -3,13 +3,14 @@
 // Security: see unbound.cpp; answers are parsed by libunbound, their record data by dns/rdata.cpp.
 #pragma once
 
-#include <asio/io_context.hpp>
 #include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <asio/io_context.hpp>  // after a standard header: see resolver.hpp
 
 #include "base/result.hpp"
 #include "dns/resolver.hpp"
