@@ -174,6 +174,23 @@ def make_dns():
         d.stop()
 
 
+@pytest.fixture
+def make_mx():
+    """Factory: make_mx(host, port=25, **script) -> a started remote_mx.RemoteMx (a scriptable remote MX on
+    aiosmtpd, see tests/e2e/remote_mx.py); all are stopped at the end of the test. Port 25 needs root."""
+    from remote_mx import RemoteMx  # python3-aiosmtpd: only under /usr/bin/python3
+
+    made = []
+
+    def factory(host="127.0.0.1", port=25, **script):
+        made.append(RemoteMx(host, port, **script).start())
+        return made[-1]
+
+    yield factory
+    for mx in made:
+        mx.cleanup()
+
+
 class Raw(RawSocket):
     """A raw SMTP client over a socket, for exact bytes: send what a test says, read replies."""
 
