@@ -1,5 +1,6 @@
 // queue/spool.cpp: queue files on disk (see spool.hpp).
-// Security: only reads files in our own queue directories; a damaged file is reported, never trusted.
+// Security: works only on files in our own queue directories, named by ids checked by valid_queue_id() where
+// they come from a command line; a damaged file is reported (and quarantined by the caller), never trusted.
 #include "queue/spool.hpp"
 
 #include <dirent.h>
@@ -14,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "base/files.hpp"
+#include "base/log.hpp"
 
 namespace postern::queue {
 namespace {
@@ -68,6 +70,12 @@ std::string_view state_name(QueueState s) {
       break;
   }
   return "corrupt";
+}
+
+bool valid_queue_id(std::string_view queue_id) {
+  return !queue_id.empty() && queue_id.size() <= 32 &&
+         std::all_of(queue_id.begin(), queue_id.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); });
 }
 
 std::string Spool::path(QueueState state, std::string_view queue_id) const {
@@ -138,27 +146,84 @@ void Spool::abort(std::string_view queue_id) const {
 std::vector<ListedMessage> Spool::list(std::vector<std::string>& problems) const {
   std::vector<ListedMessage> out;
   for (QueueState s : kListed) {
-    std::string d = directory(s);
-    DIR* dir = ::opendir(d.c_str());
-    if (!dir) {
-      if (errno != ENOENT) problems.push_back(fmt::format("{}: {}", d, std::strerror(errno)));
+    auto names = ids(s);
+    if (!names) {
+      problems.push_back(names.error().message);
       continue;
     }
-    while (dirent* e = ::readdir(dir)) {
-      if (e->d_name[0] == '.') continue;
-      auto env = read_envelope(d + "/" + e->d_name);
+    for (const std::string& id : *names) {
+      auto env = read_envelope(path(s, id));
       if (!env) {
         problems.push_back(env.error().message);
         continue;
       }
       out.push_back({s, std::move(*env)});
     }
-    ::closedir(dir);
   }
   std::stable_sort(out.begin(), out.end(), [](const ListedMessage& a, const ListedMessage& b) {
     return a.envelope.arrival < b.envelope.arrival;
   });
   return out;
+}
+
+Result<std::vector<std::string>> Spool::ids(QueueState state) const {
+  std::string d = directory(state);
+  std::vector<std::string> out;
+  DIR* dir = ::opendir(d.c_str());
+  if (!dir) {
+    if (errno == ENOENT) return out;
+    return Error{fmt::format("{}: {}", d, std::strerror(errno))};
+  }
+  while (dirent* e = ::readdir(dir))
+    if (e->d_name[0] != '.') out.emplace_back(e->d_name);
+  ::closedir(dir);
+  return out;
+}
+
+Result<bool> Spool::move(std::string_view queue_id, QueueState from, QueueState to) const {
+  std::string src = path(from, queue_id);
+  if (int err = rename_durably(src, path(to, queue_id), directory(to)); err != 0) {
+    // ENOENT also when `to`'s directory is missing: only a missing source is "no such file".
+    if (err == ENOENT && ::access(src.c_str(), F_OK) != 0) return false;
+    return Error{fmt::format("rename {} into {}/: {}", src, state_name(to), std::strerror(err))};
+  }
+  if (int err = fsync_dir(directory(from)); err != 0)
+    return Error{fmt::format("fsync {}: {}", directory(from), std::strerror(err))};
+  return true;
+}
+
+Result<bool> Spool::remove(std::string_view queue_id, QueueState state) const {
+  std::string p = path(state, queue_id);
+  if (::unlink(p.c_str()) != 0) {
+    if (errno == ENOENT) return false;
+    return Error{fmt::format("remove {}: {}", p, std::strerror(errno))};
+  }
+  if (int err = fsync_dir(directory(state)); err != 0)
+    return Error{fmt::format("fsync {}: {}", directory(state), std::strerror(err))};
+  return true;
+}
+
+Result<bool> Spool::touch(std::string_view queue_id, QueueState state,
+                          std::chrono::system_clock::time_point when) const {
+  std::string p = path(state, queue_id);
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch()).count();
+  timespec t{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+  timespec times[2] = {t, t};  // atime, mtime
+  if (::utimensat(AT_FDCWD, p.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return false;
+    return Error{fmt::format("set the time of {}: {}", p, std::strerror(errno))};
+  }
+  return true;
+}
+
+void Spool::quarantine(std::string_view queue_id, QueueState state, std::string_view why) const {
+  auto moved = move(queue_id, state, QueueState::kCorrupt);
+  if (!moved)
+    log::error("qmgr", "{}: corrupt queue file, cannot move it to corrupt/: {}", queue_id,
+               moved.error().message);
+  else if (*moved)
+    log::warning("qmgr", "{}: corrupt queue file moved from {}/ to corrupt/: {}", queue_id, state_name(state),
+                 why);
 }
 
 }  // namespace postern::queue

@@ -2,12 +2,13 @@
 // deferred, hold, corrupt}/<queue id>, one queue file (queue/queue_file.hpp) per message, a message's state
 // being the directory it is in, changed by rename. A message is written into incoming/ and fsync'd, then
 // renamed into deferred/ and the directory fsync'd: only then is it queued (and may the SMTP server say 250).
-// A file left in incoming/ by a crash was never acknowledged. Nothing delivers from the queue yet (issue 6:
-// the queue manager moves deferred -> active and delivers).
+// A file left in incoming/ by a crash was never acknowledged. The queue manager and `postern queue` change a
+// message's state with move() and remove(); a deferred file's mtime is its next attempt time (touch()).
 // Security: queue ids are ours (hex), never taken from a client; files are mode 0600, directories 0700.
 // Thread-safe: every call works on its own file.
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,9 @@ namespace postern::queue {
 
 enum class QueueState { kIncoming, kActive, kDeferred, kHold, kCorrupt };
 std::string_view state_name(QueueState s);
+
+// True for a queue id as new_queue_id() makes them (upper-case hex digits, at most 32): never a path.
+bool valid_queue_id(std::string_view queue_id);
 
 struct ListedMessage {
   QueueState state;
@@ -49,6 +53,21 @@ class Spool {
   // The queued messages (active, deferred, hold), oldest first. A file that does not decode is named in
   // `problems` and skipped.
   std::vector<ListedMessage> list(std::vector<std::string>& problems) const;
+  // The queue ids in one state directory (none when it does not exist), unsorted, without reading the files.
+  Result<std::vector<std::string>> ids(QueueState state) const;
+
+  // State changes, each durable on return (rename, then fsync of both directories; unlink, then fsync of
+  // the directory). They answer true when done, false when there is no such file in `from`/`state`
+  // (another process moved or removed it first), and an Error naming the file otherwise. The file keeps its
+  // mode, owner and mtime.
+  Result<bool> move(std::string_view queue_id, QueueState from, QueueState to) const;
+  Result<bool> remove(std::string_view queue_id, QueueState state) const;
+  // Sets the file's mtime: in deferred/, the time of the next delivery attempt (due when mtime <= now).
+  Result<bool> touch(std::string_view queue_id, QueueState state,
+                     std::chrono::system_clock::time_point when) const;
+  // A file that does not decode: moves it from `state` into corrupt/, where nothing reads it again, and
+  // logs the move with `why` (as Postfix's qmgr: "corrupt queue file"). Errors are logged too.
+  void quarantine(std::string_view queue_id, QueueState state, std::string_view why) const;
 
  private:
   std::string dir_;
