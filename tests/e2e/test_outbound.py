@@ -31,6 +31,8 @@ def _has_queue_manager():
 
 pytestmark = pytest.mark.skipif(not _has_queue_manager(), reason="this postern has no queue manager yet (issue 6)")
 RETRY = "minimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\n"
+# One attempt, then a long wait: for tests that look at a deferred message (main.cf: the last setting wins).
+SLOW = "minimal_backoff_time = 300s\nmaximal_backoff_time = 4000s\n"
 
 # Each test uses its own MX addresses, so that a sink left in TIME_WAIT or a slow stop never meets the next test.
 RECORDS = {
@@ -82,11 +84,12 @@ def submit(p, rcpts, body=b"hello\r\n", subject="outbound", message_id=None, mai
 
 
 def queued(p, state=None):
+    """Queue ids in `state` (or in any state); a queue file being rewritten (ID.tmp) is not a message."""
     states = [state] if state else ["incoming", "active", "deferred", "hold", "corrupt"]
     out = []
     for s in states:
         d = os.path.join(p.root, "queue", s)
-        out += os.listdir(d) if os.path.isdir(d) else []
+        out += [n for n in os.listdir(d) if "." not in n] if os.path.isdir(d) else []
     return out
 
 
@@ -141,7 +144,8 @@ def test_delivery_to_the_mx_in_dns_once_with_received_and_dkim(make_postern, dns
     assert (t.sender, t.recipients, t.ehlo) == (ALICE, ["bob@remote.test"], f"mail.{DOMAIN}")
     assert t.tls is False  # the sink offers no STARTTLS
     assert mid.encode() in t.data and t.data.endswith(b"Hello remote.\r\n.leading dot\r\n")
-    assert re.search(rb"^Received: from .*\r\n\s+by mail\.example\.test", t.data, re.M), t.data[:600]
+    received = rb"^Received: from .*?\r\n\s+by mail\.example\.test \(Postern\)"
+    assert re.search(received, t.data, re.M | re.S), t.data[:600]
     import dkim  # python3-dkim: only under /usr/bin/python3
     assert b"DKIM-Signature:" in t.data and b"d=example.test" in t.data
     assert dkim.verify(t.data, dnsfunc=dnsfunc(records))
@@ -187,7 +191,7 @@ def test_no_mx_means_the_a_record(make_postern, dns, make_mx):
 
 
 def test_null_mx_bounces_at_once(make_postern, dns):
-    p = start(make_postern, dns, "minimal_backoff_time = 300s\nmaximal_backoff_time = 4000s\n")
+    p = start(make_postern, dns, SLOW)
     submit(p, ["erin@null.test"])
     dsn = wait_bounce(p, timeout=10)  # no retry: the first attempt decides
     assert_dsn_to_alice(dsn, "erin@null.test")
@@ -225,7 +229,7 @@ def test_5xx_bounces_that_recipient_with_the_remote_reply(make_postern, dns, mak
     assert_dsn_to_alice(dsn, "gone@reject.test")
     assert "no such user here" in dsn and re.search(r"^Status: 5\.1\.1", dsn, re.M), dsn
     assert re.search(r"^Remote-MTA: dns; ?mx\.reject\.test", dsn, re.M | re.I), dsn
-    assert "here@reject.test" not in dsn.split("Final-Recipient")[1], dsn  # only the failed one is reported
+    assert len(re.findall(r"^Final-Recipient:", dsn, re.M)) == 1, dsn  # only the failed one is reported
     assert "Subject: half bounced" in dsn  # the returned header
     log = p.wait_log("status=bounced")
     assert re.search(r"to=<gone@reject\.test>, relay=mx\.reject\.test\[127\.0\.0\.51\]:25, .*dsn=5\.1\.1, "
@@ -256,7 +260,7 @@ def test_starttls_is_used_when_offered(make_postern, dns, make_mx):
 
 @ROOT
 def test_encrypt_refuses_a_peer_without_starttls(make_postern, dns, make_mx):
-    p = start(make_postern, dns, "smtp_tls_security_level = encrypt\n")
+    p = start(make_postern, dns, "smtp_tls_security_level = encrypt\n" + SLOW)
     mx = make_mx("127.0.0.72")
     submit(p, ["hank@plain.test"])
     log = p.wait_log("status=deferred")
@@ -285,12 +289,13 @@ def test_silent_peer_times_out_and_the_message_is_deferred(make_postern, dns, ma
 
 @ROOT
 def test_mailq_shows_deferred_messages_with_their_reason(make_postern, dns):
-    p = start(make_postern, dns)
+    p = start(make_postern, dns, SLOW)
     submit(p, ["judy@down.test"])
     p.wait_log("status=deferred")
+    wait_for(lambda: queued(p, "deferred"), what="the message in deferred/")
     out = p.run("mailq").stdout
-    (qid,) = queued(p, "deferred") or queued(p)
-    assert re.search(rf"^{qid}\s.*{re.escape(ALICE)}$", out, re.M), out
+    (qid,) = queued(p, "deferred")
+    assert re.search(rf"^{qid} .*{re.escape(ALICE)}$", out, re.M), out
     assert re.search(r"^\(.*mx\.down\.test\[127\.0\.0\.101\]:25.*Connection refused\)\n\s+judy@down\.test$", out,
                      re.M), out
     assert "-- 1 Kbytes in 1 Request." in out
