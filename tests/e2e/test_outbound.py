@@ -321,6 +321,10 @@ def test_kill_9_with_a_full_queue_then_every_message_exactly_once(make_postern, 
     wait_for(lambda: not queued(p), timeout=60, what="the queue empties")
     time.sleep(3)
     got = [re.search(rb"^Message-ID: (\S+)", t.data, re.M | re.I).group(1).decode() for t in mx.messages]
+    twice = [re.search(rb" id (\w+)", t.data).group(1).decode() for t in mx.messages if got.count(
+        re.search(rb"^Message-ID: (\S+)", t.data, re.M | re.I).group(1).decode()) > 1]
+    assert not twice, "delivered twice:\n" + "\n".join(line for line in p.log().splitlines()
+                                                       if any(q in line for q in set(twice)))
     assert len(got) == n and set(got) == ids
 
 
