@@ -401,11 +401,8 @@ DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spoo
       return out;
     }
     uint64_t size = received_header.size() + content.size();
-    for (const auto& r : env.outbound)
-      log::info("queue",
-                "{}: to=<{}>, relay=none, size={}, status=deferred (queued: outbound delivery is "
-                "not available yet)",
-                env.queue_id, r, size);
+    log::info("qmgr", "{}: from=<{}>, size={}, nrcpt={} (queue active)", env.queue_id, env.sender, size,
+              env.outbound.size());
   }
   report_delivered(local, spool, env, received_header, content);
   return out;

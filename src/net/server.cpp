@@ -24,6 +24,7 @@
 #include "config/parameters.hpp"
 #include "delivery/local.hpp"
 #include "delivery/privileged.hpp"
+#include "delivery/queue_manager.hpp"
 #include "dkim/keys.hpp"
 #include "dns/unbound.hpp"
 #include "imap/proto/reader.hpp"
@@ -192,6 +193,8 @@ class Server {
   // The resolver of the SMTP restrictions that ask DNS; it outlives the server. Without one (a user's session
   // process, which speaks no SMTP) a lookup is a temporary failure.
   void set_resolver(dns::Resolver& resolver) { resolver_ = &resolver; }
+  // Told when a message was queued for outbound delivery.
+  void set_queue_manager(delivery::QueueManager& manager) { queue_manager_ = &manager; }
 
   Status listen() {
     for (const auto& [key, endpoint] : kEndpoints) {
@@ -1162,6 +1165,7 @@ class Server {
     auto [ep, err] = co_await asio::co_spawn(pool_->get_executor(), std::move(work), kAsTuple);
     c.delivering = false;
     if (ep) co_return store::StoreError{store::ErrorKind::kTemporary, "delivery failed with an exception"};
+    if (err.ok() && queue_manager_ && !session.envelope().outbound.empty()) queue_manager_->wake();
     co_return err;
   }
 
@@ -1169,6 +1173,7 @@ class Server {
   std::unique_ptr<asio::thread_pool> pool_;
   delivery::PrivilegedHelper* helper_ = nullptr;
   dns::Resolver* resolver_ = nullptr;
+  delivery::QueueManager* queue_manager_ = nullptr;
   std::shared_ptr<Runtime> runtime_;
   struct Listener {
     std::unique_ptr<tcp::acceptor> acceptor;
@@ -1294,6 +1299,18 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   if (auto st = (*rt)->spool->create_directories(); !st) return st;
   Server server(io, *rt);
   server.set_resolver(**resolver);
+  // Outbound delivery runs on a thread and io_context of its own with its own resolver: a stop abandons what
+  // is under way (the files stay in active/ and are tried again at the next start, as after a crash)
+  // instead of waiting for remote servers.
+  auto remote = delivery::RemoteSettings::from_config(*config);
+  if (!remote) return remote.error();
+  asio::io_context outbound_io(1);
+  auto outbound_resolver =
+      dns::UnboundResolver::create(outbound_io, dns::UnboundOptions{config->get_list("dns_servers")});
+  if (!outbound_resolver) return outbound_resolver.error();
+  delivery::QueueManager queue_manager(outbound_io, *config, std::move(*remote), (*rt)->spool,
+                                       (*rt)->delivery, **outbound_resolver);
+  server.set_queue_manager(queue_manager);
   if (auto st = server.listen(); !st) return st;
   std::unique_ptr<delivery::PrivilegedHelper> helper;
   if (::geteuid() == 0) {
@@ -1305,11 +1322,15 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   auto signals = asio::make_strand(io);  // the two handlers touch each other's signal set
   asio::signal_set stop_signals(signals, SIGTERM, SIGINT);
   asio::signal_set hup(signals, SIGHUP);
+  asio::signal_set flush(signals, SIGUSR1);  // postern queue flush
   std::function<void()> wait_stop = [&] {
     stop_signals.async_wait([&](const asio::error_code& ec, int) {
       if (ec) return;
       server.stop();
+      queue_manager.stop();
+      outbound_io.stop();
       hup.cancel();
+      flush.cancel();
     });
   };
   std::function<void()> wait_hup = [&] {
@@ -1319,9 +1340,22 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
       wait_hup();
     });
   };
+  std::function<void()> wait_flush = [&] {
+    flush.async_wait([&](const asio::error_code& ec, int) {
+      if (ec) return;
+      queue_manager.wake();
+      wait_flush();
+    });
+  };
   wait_stop();
   wait_hup();
+  wait_flush();
   server.start(helper.get());
+  queue_manager.start();
+  std::thread outbound([&outbound_io] {
+    auto busy = asio::make_work_guard(outbound_io);
+    outbound_io.run();
+  });
   log::info("master", "daemon started -- configuration {}", config->dir());
   if (ready) ready();
   // Each thread returns once the listeners are closed and every session has ended.
@@ -1329,6 +1363,8 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   for (int i = 1; i < io_threads; ++i) threads.emplace_back([&io] { io.run(); });
   io.run();
   for (auto& t : threads) t.join();
+  outbound_io.stop();
+  outbound.join();
   server.join_pool();
   log::info("master", "stopped");
   return Ok{};

@@ -64,6 +64,9 @@ class Postern:
             f"virtual_mailbox_domains = {DOMAIN}, other.test\n"
             f"virtual_mailbox_base = {self.mail}\n"
             f"smtpd_error_sleep_time = 0\n"
+            # Outbound mail never asks a real DNS server: nothing listens on the discard port (tests that
+            # deliver set their own dns_servers).
+            f"dns_servers = 127.0.0.1:9\n"
             # Failed-login throttling off: many tests fail logins on purpose (test_throttle.py turns it on).
             f"auth_failure_delay = 0\n"
             f"auth_failure_block_count = 0\n"

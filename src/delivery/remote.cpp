@@ -1,0 +1,348 @@
+// delivery/remote.cpp: the SMTP delivery agent (see remote.hpp).
+#include "delivery/remote.hpp"
+
+#include <openssl/ssl.h>
+
+#include <algorithm>
+#include <asio/connect.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/ssl.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+#include <fstream>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "base/log.hpp"
+#include "base/strings.hpp"
+#include "delivery/aliases.hpp"
+
+namespace postern::delivery {
+namespace {
+
+using asio::ip::tcp;
+namespace client = smtp::client;
+constexpr auto kAsTuple = asio::experimental::as_tuple(asio::use_awaitable);
+// Postfix's smtp_mx_address_limit: at most this many addresses are tried per delivery.
+constexpr int kMaxAddresses = 5;
+
+// The smtp_sasl_password_maps entry of the relayhost: keys "[host]:port", "[host]", "host:port", "host".
+std::optional<client::Credentials> read_relay_credentials(const std::string& path, const Relayhost& relay) {
+  std::ifstream in(path);
+  std::string line;
+  std::vector<std::string> keys;
+  std::string bracketed = "[" + relay.host + "]";
+  std::string port = ":" + std::to_string(relay.port);
+  if (relay.mx_lookup) {
+    keys = {relay.host + port, relay.host};
+  } else {
+    keys = {bracketed + port, bracketed};
+  }
+  while (std::getline(in, line)) {
+    std::string_view l = trim(line);
+    if (l.empty() || l.front() == '#') continue;
+    size_t space = l.find_first_of(" \t");
+    if (space == std::string_view::npos) continue;
+    std::string key = to_lower(l.substr(0, space));
+    std::string_view value = trim(l.substr(space));
+    size_t colon = value.find(':');
+    if (colon == std::string_view::npos) continue;
+    if (std::find(keys.begin(), keys.end(), key) != keys.end())
+      return client::Credentials{std::string(value.substr(0, colon)), std::string(value.substr(colon + 1))};
+  }
+  return std::nullopt;
+}
+
+// One connection: the TCP socket, and TLS over it once STARTTLS succeeded.
+class Connection {
+ public:
+  Connection(tcp::socket socket, asio::ssl::context& ctx) : stream_(std::move(socket), ctx) {}
+
+  // An operation raced against `limit`: the socket is cancelled when the timer fires first.
+  template <class Op>
+  asio::awaitable<asio::error_code> timed(std::chrono::seconds limit, Op op) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, limit);
+    bool expired = false;
+    timer.async_wait([this, &expired](const asio::error_code& ec) {
+      if (ec) return;
+      expired = true;
+      asio::error_code ignored;
+      stream_.lowest_layer().cancel(ignored);
+    });
+    asio::error_code ec = co_await op();
+    timer.cancel();
+    co_return expired ? asio::error::timed_out : ec;
+  }
+
+  asio::awaitable<asio::error_code> write(std::string_view bytes, std::chrono::seconds limit) {
+    auto op = [&]() -> asio::awaitable<asio::error_code> {
+      auto [ec, n] = tls_ ? co_await asio::async_write(stream_, asio::buffer(bytes), kAsTuple)
+                          : co_await asio::async_write(stream_.next_layer(), asio::buffer(bytes), kAsTuple);
+      co_return ec;
+    };
+    co_return co_await timed(limit, op);
+  }
+
+  asio::awaitable<asio::error_code> read(std::string& out, std::chrono::seconds limit) {
+    out.resize(16 * 1024);
+    size_t got = 0;
+    auto op = [&]() -> asio::awaitable<asio::error_code> {
+      auto [ec, n] = tls_ ? co_await stream_.async_read_some(asio::buffer(out), kAsTuple)
+                          : co_await stream_.next_layer().async_read_some(asio::buffer(out), kAsTuple);
+      got = n;
+      co_return ec;
+    };
+    auto ec = co_await timed(limit, op);
+    out.resize(got);
+    co_return ec;
+  }
+
+  asio::awaitable<bool> start_tls(const std::string& server_name, std::chrono::seconds limit) {
+    if (!server_name.empty()) SSL_set_tlsext_host_name(stream_.native_handle(), server_name.c_str());
+    auto op = [&]() -> asio::awaitable<asio::error_code> {
+      auto [ec] = co_await stream_.async_handshake(asio::ssl::stream_base::client, kAsTuple);
+      co_return ec;
+    };
+    tls_ = !co_await timed(limit, op);
+    co_return tls_;
+  }
+
+  asio::awaitable<asio::error_code> connect(const tcp::endpoint& endpoint, std::chrono::seconds limit) {
+    auto op = [&]() -> asio::awaitable<asio::error_code> {
+      auto [ec] = co_await stream_.next_layer().async_connect(endpoint, kAsTuple);
+      co_return ec;
+    };
+    co_return co_await timed(limit, op);
+  }
+
+  void close() {
+    asio::error_code ignored;
+    stream_.lowest_layer().shutdown(tcp::socket::shutdown_both, ignored);
+    stream_.lowest_layer().close(ignored);
+  }
+
+ private:
+  asio::ssl::stream<tcp::socket> stream_;
+  bool tls_ = false;
+};
+
+std::chrono::seconds limit_of(const RemoteSettings& s, client::Timeout t) {
+  auto it = s.timeouts.find(t);
+  return it == s.timeouts.end() ? std::chrono::seconds(300) : it->second;
+}
+
+// Runs one SMTP session over a connected socket; the outcomes per recipient of the one message.
+asio::awaitable<std::vector<client::Outcome>> run_session(const RemoteSettings& settings, Connection& conn,
+                                                          const std::string& host, client::Policy policy,
+                                                          client::Message message) {
+  client::Session session(std::move(policy), {std::move(message)});
+  client::Step step = session.start();
+  std::string buffer;
+  for (;;) {
+    auto limit = limit_of(settings, step.timeout);
+    if (!step.send.empty()) {
+      if (auto ec = co_await conn.write(step.send, limit)) {
+        step = session.connection_lost(fmt::format("lost connection with {} while sending: {}", host,
+                                                   ec == asio::error::timed_out ? "timeout" : ec.message()));
+        continue;
+      }
+    }
+    if (step.next == client::Next::kClose) break;
+    if (step.next == client::Next::kSendBody) {
+      auto xfer = limit_of(settings, client::Timeout::kDataXfer);
+      bool lost = false;
+      for (auto piece = session.body_piece(); !piece.empty(); piece = session.body_piece()) {
+        if (auto ec = co_await conn.write(piece, xfer)) {
+          step = session.connection_lost(
+              fmt::format("lost connection with {} while sending message body: {}", host,
+                          ec == asio::error::timed_out ? "timeout" : ec.message()));
+          lost = true;
+          break;
+        }
+      }
+      if (!lost) step = session.body_sent();
+      continue;
+    }
+    if (step.next == client::Next::kStartTls) {
+      step = session.tls_done(co_await conn.start_tls(host, limit));
+      continue;
+    }
+    auto ec = co_await conn.read(buffer, limit);
+    if (ec || buffer.empty()) {
+      std::string why = ec == asio::error::timed_out ? fmt::format("conversation with {} timed out", host)
+                                                     : fmt::format("lost connection with {}", host);
+      step = session.connection_lost(why);
+      continue;
+    }
+    step = session.received(buffer);
+  }
+  conn.close();
+  co_return session.outcomes().front();
+}
+
+// Whether the next host should be tried: nothing was decided past the greeting (Postfix tries the next MX
+// after a connection failure, a 4xx greeting or a lost session before the transaction).
+bool try_next_host(const std::vector<client::Outcome>& outcomes) {
+  return std::all_of(outcomes.begin(), outcomes.end(), [](const client::Outcome& o) {
+    return o.fate == client::Fate::kDeferred &&
+           (o.stage == client::Stage::kConnect || o.stage == client::Stage::kGreeting ||
+            o.stage == client::Stage::kHelo || o.stage == client::Stage::kStartTls);
+  });
+}
+
+std::vector<RemoteResult> all(size_t n, client::Fate fate, std::string_view enhanced, std::string text) {
+  client::Outcome o;
+  o.fate = fate;
+  o.enhanced = enhanced;
+  o.text = std::move(text);
+  return std::vector<RemoteResult>(n, RemoteResult{o, "none"});
+}
+
+struct Host {
+  std::string name;
+  uint16_t port = 25;
+};
+
+}  // namespace
+
+Result<std::optional<Relayhost>> parse_relayhost(std::string_view value) {
+  value = trim(value);
+  if (value.empty()) return std::optional<Relayhost>();
+  Relayhost r;
+  std::string_view rest;
+  if (value.front() == '[') {
+    size_t close = value.find(']');
+    if (close == std::string_view::npos || close == 1) return Error{"relayhost: an unclosed [host]"};
+    r.host = to_lower(value.substr(1, close - 1));
+    r.mx_lookup = false;
+    rest = value.substr(close + 1);
+  } else {
+    size_t colon = value.find(':');
+    r.host = to_lower(value.substr(0, colon));
+    rest = colon == std::string_view::npos ? std::string_view() : value.substr(colon);
+  }
+  if (!rest.empty()) {
+    unsigned long long port = 0;
+    if (rest.front() != ':' || !parse_u64(rest.substr(1), port) || port == 0 || port > 65535)
+      return Error{fmt::format("relayhost: bad port in \"{}\"", value)};
+    r.port = static_cast<uint16_t>(port);
+  }
+  if (r.host.empty()) return Error{"relayhost: no host"};
+  return std::optional<Relayhost>(r);
+}
+
+Result<RemoteSettings> RemoteSettings::from_config(const config::Config& cfg) {
+  RemoteSettings s;
+  s.policy.helo_name = cfg.get("myhostname");
+  std::string level = cfg.get("smtp_tls_security_level");
+  if (level == "none") {
+    s.policy.tls = client::TlsPolicy::kNone;
+  } else if (level == "may") {
+    s.policy.tls = client::TlsPolicy::kMay;
+  } else if (level == "encrypt") {
+    s.policy.tls = client::TlsPolicy::kEncrypt;
+  } else {
+    return Error{fmt::format("smtp_tls_security_level: \"{}\" is not none, may or encrypt", level)};
+  }
+  auto relay = parse_relayhost(cfg.get("relayhost"));
+  if (!relay) return relay.error();
+  s.relayhost = *relay;
+  if (s.relayhost && cfg.get_bool("smtp_sasl_auth_enable")) {
+    std::string path = table_path(cfg.get("smtp_sasl_password_maps"));
+    if (!path.empty() && path.front() != '/') path = cfg.dir() + "/" + path;
+    s.relay_credentials = read_relay_credentials(path, *s.relayhost);
+  }
+  auto protocols = cfg.get_list("inet_protocols");
+  bool any = std::find(protocols.begin(), protocols.end(), "all") != protocols.end();
+  s.want_v4 = any || std::find(protocols.begin(), protocols.end(), "ipv4") != protocols.end();
+  s.want_v6 = any || std::find(protocols.begin(), protocols.end(), "ipv6") != protocols.end();
+  using client::Timeout;
+  for (Timeout t :
+       {Timeout::kConnect, Timeout::kHelo, Timeout::kStartTls, Timeout::kAuth, Timeout::kMail, Timeout::kRcpt,
+        Timeout::kDataInit, Timeout::kDataXfer, Timeout::kDataDone, Timeout::kQuit})
+    s.timeouts[t] = std::chrono::seconds(cfg.get_int(client::timeout_parameter(t)));
+  s.tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  s.tls->set_verify_mode(asio::ssl::verify_none);
+  return s;
+}
+
+asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& settings,
+                                                          dns::Resolver& resolver, std::string domain,
+                                                          client::Message message) {
+  size_t n = message.recipients.size();
+  std::vector<Host> hosts;
+  if (settings.relayhost && !settings.relayhost->mx_lookup) {
+    hosts.push_back({settings.relayhost->host, settings.relayhost->port});
+  } else {
+    uint16_t port = settings.relayhost ? settings.relayhost->port : 25;
+    std::string name = settings.relayhost ? settings.relayhost->host : domain;
+    auto mx = co_await resolver.mx(name);
+    if (mx.status == dns::Status::kFound && dns::is_null_mx(mx))
+      co_return all(n, client::Fate::kBounced, "5.1.10",
+                    fmt::format("Domain {} does not accept mail (nullMX)", name));
+    if (mx.status == dns::Status::kNxDomain)
+      co_return all(n, client::Fate::kBounced, "5.4.4",
+                    fmt::format("Host or domain name not found. Name service error for name={} type=MX: Host "
+                                "not found",
+                                name));
+    if (mx.status != dns::Status::kFound && mx.status != dns::Status::kNoData)
+      co_return all(n, client::Fate::kDeferred, "4.4.3",
+                    fmt::format("Host or domain name not found. Name service error for name={} type=MX: Host "
+                                "not found, try again ({})",
+                                name, mx.why));
+    // Preference order, equal preferences in random order (RFC 5321 5.1); no MX: the name itself.
+    std::shuffle(mx.records.begin(), mx.records.end(), std::mt19937(std::random_device{}()));
+    std::stable_sort(mx.records.begin(), mx.records.end(),
+                     [](const dns::Mx& a, const dns::Mx& b) { return a.preference < b.preference; });
+    for (const auto& r : mx.records) hosts.push_back({r.host, port});
+    if (hosts.empty()) hosts.push_back({name, port});
+  }
+
+  client::Policy policy = settings.policy;
+  policy.credentials = settings.relay_credentials;
+  std::vector<RemoteResult> results;
+  std::string last_problem;
+  int tried = 0;
+  auto executor = co_await asio::this_coro::executor;
+  for (const auto& host : hosts) {
+    // An address as the host ("relayhost = [192.0.2.1]:587") is used as it is.
+    asio::error_code not_literal;
+    auto literal = asio::ip::make_address(host.name, not_literal);
+    dns::Answer<asio::ip::address> addresses;
+    if (not_literal) {
+      addresses = co_await resolver.addresses(host.name, settings.want_v4, settings.want_v6);
+    } else {
+      addresses.status = dns::Status::kFound;
+      addresses.records.push_back(literal);
+    }
+    if (addresses.status != dns::Status::kFound) {
+      last_problem = fmt::format(
+          "Host or domain name not found. Name service error for name={} type=A: {}", host.name,
+          addresses.status == dns::Status::kNxDomain ? "Host not found" : "Host not found, try again");
+      continue;
+    }
+    for (const auto& address : addresses.records) {
+      if (tried++ >= kMaxAddresses) break;
+      std::string relay = fmt::format("{}[{}]:{}", host.name, address.to_string(), host.port);
+      Connection conn(tcp::socket(executor), *settings.tls);
+      if (auto ec = co_await conn.connect(tcp::endpoint(address, host.port),
+                                          limit_of(settings, client::Timeout::kConnect))) {
+        last_problem = fmt::format("connect to {}: {}", relay,
+                                   ec == asio::error::timed_out ? "Connection timed out" : ec.message());
+        continue;
+      }
+      auto outcomes = co_await run_session(settings, conn, host.name, policy, message);
+      results.clear();
+      for (auto& o : outcomes) results.push_back({std::move(o), relay});
+      if (!try_next_host(outcomes)) co_return results;
+    }
+  }
+  if (results.empty()) co_return all(n, client::Fate::kDeferred, "4.4.1", last_problem);
+  co_return results;
+}
+
+}  // namespace postern::delivery

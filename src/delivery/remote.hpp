@@ -1,0 +1,65 @@
+// delivery/remote.hpp: the SMTP delivery agent (Postfix's smtp(8)): one message's recipients of one
+// destination delivered to that destination's mail servers. The destination's hosts come from DNS (MX in
+// preference order, equal preferences shuffled; A/AAAA when there is no MX; a null MX (RFC 7505) bounces at
+// once) or from `relayhost`; addresses follow inet_protocols. A host that cannot be reached, or greets with
+// 4xx, or loses the connection before the transaction, is skipped for the next one (Postfix's behaviour);
+// the first host that holds a transaction decides. The protocol itself is smtp/client/session, driven here
+// over Asio with the smtp_*_timeout of each stage and opportunistic or required STARTTLS.
+// Security: everything the remote server sends is untrusted and only reaches smtp/client's bounded parser;
+// the certificate of the peer is not verified (smtp_tls_security_level may/encrypt, as Postfix: encryption
+// without authentication); the relayhost password is sent only as AUTH asks for it, over TLS unless allowed.
+#pragma once
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.hpp"
+#include "config/config.hpp"
+#include "dns/resolver.hpp"
+#include "smtp/client/session.hpp"
+
+namespace asio::ssl {
+class context;
+}
+
+namespace postern::delivery {
+
+// Where outbound mail goes instead of the MX hosts (Postfix's relayhost): "[host]:port" takes the host as
+// it is, "host:port" or "host" looks up its MX first.
+struct Relayhost {
+  std::string host;
+  uint16_t port = 25;
+  bool mx_lookup = true;
+};
+Result<std::optional<Relayhost>> parse_relayhost(std::string_view value);
+
+struct RemoteSettings {
+  smtp::client::Policy policy;         // helo name, TLS policy (credentials set per relayhost)
+  std::optional<Relayhost> relayhost;  //
+  std::optional<smtp::client::Credentials> relay_credentials;  // smtp_sasl_password_maps entry for it
+  bool want_v4 = true, want_v6 = true;                         // inet_protocols
+  std::map<smtp::client::Timeout, std::chrono::seconds> timeouts;
+  std::shared_ptr<asio::ssl::context> tls;  // the client context (no verification)
+
+  static Result<RemoteSettings> from_config(const config::Config& cfg);
+};
+
+// What happened to one recipient, and where.
+struct RemoteResult {
+  smtp::client::Outcome outcome;
+  std::string relay;  // "mx.example[192.0.2.1]:25"; "none" when no host was reached
+};
+
+// Delivers `message` to `recipients` (all of `domain`), returning one result per recipient in order.
+asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& settings,
+                                                          dns::Resolver& resolver, std::string domain,
+                                                          smtp::client::Message message);
+
+}  // namespace postern::delivery

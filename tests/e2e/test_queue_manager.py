@@ -1,0 +1,84 @@
+"""The queue manager's first path end to end (issue 6): a message from a trusted client to an outside domain is
+queued, its domain's MX is found in DNS (a loopback DNS server of the test), the accepted recipient is delivered
+to that MX (aiosmtpd on 127.0.0.2:25, so root is needed), the refused one is returned to the sender in a DSN
+that lands in her INBOX, and the queue file is removed. test_outbound.py covers the rest of the issue."""
+import os
+import smtplib
+import time
+
+import pytest
+
+from conftest import DOMAIN, free_port
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="the remote MX listens on port 25: needs root")
+
+
+class Sink:
+    def __init__(self):
+        self.got = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("bad"):
+            return "550 5.1.1 no such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.got.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 2.0.0 Ok: queued"
+
+
+@needs_root
+def test_delivered_and_bounced(make_postern, make_dns):
+    from aiosmtpd.controller import Controller  # Debian's python3-aiosmtpd: only under /usr/bin/python3
+
+    dns = make_dns({"remote.test": {"MX": [(10, "mx.remote.test")]}, "mx.remote.test": {"A": ["127.0.0.2"]}})
+    sink = Sink()
+    mx = Controller(sink, hostname="127.0.0.2", port=25)
+    mx.start()
+    try:
+        srv = make_postern(f"dns_servers = 127.0.0.1:{dns.port}\nmynetworks = 127.0.0.0/8\n")
+        with smtplib.SMTP("127.0.0.1", srv.port) as s:
+            s.sendmail(f"alice@{DOMAIN}", ["bob@remote.test", "bad@remote.test"],
+                       b"Subject: out\r\nMessage-ID: <q1@example.test>\r\n\r\nhello\r\n")
+        deadline = time.time() + 20
+        while time.time() < deadline and not (sink.got and srv.messages("alice")):
+            time.sleep(0.1)
+        assert len(sink.got) == 1, srv.log()
+        sender, rcpts, content = sink.got[0]
+        assert (sender, rcpts) == (f"alice@{DOMAIN}", ["bob@remote.test"])
+        assert b"Message-ID: <q1@example.test>" in content and b"hello" in content
+        bounces = srv.messages("alice")
+        assert len(bounces) == 1
+        bounce = bounces[0] if isinstance(bounces[0], str) else bounces[0].decode()
+        assert "Undelivered Mail Returned to Sender" in bounce
+        assert "550 5.1.1 no such user here" in bounce and "Final-Recipient: rfc822; bad@remote.test" in bounce
+        log = srv.wait_log("removed")
+        assert "to=<bob@remote.test>, relay=mx.remote.test[127.0.0.2]:25" in log and "status=sent" in log
+        assert "to=<bad@remote.test>" in log and "status=bounced" in log
+        assert not os.listdir(os.path.join(srv.root, "queue", "deferred"))
+        assert not os.listdir(os.path.join(srv.root, "queue", "active"))
+    finally:
+        mx.stop()
+
+
+def test_relayhost_address_needs_no_dns(make_postern):
+    """relayhost = [127.0.0.1]:PORT: every outside recipient goes to that host, no MX lookup (the DNS of the
+    base configuration answers nothing)."""
+    from aiosmtpd.controller import Controller
+
+    sink = Sink()
+    port = free_port()
+    relay = Controller(sink, hostname="127.0.0.1", port=port)
+    relay.start()
+    try:
+        srv = make_postern(f"relayhost = [127.0.0.1]:{port}\n")
+        with smtplib.SMTP("127.0.0.1", srv.port) as s:
+            s.sendmail(f"alice@{DOMAIN}", ["x@one.example", "y@two.example"], b"Subject: via relay\r\n\r\nhi\r\n")
+        deadline = time.time() + 20
+        while time.time() < deadline and len(sink.got) < 2:
+            time.sleep(0.1)
+        assert sorted(r for _, rcpts, _ in sink.got for r in rcpts) == ["x@one.example", "y@two.example"]
+        srv.wait_log(f"relay=127.0.0.1[127.0.0.1]:{port}")
+    finally:
+        relay.stop()
