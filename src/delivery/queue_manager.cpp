@@ -246,11 +246,12 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
   bool expired = age > (q.sender.empty() ? bounce_lifetime_ : lifetime_);
   double delay = std::chrono::duration<double>(age).count();
 
-  // Pending recipients by destination domain, in order of first appearance.
+  // Pending recipients by destination, in order of first appearance: their domain, or all of them together
+  // when they go to the relayhost (one transaction, as Postfix).
   std::vector<std::pair<std::string, std::vector<size_t>>> domains;
   for (size_t i = 0; i < q.recipients.size(); ++i) {
     if (q.recipients[i].state != RecipientState::kPending) continue;
-    std::string domain = domain_of(q.recipients[i].address);
+    std::string domain = remote_.relayhost ? remote_.relayhost->host : domain_of(q.recipients[i].address);
     auto it = std::find_if(domains.begin(), domains.end(), [&](const auto& d) { return d.first == domain; });
     if (it == domains.end()) {
       domains.push_back({domain, {}});
@@ -293,7 +294,7 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
   };
 
   for (auto& [domain, indexes] : domains) {
-    std::string destination = remote_.relayhost ? remote_.relayhost->host : domain;
+    const std::string& destination = domain;
     std::optional<std::string> refused;
     for (;;) {
       refused = acquire(destination);

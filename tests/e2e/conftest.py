@@ -135,6 +135,21 @@ class Postern:
         d = os.path.join(self.maildir(user, domain), "tmp")
         return os.listdir(d) if os.path.isdir(d) else []
 
+    def queue_file(self, queue_id, timeout=5.0):
+        """The bytes of a queued message's file: in deferred/, or in active/ while the queue manager tries
+        it (without a DNS server of the test's, it comes back deferred)."""
+        deadline = time.time() + timeout
+        while True:
+            for state in ("deferred", "active"):
+                try:
+                    with open(os.path.join(self.root, "queue", state, queue_id), "rb") as f:
+                        return f.read()
+                except FileNotFoundError:
+                    pass
+            if time.time() > deadline:
+                raise FileNotFoundError(f"{queue_id} is not queued")
+            time.sleep(0.05)
+
 
 @pytest.fixture
 def make_postern():

@@ -6,7 +6,6 @@ recipients' copies, are not signed; a key file that does not load is a logged er
 """
 import os
 import re
-import time
 import signal
 import smtplib
 
@@ -35,19 +34,8 @@ def keygen(p, domain, *args):
 
 def queued_message(p, queue_id):
     """The message of a queue file (the value of its M record), as it goes on the wire (CR LF). The file is in
-    deferred/, or in active/ while the queue manager tries it (there is no DNS here: it comes back)."""
-    data = None
-    for _ in range(100):
-        for state in ("deferred", "active"):
-            try:
-                with open(os.path.join(p.root, "queue", state, queue_id), "rb") as f:
-                    data = f.read()
-                break
-            except FileNotFoundError:
-                continue
-        if data is not None:
-            break
-        time.sleep(0.05)
+    deferred/ or active/."""
+    data = p.queue_file(queue_id)
     m = re.search(rb"\nM(\d+):", data)
     start = m.end()
     return data[start:start + int(m.group(1))].replace(b"\n", b"\r\n")

@@ -33,8 +33,7 @@ def records(data):
 
 
 def queued(p, queue_id):
-    with open(os.path.join(p.root, "queue", "deferred", queue_id), "rb") as f:
-        return records(f.read())
+    return records(p.queue_file(queue_id))
 
 
 def test_ehlo_lists_dsn(server):
@@ -183,8 +182,7 @@ def test_notify_success_for_a_remote_sender_is_queued_from_the_null_sender(serve
     queue_id = msg.decode().rsplit(" ", 1)[1]
     log = server.wait_log(f"{queue_id}: sender delivery status notification: ")
     notice_id = log.split(f"{queue_id}: sender delivery status notification: ", 1)[1].split()[0]
-    with open(os.path.join(server.root, "queue", "deferred", notice_id), "rb") as f:
-        data = f.read()
+    data = server.queue_file(notice_id)
     recs = records(data)
     assert ("S", "") in recs and ("R", "a@x.example") in recs
     _, blocks, _ = delivered_report(data.split(b"\nM", 1)[1].split(b":", 1)[1][: -len(b"\nE0:\n")])
