@@ -119,7 +119,10 @@ def arrived(p, mx, n=1, timeout=30.0):
 
 
 def flush(p):
-    """`postern queue flush`: SIGUSR1 to the server, as the contract says."""
+    """Postfix's postqueue -f: every deferred message due now (a deferred file's mtime is its next attempt), then
+    SIGUSR1, the queue manager's signal to scan the queue."""
+    for qid in queued(p, "deferred"):
+        os.utime(os.path.join(p.root, "queue", "deferred", qid))
     p.proc.send_signal(signal.SIGUSR1)
 
 
@@ -299,6 +302,18 @@ def test_mailq_shows_deferred_messages_with_their_reason(make_postern, dns):
     assert re.search(r"^\(.*mx\.down\.test\[127\.0\.0\.101\]:25.*Connection refused\)\n\s+judy@down\.test$", out,
                      re.M), out
     assert "-- 1 Kbytes in 1 Request." in out
+
+
+@ROOT
+def test_flush_delivers_at_once_when_the_destination_is_back(make_postern, dns, make_mx):
+    p = start(make_postern, dns, SLOW + "queue_run_delay = 300s\n")
+    mids = {submit(p, [f"m{i}@down.test"]) for i in range(3)}
+    p.wait_log("status=deferred")
+    wait_for(lambda: len(queued(p, "deferred")) == 3, what="3 messages in deferred/")
+    mx = make_mx("127.0.0.101")
+    flush(p)  # the destination failed a moment ago: a flush must try it again all the same, as Postfix's does
+    got = arrived(p, mx, 3, timeout=10)
+    assert {re.search(rb"^Message-ID: (\S+)", t.data, re.M).group(1).decode() for t in got} == mids
 
 
 @ROOT
