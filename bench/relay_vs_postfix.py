@@ -131,7 +131,7 @@ def relay_settings(args, backoff=None):
 
 
 def throughput(kind, args, workdir):
-    sink = Sink(workdir, args.sink, "sink")
+    sink = Sink(workdir, args.sink, kind + "-sink")
     sink.start()
     server = make_server(kind, args, os.path.join(workdir, kind), relay_settings(args))
     server.start()
@@ -178,7 +178,8 @@ def drain(kind, args, workdir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-m", "--messages", type=int, default=10000, help="messages for the throughput run")
-    ap.add_argument("-n", "--drain", type=int, default=10000, help="deferred messages for the drain run (0: no drain run)")
+    ap.add_argument("-n", "--drain", type=int, default=10000,
+                    help="deferred messages for the drain run (0: no drain run)")
     ap.add_argument("--size", type=int, default=2048, help="payload bytes per message (smtp-source -l)")
     ap.add_argument("--sessions", type=int, default=16, help="parallel submission sessions (smtp-source -s)")
     ap.add_argument("--concurrency", type=int, default=20, help="default_destination_concurrency_limit of both")
