@@ -1,7 +1,7 @@
 // cli/mailq.cpp: `postern -c DIR mailq`, Postfix's mailq (postqueue -p): every queued message with its id,
 // size, arrival time, sender and the recipients still to deliver, each after the reason of its last deferral.
-// Status marks after the id as Postfix's: '*' active, '!' on hold.
-// Security: reads queue files only; a damaged one is named on stderr and skipped.
+// Status marks after the id as Postfix's: '*' active, '!' on hold. The layout is Postfix's, column for
+// column. Security: reads queue files only; a damaged one is named on stderr and skipped.
 #include <ctime>
 
 #include <fmt/format.h>
@@ -13,13 +13,13 @@
 namespace postern::cli {
 namespace {
 
-// "Thu Mar  4 12:34:56", as asctime() begins.
+// "Thu Mar  4 12:34:56 ", the first 20 characters of asctime() as Postfix prints them.
 std::string arrival_text(std::chrono::system_clock::time_point t) {
   std::time_t tt = std::chrono::system_clock::to_time_t(t);
   std::tm tm{};
   localtime_r(&tt, &tm);
   char buf[32];
-  std::strftime(buf, sizeof buf, "%a %b %e %H:%M:%S", &tm);
+  std::strftime(buf, sizeof buf, "%a %b %e %H:%M:%S ", &tm);
   return buf;
 }
 
@@ -42,23 +42,34 @@ int cmd_mailq(const std::string& dir, const Args& args) {
     fmt::print("Mail queue is empty\n");
     return 0;
   }
-  fmt::print("{:<11} {:>8} {:<20} {}\n", "-Queue ID-", "--Size--", "----Arrival Time----",
+  // Postfix's columns (postqueue/showq_compat.c, short ids): "%-11s %7s %-20s %s", so that the sender and
+  // the recipients start in column 41 (the header's "--Size--" overflows its column by one, as there).
+  fmt::print("{:<11} {:>7} {:<20} {}\n", "-Queue ID-", "--Size--", "----Arrival Time----",
              "-Sender/Recipient-------");
-  uint64_t kbytes = 0;
+  uint64_t bytes = 0;
   for (const auto& m : messages) {
     const auto& q = m.envelope;
-    char mark = m.state == queue::QueueState::kActive ? '*' : m.state == queue::QueueState::kHold ? '!' : ' ';
-    fmt::print("{:<10}{} {:>8} {:<20} {}\n", q.queue_id, mark, q.size, arrival_text(q.arrival),
+    const char* mark = m.state == queue::QueueState::kActive ? "*"
+                       : m.state == queue::QueueState::kHold ? "!"
+                                                             : "";
+    fmt::print("{:<11} {:>7} {:<20} {}\n", q.queue_id + mark, q.size, arrival_text(q.arrival),
                q.sender.empty() ? "MAILER-DAEMON" : q.sender);
+    // A reason line, right-aligned to column 78, whenever the reason differs from the previous recipient's.
+    std::string_view shown;
     for (const auto& r : q.recipients) {
       if (r.state != queue::RecipientState::kPending) continue;
-      if (!r.reason.empty()) fmt::print("({})\n", r.reason);
-      fmt::print("{:41} {}\n", "", r.address);
+      if (r.reason != shown) {
+        shown = r.reason;
+        std::string_view text = shown.empty() ? "reason unavailable" : shown;
+        fmt::print("{:>{}}({})\n", "", text.size() < 76 ? 76 - text.size() : 0, text);
+      }
+      fmt::print("{:41}{}\n", "", r.address);
     }
     fmt::print("\n");
-    kbytes += (q.size + 1023) / 1024;
+    bytes += q.size;
   }
-  fmt::print("-- {} Kbytes in {} Request{}.\n", kbytes, messages.size(), messages.size() == 1 ? "" : "s");
+  fmt::print("-- {} Kbytes in {} Request{}.\n", bytes / 1024, messages.size(),
+             messages.size() == 1 ? "" : "s");
   return 0;
 }
 

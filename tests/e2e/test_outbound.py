@@ -299,9 +299,9 @@ def test_mailq_shows_deferred_messages_with_their_reason(make_postern, dns):
     out = p.run("mailq").stdout
     (qid,) = queued(p, "deferred")
     assert re.search(rf"^{qid} .*{re.escape(ALICE)}$", out, re.M), out
-    assert re.search(r"^\(.*mx\.down\.test\[127\.0\.0\.101\]:25.*Connection refused\)\n\s+judy@down\.test$", out,
+    assert re.search(r"^ *\(.*mx\.down\.test\[127\.0\.0\.101\]:25.*Connection refused\)\n\s+judy@down\.test$", out,
                      re.M), out
-    assert "-- 1 Kbytes in 1 Request." in out
+    assert re.search(r"^-- \d+ Kbytes in 1 Request\.$", out, re.M), out  # Postfix's: the sum of sizes // 1024
 
 
 @ROOT

@@ -133,10 +133,10 @@ def test_relay_from_mynetworks_is_queued_and_listed(make_postern, make_dns):
     # Each recipient after the reason of its last deferral, in parentheses (Postfix's layout).
     assert [line for line in out[2:-1] if line.strip()] == [
         "(Host or domain name not found. Name service error for name=other.example type=MX: Host not found, "
-        "try again (server failure))", " " * 42 + "Friend@Other.Example",
+        "try again (server failure))", " " * 41 + "Friend@Other.Example",
         "(Host or domain name not found. Name service error for name=third.example type=MX: Host not found, "
-        "try again (server failure))", " " * 42 + "carol@third.example"]
-    assert out[-1] == "-- 1 Kbytes in 1 Request."
+        "try again (server failure))", " " * 41 + "carol@third.example"]
+    assert out[-1] == f"-- {int(m.group(2)) // 1024} Kbytes in 1 Request."
     p.wait_log(f"{queue_id}: to=<Friend@Other.Example>, relay=none")
 
 
