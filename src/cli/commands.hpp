@@ -6,7 +6,13 @@
 #include <utility>
 #include <vector>
 
+#include <sys/types.h>
+
 #include "base/result.hpp"
+
+namespace postern::config {
+class Config;
+}
 
 namespace postern::cli {
 
@@ -25,8 +31,12 @@ int cmd_mail(const std::string& dir, const Args& args);
 int cmd_maildirmake(const Args& args);
 int cmd_user(const std::string& dir, const Args& args);
 int cmd_mailq(const std::string& dir, const Args& args);
+int cmd_queue(const std::string& dir, const Args& args);
 int cmd_dkim(const std::string& dir, const Args& args);
 int cmd_demo(const std::string& dir, const Args& args);
+
+// The pid of the running mail system (queue_directory/pid/master.pid), 0 when it is not running.
+pid_t running_pid(const config::Config& cfg);
 
 // Applies "key = value" edits to DIR/main.cf (postconf -e, setup), refusing edits that make it invalid.
 Status edit_config(const std::string& dir, const std::vector<std::pair<std::string, std::string>>& edits);

@@ -185,6 +185,10 @@ int cmd_session_child(const std::string& dir, const Args& args) {
   return 0;
 }
 
+pid_t running_pid(const config::Config& cfg) {
+  return read_pid(pid_file(cfg));
+}
+
 int cmd_service(const std::string& dir, const std::string& verb, const Args& args) {
   if (!args.empty()) {
     fmt::print(stderr, "usage: postern -c DIR {}\n", verb);

@@ -62,6 +62,8 @@ const CommandEntry kCommands[] = {
      [](const std::string&, const std::string&, const Args& a) { return postern::cli::cmd_maildirmake(a); }},
     {"mailq", "list the outbound queue: id, size, arrival, sender, recipients, deferral reason",
      [](const std::string& d, const std::string&, const Args& a) { return postern::cli::cmd_mailq(d, a); }},
+    {"queue", "steer the outbound queue: flush [ID...] | delete|hold|release ID...|ALL",
+     [](const std::string& d, const std::string&, const Args& a) { return postern::cli::cmd_queue(d, a); }},
     {"dkim", "make a DKIM signing key and print the DNS records: keygen DOMAIN [--selector S] [--type T]",
      [](const std::string& d, const std::string&, const Args& a) { return postern::cli::cmd_dkim(d, a); }},
     {"user", "manage virtual users: add|del|passwd|list [NAME] [--password-stdin]",
@@ -103,7 +105,7 @@ int main(int argc, char** argv) {
   for (const auto& c : kCommands) {
     if (name != c.name) continue;
     if (!args.empty() && (args[0] == "--help" || args[0] == "-h") && name != "setup" && name != "postconf" &&
-        name != "maildirmake" && name != "dkim") {
+        name != "maildirmake" && name != "dkim" && name != "queue") {
       fmt::print("postern {}: {}\n", c.name, c.help);
       return 0;
     }
