@@ -175,7 +175,7 @@ Result<std::vector<std::string>> Spool::ids(QueueState state) const {
     return Error{fmt::format("{}: {}", d, std::strerror(errno))};
   }
   while (dirent* e = ::readdir(dir))
-    if (e->d_name[0] != '.') out.emplace_back(e->d_name);
+    if (valid_queue_id(e->d_name)) out.emplace_back(e->d_name);
   ::closedir(dir);
   return out;
 }

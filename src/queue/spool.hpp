@@ -54,6 +54,7 @@ class Spool {
   // `problems` and skipped.
   std::vector<ListedMessage> list(std::vector<std::string>& problems) const;
   // The queue ids in one state directory (none when it does not exist), unsorted, without reading the files.
+  // Other names (a file being rewritten, ID.tmp) are not messages and are left out, here and by list().
   Result<std::vector<std::string>> ids(QueueState state) const;
 
   // State changes, each durable on return (rename, then fsync of both directories; unlink, then fsync of

@@ -89,18 +89,18 @@ TEST_F(SpoolTest, AbortLeavesNothing) {
 
 TEST_F(SpoolTest, ListsOldestFirstAndReportsDamage) {
   store::StoreError err;
-  for (auto [id, t] : {std::pair{"NEW", 300}, {"OLD", 100}}) {
+  for (auto [id, t] : {std::pair{"0EE", 300}, {"01D", 100}}) {
     ASSERT_TRUE(spool().write_incoming(message(id, t), {std::string(200000, 'x')}, err));  // > one read
     ASSERT_TRUE(spool().commit(id, err));
   }
-  ASSERT_EQ(std::rename((dir_ + "/deferred/NEW").c_str(), (dir_ + "/hold/NEW").c_str()), 0);
+  ASSERT_EQ(std::rename((dir_ + "/deferred/0EE").c_str(), (dir_ + "/hold/0EE").c_str()), 0);
   std::ofstream(dir_ + "/deferred/BAD") << "POSTERN-QUEUE 1\nI3:BAD\n";
   std::vector<std::string> problems;
   auto listed = spool().list(problems);
   ASSERT_EQ(listed.size(), 2u);
-  EXPECT_EQ(listed[0].envelope.queue_id, "OLD");
+  EXPECT_EQ(listed[0].envelope.queue_id, "01D");
   EXPECT_EQ(listed[0].state, QueueState::kDeferred);
-  EXPECT_EQ(listed[1].envelope.queue_id, "NEW");
+  EXPECT_EQ(listed[1].envelope.queue_id, "0EE");
   EXPECT_EQ(listed[1].state, QueueState::kHold);
   EXPECT_EQ(listed[1].envelope.size, 200000u);
   ASSERT_EQ(problems.size(), 1u);
@@ -146,6 +146,10 @@ TEST_F(SpoolTest, MoveBetweenStatesKeepsModeAndTime) {
   auto ids = spool().ids(QueueState::kHold);
   ASSERT_TRUE(ids.ok());
   EXPECT_EQ(*ids, std::vector<std::string>{"A1"});
+  std::ofstream(dir_ + "/hold/A1.tmp") << "being rewritten";  // not a message
+  EXPECT_EQ(*spool().ids(QueueState::kHold), std::vector<std::string>{"A1"});
+  EXPECT_EQ(spool().list(problems).size(), 1u);
+  EXPECT_TRUE(problems.empty());
   EXPECT_TRUE(spool().ids(QueueState::kDeferred)->empty());
 }
 
