@@ -102,8 +102,10 @@ int cmd_queue(const std::string& dir, const Args& args) {
   queue::Spool spool(cfg->get_path("queue_directory"));
   int status = 0;
   size_t count = 0;
+  bool failed = false;  // the last run() could not tell whether the message was there
   auto run = [&](const std::string& id, QueueState state) {
     auto done = apply(spool, *verb, id, state);
+    failed = !done;
     if (!done) {
       fmt::print(stderr, "postern: {}\n", done.error().message);
       status = kExIoErr;
@@ -122,7 +124,9 @@ int cmd_queue(const std::string& dir, const Args& args) {
     for (const std::string& id : *names) run(id, state);
   }
   for (const std::string& id : all ? Args{} : ids) {
-    if (std::none_of(verb->from.begin(), verb->from.end(), [&](QueueState s) { return run(id, s); })) {
+    // An error is reported as itself, never also as "no such message".
+    if (std::none_of(verb->from.begin(), verb->from.end(),
+                     [&](QueueState s) { return run(id, s) || failed; })) {
       fmt::print(stderr, "postern: {}: no such message in {}\n", id,
                  verb->from.size() == 1 ? fmt::format("{}/", queue::state_name(verb->from[0]))
                                         : std::string("the queue"));

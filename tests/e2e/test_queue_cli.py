@@ -124,6 +124,16 @@ def test_hold_and_release(queued):
     assert files(p, "deferred") == sorted([first, second])
 
 
+def test_a_failed_move_is_reported_as_itself(queued):
+    p, (first, second) = queued
+    os.rmdir(os.path.join(p.root, "queue", "hold"))
+    r = p.run("queue", "hold", first, check=False)
+    assert r.returncode == 74, r
+    assert f"rename {path(p, 'deferred', first)} into hold/: No such file or directory" in r.stderr, r.stderr
+    assert "no such message" not in r.stderr and r.stdout == "postern: Placed on hold: 0 messages\n"
+    assert files(p, "deferred") == sorted([first, second])
+
+
 def test_delete(queued):
     p, (first, second) = queued
     os.rename(path(p, "deferred", second), path(p, "hold", second))
