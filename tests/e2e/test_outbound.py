@@ -8,6 +8,7 @@ Retries are quick here: minimal_backoff_time 1s, maximal_backoff_time 2s, queue_
 """
 import os
 import re
+import shutil
 import signal
 import smtplib
 import subprocess
@@ -58,6 +59,8 @@ RECORDS = {
     "crash.test": {"MX": [(10, "mx.crash.test")]},
     "mx.crash.test": {"A": ["127.0.0.91"]},
     "down.test": {"MX": [(10, "mx.down.test")]},
+    "pf.test": {"MX": [(10, "mx.pf.test")]},
+    "mx.pf.test": {"A": ["127.0.0.111"]},
     "mx.down.test": {"A": ["127.0.0.101"]},
 }
 
@@ -365,3 +368,36 @@ def test_relayhost_with_sasl_over_starttls(make_postern, dns, make_mx):
         assert (t.tls, t.login, t.sender) == (True, "relayuser", ALICE) and mid.encode() in t.data
     assert f"relay=127.0.0.1[127.0.0.1]:{port}" in p.wait_log("status=sent")
     assert dns.asked("remote.test") == 0 and dns.asked("elsewhere.test") == 0  # [host]: no MX lookup
+
+
+@ROOT
+def test_delivery_to_postfix_as_the_remote_mx(make_postern, dns):
+    """The real Postfix (a private instance, tests/e2e/test_differential_postfix.py) is the MX of pf.test."""
+    from test_differential_postfix import POSTCONF, Postfix, master_cf  # skips when Postfix is missing
+
+    root = tempfile.mkdtemp(prefix="postern-mx-postfix-")
+    os.chmod(root, 0o755)  # Postfix's processes run as postfix and nobody
+    pf = Postfix(root)
+    with open(os.path.join(pf.etc, "vmailbox"), "w") as f:
+        f.write("bob@pf.test pf.test/bob/\n")
+    with open(os.path.join(pf.etc, "master.cf"), "w") as f:  # also port 25 of the MX address
+        f.write(master_cf(pf.port) + "127.0.0.111:25 inet n - n - - smtpd\n")
+    subprocess.run([POSTCONF, "-c", pf.etc, "-e", "myhostname = mx.pf.test", "virtual_mailbox_domains = pf.test"],
+                   check=True)
+    pf.start()
+    try:
+        p = start(make_postern, dns)
+        mid = submit(p, ["bob@pf.test"], subject="to postfix")
+        new = os.path.join(pf.mail, "pf.test", "bob", "new")
+        wait_for(lambda: os.path.isdir(new) and os.listdir(new), what="the message in Postfix's Maildir")
+        time.sleep(1)
+        (name,) = os.listdir(new)
+        with open(os.path.join(new, name), "rb") as f:
+            data = f.read()
+        assert mid.encode() in data and b"Subject: to postfix" in data
+        assert b"from mail.example.test" in data and b"by mail.example.test (Postern)" in data
+        assert "relay=mx.pf.test[127.0.0.111]:25" in p.wait_log("status=sent")
+        assert "status=sent (delivered to maildir)" in pf.log()
+    finally:
+        pf.stop()
+        shutil.rmtree(root, ignore_errors=True)
