@@ -1,10 +1,7 @@
 // delivery/queue_manager.cpp: the queue manager (see queue_manager.hpp).
 #include "delivery/queue_manager.hpp"
 
-#include <dirent.h>
 #include <sys/stat.h>
-#include <sys/time.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <asio/co_spawn.hpp>
@@ -12,8 +9,6 @@
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>
-#include <cerrno>
-#include <cstring>
 
 #include <fmt/format.h>
 
@@ -35,25 +30,6 @@ constexpr size_t kMaxInFlight = 100;
 
 std::chrono::seconds seconds_of(const config::Config& cfg, std::string_view name) {
   return std::chrono::seconds(cfg.get_int(name));
-}
-
-// Sets a file's mtime (the next attempt time of a deferred message).
-void set_mtime(const std::string& path, SysClock::time_point when) {
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(when.time_since_epoch()).count();
-  timeval times[2];
-  times[0].tv_sec = times[1].tv_sec = static_cast<time_t>(us / 1000000);
-  times[0].tv_usec = times[1].tv_usec = static_cast<suseconds_t>(us % 1000000);
-  ::utimes(path.c_str(), times);
-}
-
-std::vector<std::string> entries(const std::string& dir) {
-  std::vector<std::string> out;
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (dirent* e = ::readdir(d))
-      if (e->d_name[0] != '.') out.emplace_back(e->d_name);
-    ::closedir(d);
-  }
-  return out;
 }
 
 bool has_8bit(std::string_view s) {
@@ -107,14 +83,19 @@ QueueManager::QueueManager(asio::io_context& io, const config::Config& config, R
 
 void QueueManager::start() {
   // Never acknowledged: a transaction that a crash interrupted.
-  for (const auto& id : entries(spool_->directory(QueueState::kIncoming)))
-    ::unlink(spool_->path(QueueState::kIncoming, id).c_str());
-  for (const auto& id : entries(spool_->directory(QueueState::kActive))) {
-    std::string to = spool_->path(QueueState::kDeferred, id);
-    if (rename_durably(spool_->path(QueueState::kActive, id), to, spool_->directory(QueueState::kDeferred)) ==
-        0) {
-      set_mtime(to, SysClock::now());
-      log::info("qmgr", "{}: back from active to deferred after a restart", id);
+  if (auto ids = spool_->ids(QueueState::kIncoming))
+    for (const auto& id : *ids) (void)spool_->remove(id, QueueState::kIncoming);
+  if (auto ids = spool_->ids(QueueState::kActive)) {
+    for (const auto& id : *ids) {
+      if (id.ends_with(".tmp")) {  // a rewrite the crash interrupted: the file it was to replace is whole
+        (void)spool_->remove(id, QueueState::kActive);
+        continue;
+      }
+      auto moved = spool_->move(id, QueueState::kActive, QueueState::kDeferred);
+      if (moved && *moved) {
+        (void)spool_->touch(id, QueueState::kDeferred, SysClock::now());
+        log::info("qmgr", "{}: back from active to deferred after a restart", id);
+      }
     }
   }
   asio::co_spawn(strand_, run(), asio::detached);
@@ -154,7 +135,9 @@ SysClock::time_point QueueManager::scan() {
     std::string id;
   };
   std::vector<Due> due;
-  for (auto& id : entries(dir)) {
+  auto ids = spool_->ids(QueueState::kDeferred);
+  if (!ids) log::error("qmgr", "{}", ids.error().message);
+  for (auto& id : ids ? *ids : std::vector<std::string>()) {
     struct stat st;
     if (::stat((dir + "/" + id).c_str(), &st) != 0) continue;
     auto when = SysClock::time_point(std::chrono::duration_cast<SysClock::duration>(
@@ -215,7 +198,6 @@ void QueueManager::release(const std::string& destination, bool unreachable, con
 
 asio::awaitable<void> QueueManager::deliver(std::string id) {
   std::string active = spool_->path(QueueState::kActive, id);
-  std::string active_dir = spool_->directory(QueueState::kActive);
   auto finish = [&] {
     bool rescan;
     {
@@ -226,16 +208,16 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
     if (rescan) wake();
   };
   // Deleted or put on hold since the scan: nothing to do.
-  if (rename_durably(spool_->path(QueueState::kDeferred, id), active, active_dir) != 0) {
+  auto taken = spool_->move(id, QueueState::kDeferred, QueueState::kActive);
+  if (!taken || !*taken) {
+    if (!taken) log::error("qmgr", "{}", taken.error().message);
     finish();
     co_return;
   }
   auto bytes = read_file(active);
   auto decoded = bytes ? queue::decode(*bytes) : Result<queue::Decoded>(bytes.error());
   if (!decoded) {
-    std::string corrupt = spool_->path(QueueState::kCorrupt, id);
-    rename_durably(active, corrupt, spool_->directory(QueueState::kCorrupt));
-    log::error("qmgr", "{}: corrupt queue file moved to {}: {}", id, corrupt, decoded.error().message);
+    spool_->quarantine(id, QueueState::kActive, decoded.error().message);
     finish();
     co_return;
   }
@@ -350,20 +332,19 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
   bool pending = std::any_of(q.recipients.begin(), q.recipients.end(),
                              [](const auto& r) { return r.state == RecipientState::kPending; });
   if (!pending) {
-    ::unlink(active.c_str());
-    fsync_dir(active_dir);
+    if (auto removed = spool_->remove(id, QueueState::kActive); !removed)
+      log::error("qmgr", "{}", removed.error().message);
     log::info("qmgr", "{}: removed", id);
   } else {
     // The new state, durably, inside active/; then back to deferred/ with the next attempt time.
     auto backoff =
         std::clamp(std::chrono::duration_cast<std::chrono::seconds>(age), min_backoff_, max_backoff_);
-    std::string deferred = spool_->path(QueueState::kDeferred, id);
     // write, fsync, rename over the old state: a crash leaves one or the other, whole.
     if (auto written = write_file_atomically(active, queue::encode(q, message), 0600); !written)
       log::error("qmgr", "{}: cannot record the delivery state: {}", id, written.error().message);
-    set_mtime(active, now + backoff);
-    if (rename_durably(active, deferred, spool_->directory(QueueState::kDeferred)) != 0)
-      log::error("qmgr", "{}: cannot move back to deferred: {}", id, std::strerror(errno));
+    (void)spool_->touch(id, QueueState::kActive, now + backoff);
+    if (auto moved = spool_->move(id, QueueState::kActive, QueueState::kDeferred); !moved)
+      log::error("qmgr", "{}", moved.error().message);
   }
   finish();
 }
