@@ -2,6 +2,7 @@
 #include "delivery/queue_manager.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <asio/co_spawn.hpp>
@@ -87,10 +88,6 @@ void QueueManager::start() {
     for (const auto& id : *ids) (void)spool_->remove(id, QueueState::kIncoming);
   if (auto ids = spool_->ids(QueueState::kActive)) {
     for (const auto& id : *ids) {
-      if (id.ends_with(".tmp")) {  // a rewrite the crash interrupted: the file it was to replace is whole
-        (void)spool_->remove(id, QueueState::kActive);
-        continue;
-      }
       auto moved = spool_->move(id, QueueState::kActive, QueueState::kDeferred);
       if (moved && *moved) {
         (void)spool_->touch(id, QueueState::kDeferred, SysClock::now());
@@ -103,6 +100,14 @@ void QueueManager::start() {
 
 void QueueManager::wake() {
   asio::post(strand_, [this] { timer_.cancel(); });
+}
+
+void QueueManager::flush() {
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [name, d] : destinations_) d.suspended_until = {};
+  }
+  wake();
 }
 
 void QueueManager::stop() {
@@ -331,7 +336,10 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
 
   bool pending = std::any_of(q.recipients.begin(), q.recipients.end(),
                              [](const auto& r) { return r.state == RecipientState::kPending; });
-  if (!pending) {
+  if (::access(active.c_str(), F_OK) != 0) {
+    // `postern queue delete` or `hold` took it meanwhile: theirs now (what was delivered is logged above).
+    log::info("qmgr", "{}: taken out of the active queue during delivery", id);
+  } else if (!pending) {
     if (auto removed = spool_->remove(id, QueueState::kActive); !removed)
       log::error("qmgr", "{}", removed.error().message);
     log::info("qmgr", "{}: removed", id);

@@ -44,8 +44,11 @@ class QueueManager {
   // Moves what a crash left in active/ back to deferred/, clears incoming/ (never acknowledged) and starts
   // scanning.
   void start();
-  // Scan deferred/ now (new mail was queued, or a flush). Thread-safe.
+  // Scan deferred/ now (new mail was queued). Thread-safe.
   void wake();
+  // `postern queue flush` (SIGUSR1): destinations suspended after a failure are tried again too, and
+  // deferred/ is scanned now. Thread-safe.
+  void flush();
   // Stops scanning; deliveries under way end on their own.
   void stop();
 

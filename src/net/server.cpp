@@ -1343,7 +1343,7 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   std::function<void()> wait_flush = [&] {
     flush.async_wait([&](const asio::error_code& ec, int) {
       if (ec) return;
-      queue_manager.wake();
+      queue_manager.flush();
       wait_flush();
     });
   };
