@@ -74,11 +74,7 @@ class RelayPostern(sv.Postern):
         return sum(sv.count_files(d) for d in dirs if os.path.isdir(d))
 
     def flush(self):
-        """Postfix's postqueue -f: every deferred file due now (its mtime is its next attempt), then SIGUSR1."""
-        deferred = os.path.join(self.dir, "queue", "deferred")
-        for name in os.listdir(deferred):
-            os.utime(os.path.join(deferred, name))
-        self.proc.send_signal(signal.SIGUSR1)
+        subprocess.run([self.binary, "-c", self.dir, "queue", "flush"], check=True, capture_output=True)
 
 
 class RelayPostfix(sv.Postfix):
