@@ -2,6 +2,7 @@
 // scripts: reads a message on stdin and delivers it through the same local delivery path as SMTP.
 // Exit codes from sysexits.h. Without -i (or -oi), a line with a single "." ends the message.
 #include <pwd.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <iostream>
@@ -14,11 +15,14 @@
 #include "cli/commands.hpp"
 #include "config/config.hpp"
 #include "delivery/local.hpp"
+#include "dkim/keys.hpp"
 #include "mime/headers.hpp"
 #include "queue/envelope.hpp"
+#include "queue/spool.hpp"
 #include "smtp/proto/address.hpp"
 #include "smtp/proto/data_reader.hpp"
 #include "smtp/server/session.hpp"
+#include "tls/server.hpp"
 
 namespace postern::cli {
 namespace {
@@ -155,10 +159,8 @@ int cmd_sendmail(const std::string& dir, const Args& args) {
         fmt::print(stderr, "postern: sendmail: {}: unknown user\n", *c);
         return kExNoUser;
       case delivery::RcptStatus::kNotOurDomain:
-        fmt::print(stderr,
-                   "postern: sendmail: {}: not a local address, and outbound delivery is not available yet\n",
-                   *c);
-        return kExUnavailable;
+        env.outbound.push_back(*c);  // the outbound queue
+        continue;
       case delivery::RcptStatus::kMailboxFull:
       case delivery::RcptStatus::kUnsupported:
       case delivery::RcptStatus::kLookupFailed:
@@ -182,9 +184,15 @@ int cmd_sendmail(const std::string& dir, const Args& args) {
   std::string received = fmt::format("Received: by {} ({}, from userid {})\n\tid {}; {}\n", hostname,
                                      cfg->get("mail_name"), ::getuid(), env.queue_id, date);
   log::info("pickup", "{}: uid={} from=<{}>", env.queue_id, ::getuid(), env.sender);
-  auto outcome = local.deliver(env, received + added, text);
+  queue::Spool spool(cfg->get_path("queue_directory"));
+  // DKIM keys are root's (mode 0600): root's submissions (cron, scripts) are signed like the server's.
+  auto dkim = ::geteuid() == 0 && !env.outbound.empty() ? dkim::KeyTable::load(cfg->dir(), tls::read_directly)
+                                                        : nullptr;
+  auto outcome = delivery::deliver_and_queue(local, spool, dkim.get(), env, received + added, text);
   switch (outcome.error.kind) {
     case store::ErrorKind::kNone:
+      // The running queue manager takes outbound mail at once (else at its next scan or start).
+      if (pid_t pid = env.outbound.empty() ? 0 : running_pid(*cfg)) ::kill(pid, SIGUSR1);
       return 0;
     case store::ErrorKind::kQuotaExceeded:
       fmt::print(stderr, "postern: sendmail: mailbox full: {}\n", outcome.error.detail);

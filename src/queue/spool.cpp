@@ -121,6 +121,12 @@ bool Spool::write_incoming(const QueueFile& q, const std::vector<std::string_vie
   parts.insert(parts.end(), message.begin(), message.end());
   parts.push_back(kQueueFileTrailer);
   int err = write_all(fd, parts);
+  // Written by root (`postern sendmail` from cron): the file belongs to the queue's owner (mail_owner), who
+  // runs the queue manager, as Postfix's postdrop hands files over.
+  struct stat dir_st;
+  if (err == 0 && ::geteuid() == 0 && ::stat(directory(QueueState::kIncoming).c_str(), &dir_st) == 0 &&
+      dir_st.st_uid != 0 && ::fchown(fd, dir_st.st_uid, dir_st.st_gid) != 0)
+    err = errno;
   if (err == 0 && ::fsync(fd) != 0) err = errno;
   if (::close(fd) != 0 && err == 0) err = errno;
   if (err != 0) return fail("write and fsync", err);

@@ -82,3 +82,26 @@ def test_relayhost_address_needs_no_dns(make_postern):
         srv.wait_log(f"relay=127.0.0.1[127.0.0.1]:{port}")
     finally:
         relay.stop()
+
+
+def test_sendmail_to_an_outside_address_is_queued_and_sent(make_postern):
+    """postern sendmail (cron, scripts, mail(1)) to another domain: queued, and the running server is woken
+    to deliver it at once (queue_run_delay is 300 s)."""
+    from aiosmtpd.controller import Controller
+
+    sink = Sink()
+    port = free_port()
+    relay = Controller(sink, hostname="127.0.0.1", port=port)
+    relay.start()
+    try:
+        srv = make_postern(f"relayhost = [127.0.0.1]:{port}\n")
+        r = srv.run("sendmail", "-f", f"alice@{DOMAIN}", "friend@far.example",
+                    input="Subject: from a script\n\nnightly report\n")
+        assert r.returncode == 0 and r.stderr == ""
+        deadline = time.time() + 10
+        while time.time() < deadline and not sink.got:
+            time.sleep(0.1)
+        assert [(s, rcpts) for s, rcpts, _ in sink.got] == [(f"alice@{DOMAIN}", ["friend@far.example"])]
+        assert b"nightly report" in sink.got[0][2]
+    finally:
+        relay.stop()
