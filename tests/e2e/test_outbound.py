@@ -305,8 +305,6 @@ def test_mailq_shows_deferred_messages_with_their_reason(make_postern, dns):
 
 
 @ROOT
-@pytest.mark.xfail(reason="qmgr: a flush wakes the manager, but a destination that failed stays suspended for "
-                   "minimal_backoff_time (Postfix's flush resets dead destinations)", strict=False)
 def test_flush_delivers_at_once_when_the_destination_is_back(make_postern, dns, make_mx):
     p = start(make_postern, dns, SLOW + "queue_run_delay = 300s\n")
     mids = {submit(p, [f"m{i}@down.test"]) for i in range(3)}
@@ -319,9 +317,6 @@ def test_flush_delivers_at_once_when_the_destination_is_back(make_postern, dns, 
 
 
 @ROOT
-@pytest.mark.xfail(reason="qmgr: crash recovery moves a queue file's interrupted rewrite (active/ID.tmp) to deferred/ "
-                   "and delivers it as a message of its own: about one run in four delivers one message twice",
-                   strict=False)
 def test_kill_9_with_a_full_queue_then_every_message_exactly_once(make_postern, dns, make_mx):
     p = start(make_postern, dns)
     n = 200
