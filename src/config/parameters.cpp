@@ -43,7 +43,7 @@ constexpr std::array kParameters = std::to_array<Parameter>({
     {"default_destination_concurrency_limit", kInt, "20",
      "deliveries to one destination (domain or relayhost) at a time", true},
     {"delay_warning_time", kTime, "0h",
-     "after this long in the queue the sender is warned that the message is delayed; 0: never", false},
+     "after this long in the queue the sender is warned that the message is delayed; 0: never", true},
     {"delivery_threads", kInt, "16", "threads that write and fsync mail into Maildirs (Postern)", true},
     {"disable_plaintext_auth", kBool, "yes", "refuse plaintext logins before TLS (Dovecot)", true},
     {"disable_vrfy_command", kBool, "no", "refuse VRFY with 502 instead of answering 252", true},

@@ -78,6 +78,7 @@ QueueManager::QueueManager(asio::io_context& io, const config::Config& config, R
       max_backoff_(seconds_of(config, "maximal_backoff_time")),
       lifetime_(seconds_of(config, "maximal_queue_lifetime")),
       bounce_lifetime_(seconds_of(config, "bounce_queue_lifetime")),
+      delay_warning_(seconds_of(config, "delay_warning_time")),
       destination_limit_(
           static_cast<int>(std::max(1LL, config.get_int("default_destination_concurrency_limit")))),
       bounce_size_limit_(static_cast<uint64_t>(config.get_int("bounce_size_limit"))) {}
@@ -247,12 +248,24 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
     it->second.push_back(i);
   }
 
-  std::vector<queue::DsnRecipient> failed;
+  // Delay warnings (delay_warning_time): once per message, about the recipients still deferred.
+  bool warn_delay = delay_warning_.count() > 0 && !q.delay_warned && age >= delay_warning_ && !expired;
+  std::vector<queue::DsnRecipient> failed, delayed;
   auto settle = [&](size_t i, const RemoteResult& r) {
     auto& rcpt = q.recipients[i];
     const auto& o = r.outcome;
     std::string why = explain(r);
     std::string_view status = "deferred";
+    queue::DsnRecipient d;
+    d.final_recipient = rcpt.address;
+    d.original = rcpt.dsn.orcpt;
+    d.status = status_code(o);
+    if (o.code != 0) {
+      d.remote_mta = r.relay.substr(0, r.relay.find('['));
+      d.diagnostic = fmt::format("smtp; {} {} {}", o.code, o.enhanced, o.text);
+    }
+    d.explanation = why;
+    d.last_attempt = now;
     if (o.fate == client::Fate::kDelivered) {
       rcpt.state = RecipientState::kDelivered;
       rcpt.reason.clear();
@@ -260,20 +273,14 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
     } else if (o.fate == client::Fate::kBounced || expired) {
       rcpt.state = RecipientState::kFailed;
       status = o.fate == client::Fate::kBounced ? "bounced" : "expired";
-      queue::DsnRecipient d;
-      d.final_recipient = rcpt.address;
-      d.original = rcpt.dsn.orcpt;
       d.action = queue::DsnAction::kFailed;
-      d.status = status_code(o);
-      if (o.code != 0) {
-        d.remote_mta = r.relay.substr(0, r.relay.find('['));
-        d.diagnostic = fmt::format("smtp; {} {} {}", o.code, o.enhanced, o.text);
-      }
-      d.explanation = why;
-      d.last_attempt = now;
       if (queue::wants_dsn(q.sender, rcpt.dsn.notify, d.action, false)) failed.push_back(std::move(d));
     } else {
       rcpt.reason = why;
+      d.action = queue::DsnAction::kDelayed;
+      d.will_retry_until = q.arrival + (q.sender.empty() ? bounce_lifetime_ : lifetime_);
+      if (warn_delay && queue::wants_dsn(q.sender, rcpt.dsn.notify, d.action, true))
+        delayed.push_back(std::move(d));
     }
     log::info("smtp", "{}: to=<{}>, relay={}, delay={:.2f}, dsn={}, status={} ({}{})", id, rcpt.address,
               r.relay, delay, status_code(o), status, why,
@@ -320,7 +327,8 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
     for (size_t k = 0; k < indexes.size() && k < results.size(); ++k) settle(indexes[k], results[k]);
   }
 
-  if (!failed.empty()) {
+  for (auto* report : {&failed, &delayed}) {
+    if (report->empty()) continue;
     queue::DsnInput in;
     in.reporting_mta = myhostname_;
     in.queue_id = id;
@@ -328,11 +336,12 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
     in.sender = q.sender;
     in.envid = q.envid;
     in.ret = q.ret;
-    in.recipients = std::move(failed);
+    in.recipients = std::move(*report);
     in.now = now;
     in.size_limit = bounce_size_limit_;
     send_dsn(*local_, *spool_, id, q.sender, queue::compose_dsn(in, message));
   }
+  if (warn_delay) q.delay_warned = true;
 
   bool pending = std::any_of(q.recipients.begin(), q.recipients.end(),
                              [](const auto& r) { return r.state == RecipientState::kPending; });

@@ -7,7 +7,8 @@
 // deferred/ with the next attempt time: the time since arrival, between minimal_backoff_time and
 // maximal_backoff_time, so the wait doubles. A recipient refused with 5xx, or still pending after
 // maximal_queue_lifetime (bounce_queue_lifetime for bounces), is returned to the sender in a DSN
-// (queue/dsn) unless its NOTIFY says otherwise or the sender is null. A destination whose hosts could not be
+// (queue/dsn) unless its NOTIFY says otherwise or the sender is null; after delay_warning_time (when set) the
+// sender is told once that the message is delayed. A destination whose hosts could not be
 // reached is left alone for minimal_backoff_time: its other messages are deferred without a try, as
 // Postfix's "delivery temporarily suspended". At most default_destination_concurrency_limit deliveries go
 // to one destination at a time.
@@ -75,7 +76,7 @@ class QueueManager {
   std::shared_ptr<LocalDelivery> local_;
   dns::Resolver& resolver_;
   std::string myhostname_;
-  std::chrono::seconds run_delay_, min_backoff_, max_backoff_, lifetime_, bounce_lifetime_;
+  std::chrono::seconds run_delay_, min_backoff_, max_backoff_, lifetime_, bounce_lifetime_, delay_warning_;
   int destination_limit_;
   uint64_t bounce_size_limit_;
 

@@ -38,6 +38,7 @@ std::string encode_head(const QueueFile& q, uint64_t message_size) {
   if (!q.client.empty()) put(out, 'C', q.client);
   if (!q.envid.empty()) put(out, 'e', q.envid);
   if (q.ret != smtp::proto::Ret::kUnspecified) put(out, 'r', smtp::proto::ret_text(q.ret));
+  if (q.delay_warned) put(out, 'w', "");
   put(out, 'Z', std::to_string(message_size));
   for (const auto& r : q.recipients) {
     put(out, static_cast<char>(r.state), r.address);
@@ -142,6 +143,10 @@ Result<Decoded> decode(std::string_view bytes, bool envelope_only) {
         q.ret = *ret;
         break;
       }
+      case 'w':
+        if (q.delay_warned || !value.empty()) return fail("bad delay warning record", start);
+        q.delay_warned = true;
+        break;
       case 'y': {
         auto notify = smtp::proto::parse_notify(value);
         if (q.recipients.empty() || q.recipients.back().dsn.notify || !notify)

@@ -19,7 +19,9 @@
 //   r RET                 at most once: FULL or HDRS
 //   y NOTIFY              at most once after a recipient: NEVER, or e.g. SUCCESS,FAILURE,DELAY
 //   o ORCPT               at most once after a recipient: <address type>;<address>
-//   E end                 once, empty, last: a file without it is incomplete
+// Optional records of the queue manager:
+//   w delay warned        at most once, empty: the sender was told the message is delayed
+//   (delay_warning_time) E end                 once, empty, last: a file without it is incomplete
 // A recipient's state changes in place by overwriting the type byte of its record (R -> D or F) and fsync;
 // any other change writes a new file and renames it over the old one.
 // Security: queue files are written by Postern only, but decode() must survive any bytes (a truncated or
@@ -66,7 +68,8 @@ struct QueueFile {
   std::string envid;                                      // RFC 3461 ENVID; empty: none
   smtp::proto::Ret ret = smtp::proto::Ret::kUnspecified;  // RFC 3461 RET
   std::vector<QueuedRecipient> recipients;
-  uint64_t size = 0;  // of the message, set by decode
+  bool delay_warned = false;  // a delay warning was sent (once per message, as Postfix)
+  uint64_t size = 0;          // of the message, set by decode
 
   bool operator==(const QueueFile&) const = default;
 };

@@ -58,6 +58,21 @@ TEST(QueueFile, DsnRecords) {
   EXPECT_EQ(d->envelope.recipients[1].dsn, DsnRequest{});
 }
 
+TEST(QueueFile, DelayWarnedRecord) {
+  QueueFile q;
+  q.queue_id = "ABC";
+  q.recipients = {{"b@y", RecipientState::kPending, "", {}}};
+  q.delay_warned = true;
+  std::string bytes = encode(q, "x\n");
+  EXPECT_EQ(bytes, "POSTERN-QUEUE 1\nI3:ABC\nT1:0\nS0:\nw0:\nZ1:2\nR3:b@y\nM2:x\n\nE0:\n");
+  auto d = decode(bytes);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_TRUE(d->envelope.delay_warned);
+  // Once, and empty.
+  EXPECT_FALSE(decode("POSTERN-QUEUE 1\nI3:ABC\nT1:0\nS0:\nw0:\nw0:\nZ1:2\nR3:b@y\nM2:x\n\nE0:\n").ok());
+  EXPECT_FALSE(decode("POSTERN-QUEUE 1\nI3:ABC\nT1:0\nS0:\nw1:1\nZ1:2\nR3:b@y\nM2:x\n\nE0:\n").ok());
+}
+
 TEST(QueueFile, RoundTrip) {
   QueueFile q = sample();
   std::string message = "Subject: t\n\nline 1\nE0:\n\n";  // the trailer's bytes inside a message are data

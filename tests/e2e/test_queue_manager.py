@@ -105,3 +105,37 @@ def test_sendmail_to_an_outside_address_is_queued_and_sent(make_postern):
         assert b"nightly report" in sink.got[0][2]
     finally:
         relay.stop()
+
+
+def test_delay_warning_once(make_postern):
+    """delay_warning_time: a message still deferred after it gets one "Delayed Mail" report to its sender
+    (action delayed, Will-Retry-Until), not one per retry, and stays queued."""
+    from aiosmtpd.controller import Controller
+
+    class Busy:
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            return "451 4.3.2 try again later"
+
+    port = free_port()
+    relay = Controller(Busy(), hostname="127.0.0.1", port=port)
+    relay.start()
+    try:
+        srv = make_postern(f"relayhost = [127.0.0.1]:{port}\ndelay_warning_time = 1s\nminimal_backoff_time = 1s\n"
+                           "maximal_backoff_time = 1s\nqueue_run_delay = 1s\n")
+        with smtplib.SMTP("127.0.0.1", srv.port) as s:
+            s.sendmail(f"alice@{DOMAIN}", ["slow@far.example"], b"Subject: patience\r\n\r\nhi\r\n")
+        deadline = time.time() + 15
+        while time.time() < deadline and not srv.messages("alice"):
+            time.sleep(0.1)
+        srv.wait_log("status=deferred")
+        time.sleep(3)  # more retries: no second warning
+        warnings = [m if isinstance(m, str) else m.decode() for m in srv.messages("alice")]
+        assert len(warnings) == 1, warnings
+        w = warnings[0]
+        assert "Subject: Delayed Mail (still being retried)" in w
+        assert "Action: delayed" in w and "Will-Retry-Until:" in w and "451 4.3.2 try again later" in w
+        assert srv.log().count("status=deferred") >= 2
+        out = srv.run("mailq").stdout
+        assert "slow@far.example" in out
+    finally:
+        relay.stop()
