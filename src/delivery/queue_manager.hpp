@@ -18,15 +18,17 @@
 // the remote 250 and the rewrite. A file that does not decode goes to corrupt/ and is logged.
 #pragma once
 
-#include <asio/io_context.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/strand.hpp>
 #include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+
+// After a standard header: see dns/resolver.hpp (Asio's allocator config).
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
 
 #include "config/config.hpp"
 #include "delivery/local.hpp"

@@ -10,8 +10,6 @@
 // without authentication); the relayhost password is sent only as AUTH asks for it, over TLS unless allowed.
 #pragma once
 
-#include <asio/any_io_executor.hpp>
-#include <asio/awaitable.hpp>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -19,6 +17,10 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+// After a standard header: see dns/resolver.hpp (Asio's allocator config).
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
 
 #include "base/result.hpp"
 #include "config/config.hpp"
