@@ -275,15 +275,21 @@ def retr_lines(pop, n):
 
 
 def on_disk(srv, user=ALICE):
-    """The CRLF contents of the user's messages in UID order (what RETR 1..n must send)."""
+    """The CRLF contents of the user's messages in UID order (what RETR 1..n must send). A server that just
+    logged the user in may still be moving files from new/ to cur/ (Dovecot does): read again when one moved."""
     md = srv.maildir(user)
-    _, uids = read_uidlist(md)
-    files = maildir_files(md)
-    out = []
-    for base in sorted(files, key=lambda b: uids[b]):
-        with open(files[base][2], "rb") as f:
-            out.append(crlf(f.read()))
-    return out
+    for _ in range(50):
+        _, uids = read_uidlist(md)
+        files = maildir_files(md)
+        try:
+            out = []
+            for base in sorted(files, key=lambda b: uids[b]):
+                with open(files[base][2], "rb") as f:
+                    out.append(crlf(f.read()))
+            return out
+        except FileNotFoundError:
+            time.sleep(0.02)
+    raise AssertionError(f"the Maildir {md} kept changing")
 
 
 # --- the whole session, both servers --------------------------------------------------------------------------------
