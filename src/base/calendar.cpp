@@ -23,13 +23,17 @@ int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
   return era * 146097 + static_cast<int64_t>(doe) - 719468;
 }
 
-std::string rfc5322_date(std::chrono::system_clock::time_point t) {
+std::string local_time_text(std::chrono::system_clock::time_point t, const char* format) {
   std::time_t tt = std::chrono::system_clock::to_time_t(t);
   std::tm tm{};
   localtime_r(&tt, &tm);
   char buf[64];
-  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S %z (%Z)", &tm);
+  if (std::strftime(buf, sizeof buf, format, &tm) == 0) return {};
   return buf;
+}
+
+std::string rfc5322_date(std::chrono::system_clock::time_point t) {
+  return local_time_text(t, "%a, %d %b %Y %H:%M:%S %z (%Z)");
 }
 
 }  // namespace postern

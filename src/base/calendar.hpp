@@ -20,5 +20,7 @@ int64_t days_from_civil(int64_t y, unsigned m, unsigned d);
 
 // RFC 5322 date-time of `t` in local time, e.g. "Tue, 24 Nov 2026 06:12:16 +0000 (UTC)".
 std::string rfc5322_date(std::chrono::system_clock::time_point t);
+// `t` in local time through strftime(3) `format` (at most 63 characters of output).
+std::string local_time_text(std::chrono::system_clock::time_point t, const char* format);
 
 }  // namespace postern

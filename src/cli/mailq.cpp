@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "base/calendar.hpp"
 #include "cli/commands.hpp"
 #include "config/config.hpp"
 #include "queue/spool.hpp"
@@ -15,12 +16,7 @@ namespace {
 
 // "Thu Mar  4 12:34:56 ", the first 20 characters of asctime() as Postfix prints them.
 std::string arrival_text(std::chrono::system_clock::time_point t) {
-  std::time_t tt = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  localtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%a %b %e %H:%M:%S ", &tm);
-  return buf;
+  return local_time_text(t, "%a %b %e %H:%M:%S ");
 }
 
 }  // namespace

@@ -42,14 +42,19 @@ std::string domain_of(std::string_view address) {
   return at == std::string_view::npos ? std::string() : to_lower(address.substr(at + 1));
 }
 
+// "550 5.1.1 text", or "550 text" when the server gave no enhanced code.
+std::string reply_text(const client::Outcome& o) {
+  return o.enhanced.empty() ? fmt::format("{} {}", o.code, o.text)
+                            : fmt::format("{} {} {}", o.code, o.enhanced, o.text);
+}
+
 // Postfix's wording of a recipient's fate: "host mx[1.2.3.4] said: 550 5.1.1 ... (in reply to RCPT TO
 // command)", or Postern's own reason.
 std::string explain(const RemoteResult& r) {
   const auto& o = r.outcome;
   if (o.code == 0) return o.text;
   std::string host = r.relay.substr(0, r.relay.rfind(':'));
-  std::string reply = o.enhanced.empty() ? fmt::format("{} {}", o.code, o.text)
-                                         : fmt::format("{} {} {}", o.code, o.enhanced, o.text);
+  std::string reply = reply_text(o);
   if (o.fate == client::Fate::kDelivered) return reply;
   return fmt::format("host {} said: {} (in reply to {} command)", host, reply, client::stage_name(o.stage));
 }
@@ -262,7 +267,7 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
     d.status = status_code(o);
     if (o.code != 0) {
       d.remote_mta = r.relay.substr(0, r.relay.find('['));
-      d.diagnostic = fmt::format("smtp; {} {} {}", o.code, o.enhanced, o.text);
+      d.diagnostic = "smtp; " + reply_text(o);
     }
     d.explanation = why;
     d.last_attempt = now;

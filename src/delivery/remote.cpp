@@ -65,17 +65,23 @@ class Connection {
   // An operation raced against `limit`: the socket is cancelled when the timer fires first.
   template <class Op>
   asio::awaitable<asio::error_code> timed(std::chrono::seconds limit, Op op) {
+    // Shared with the timer's handler, which may already be queued (on the same strand) when the operation
+    // completes: it then finds `done` and touches neither the stream nor this frame.
+    struct Race {
+      bool done = false, expired = false;
+    };
+    auto race = std::make_shared<Race>();
     asio::steady_timer timer(co_await asio::this_coro::executor, limit);
-    bool expired = false;
-    timer.async_wait([this, &expired](const asio::error_code& ec) {
-      if (ec) return;
-      expired = true;
+    timer.async_wait([this, race](const asio::error_code& ec) {
+      if (ec || race->done) return;
+      race->expired = true;
       asio::error_code ignored;
       stream_.lowest_layer().cancel(ignored);
     });
     asio::error_code ec = co_await op();
+    race->done = true;
     timer.cancel();
-    co_return expired ? asio::error::timed_out : ec;
+    co_return race->expired ? asio::error::timed_out : ec;
   }
 
   asio::awaitable<asio::error_code> write(std::string_view bytes, std::chrono::seconds limit) {
