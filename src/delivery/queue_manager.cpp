@@ -86,7 +86,13 @@ QueueManager::QueueManager(asio::io_context& io, const config::Config& config, R
       delay_warning_(seconds_of(config, "delay_warning_time")),
       destination_limit_(
           static_cast<int>(std::max(1LL, config.get_int("default_destination_concurrency_limit")))),
-      bounce_size_limit_(static_cast<uint64_t>(config.get_int("bounce_size_limit"))) {}
+      rate_delay_(seconds_of(config, "default_destination_rate_delay")),
+      recipient_limit_(
+          static_cast<size_t>(std::max(1LL, config.get_int("default_destination_recipient_limit")))),
+      bounce_size_limit_(static_cast<uint64_t>(config.get_int("bounce_size_limit"))) {
+  if (remote_.cache_time_limit.count() > 0)
+    cache_ = std::make_unique<ConnectionCache>(io_.get_executor(), remote_);
+}
 
 void QueueManager::start() {
   // Never acknowledged: a transaction that a crash interrupted.
@@ -190,8 +196,12 @@ std::optional<std::string> QueueManager::acquire(const std::string& destination)
   auto& d = destinations_[destination];
   if (d.suspended_until > std::chrono::steady_clock::now())
     return "delivery temporarily suspended: " + d.suspended_why;
-  if (d.active >= destination_limit_) return std::string();  // busy: wait for a slot
+  auto now = std::chrono::steady_clock::now();
+  bool paced = rate_delay_.count() > 0;
+  if (d.active >= (paced ? 1 : destination_limit_) || now < d.next_start)
+    return std::string();  // busy: wait for a slot
   ++d.active;
+  if (paced) d.next_start = now + rate_delay_;
   return std::nullopt;
 }
 
@@ -240,17 +250,18 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
   double delay = std::chrono::duration<double>(age).count();
 
   // Pending recipients by destination, in order of first appearance: their domain, or all of them together
-  // when they go to the relayhost (one transaction, as Postfix).
+  // when they go to the relayhost (one transaction, as Postfix); default_destination_recipient_limit each.
   std::vector<std::pair<std::string, std::vector<size_t>>> domains;
   for (size_t i = 0; i < q.recipients.size(); ++i) {
     if (q.recipients[i].state != RecipientState::kPending) continue;
     std::string domain = remote_.relayhost ? remote_.relayhost->host : domain_of(q.recipients[i].address);
-    auto it = std::find_if(domains.begin(), domains.end(), [&](const auto& d) { return d.first == domain; });
-    if (it == domains.end()) {
-      domains.push_back({domain, {}});
-      it = domains.end() - 1;
+    auto it =
+        std::find_if(domains.rbegin(), domains.rend(), [&](const auto& d) { return d.first == domain; });
+    if (it == domains.rend() || it->second.size() >= recipient_limit_) {
+      domains.push_back({domain, {i}});
+    } else {
+      it->second.push_back(i);
     }
-    it->second.push_back(i);
   }
 
   // Delay warnings (delay_warning_time): once per message, about the recipients still deferred.
@@ -323,7 +334,7 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
       if (r.dsn.orcpt) cr.orcpt = r.dsn.orcpt->type + ";" + r.dsn.orcpt->address;
       m.recipients.push_back(std::move(cr));
     }
-    auto results = co_await deliver_remote(remote_, resolver_, domain, std::move(m));
+    auto results = co_await deliver_remote(remote_, resolver_, domain, std::move(m), cache_.get());
     bool unreachable = std::all_of(results.begin(), results.end(), [](const RemoteResult& r) {
       return r.outcome.fate == client::Fate::kDeferred && r.outcome.stage == client::Stage::kConnect &&
              r.outcome.code == 0;

@@ -11,7 +11,9 @@
 // sender is told once that the message is delayed. A destination whose hosts could not be
 // reached is left alone for minimal_backoff_time: its other messages are deferred without a try, as
 // Postfix's "delivery temporarily suspended". At most default_destination_concurrency_limit deliveries go
-// to one destination at a time.
+// to one destination at a time (one, default_destination_rate_delay apart, when that is set), with at most
+// default_destination_recipient_limit recipients each; a connection whose session is over waits
+// smtp_connection_cache_time_limit for the next message to its destination (ConnectionCache).
 // Crash safety: a message is in exactly one state directory; its file is rewritten by write-fsync-rename
 // inside active/ before it moves back, so a kill -9 at any moment leaves the last recorded state (files left
 // in active/ go back to deferred/ at start). A recipient is delivered twice only if the crash falls between
@@ -58,6 +60,7 @@ class QueueManager {
  private:
   struct Destination {
     int active = 0;
+    std::chrono::steady_clock::time_point next_start{};  // default_destination_rate_delay
     std::chrono::steady_clock::time_point suspended_until{};
     std::string suspended_why;
   };
@@ -80,7 +83,10 @@ class QueueManager {
   std::string myhostname_;
   std::chrono::seconds run_delay_, min_backoff_, max_backoff_, lifetime_, bounce_lifetime_, delay_warning_;
   int destination_limit_;
+  std::chrono::seconds rate_delay_;
+  size_t recipient_limit_;
   uint64_t bounce_size_limit_;
+  std::unique_ptr<ConnectionCache> cache_;  // null when smtp_connection_cache_time_limit is 0
 
   std::mutex mutex_;  // guards what follows
   bool stopped_ = false;

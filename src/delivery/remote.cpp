@@ -4,7 +4,9 @@
 #include <openssl/ssl.h>
 
 #include <algorithm>
+#include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
+#include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/ssl.hpp>
@@ -13,6 +15,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <fstream>
+#include <mutex>
 #include <random>
 
 #include <fmt/format.h>
@@ -141,11 +144,9 @@ std::chrono::seconds limit_of(const RemoteSettings& s, client::Timeout t) {
   return it == s.timeouts.end() ? std::chrono::seconds(300) : it->second;
 }
 
-// Runs one SMTP session over a connected socket; the outcomes per recipient of the one message.
-asio::awaitable<std::vector<client::Outcome>> run_session(const RemoteSettings& settings, Connection& conn,
-                                                          const std::string& host, client::Policy policy,
-                                                          client::Message message) {
-  client::Session session(std::move(policy), {std::move(message)});
+// Runs `session` over a connected socket until it closes or goes idle (Session::reusable()).
+asio::awaitable<void> run_session(const RemoteSettings& settings, Connection& conn, const std::string& host,
+                                  client::Session& session) {
   client::Step step = session.start();
   std::string buffer;
   for (;;) {
@@ -186,8 +187,7 @@ asio::awaitable<std::vector<client::Outcome>> run_session(const RemoteSettings& 
     }
     step = session.received(buffer);
   }
-  conn.close();
-  co_return session.outcomes().front();
+  if (!session.reusable()) conn.close();
 }
 
 // Whether the next host should be tried: nothing was decided past the greeting (Postfix tries the next MX
@@ -213,7 +213,96 @@ struct Host {
   uint16_t port = 25;
 };
 
+// Sends QUIT to a cached connection that is no longer wanted and closes it.
+asio::awaitable<void> retire(std::unique_ptr<ConnectionCache::Entry> entry, std::chrono::seconds limit);
+
 }  // namespace
+
+struct ConnectionCache::Entry {
+  std::unique_ptr<Connection> conn;
+  std::string host;   // the MX host name (TLS server name, log text)
+  std::string relay;  // "mx.example[192.0.2.1]:25"
+  client::Resume resume;
+  std::chrono::steady_clock::time_point connected;
+  uint64_t id = 0;                             // while cached
+  std::unique_ptr<asio::steady_timer> expiry;  // while cached
+};
+
+struct ConnectionCache::State {
+  asio::any_io_executor executor;
+  std::chrono::seconds idle_limit, reuse_limit, quit_limit;
+  std::mutex mutex;  // guards what follows
+  uint64_t next_id = 0;
+  std::multimap<std::string, std::unique_ptr<Entry>> idle;
+};
+
+namespace {
+
+asio::awaitable<void> retire(std::unique_ptr<ConnectionCache::Entry> entry, std::chrono::seconds limit) {
+  if (!co_await entry->conn->write("QUIT\r\n", limit)) {
+    std::string reply;
+    (void)co_await entry->conn->read(reply, limit);
+  }
+  entry->conn->close();
+}
+
+}  // namespace
+
+ConnectionCache::ConnectionCache(asio::any_io_executor executor, const RemoteSettings& settings)
+    : state_(std::make_shared<State>()) {
+  state_->executor = std::move(executor);
+  state_->idle_limit = settings.cache_time_limit;
+  state_->reuse_limit = settings.reuse_time_limit;
+  state_->quit_limit = limit_of(settings, client::Timeout::kQuit);
+}
+
+ConnectionCache::~ConnectionCache() {
+  std::lock_guard lock(state_->mutex);
+  for (auto& [destination, entry] : state_->idle) entry->conn->close();
+  state_->idle.clear();
+}
+
+std::unique_ptr<ConnectionCache::Entry> ConnectionCache::take(const std::string& destination) {
+  std::lock_guard lock(state_->mutex);
+  auto it = state_->idle.find(destination);
+  if (it == state_->idle.end()) return nullptr;
+  auto entry = std::move(it->second);
+  state_->idle.erase(it);
+  entry->expiry->cancel();
+  entry->expiry.reset();
+  return entry;
+}
+
+void ConnectionCache::put(const std::string& destination, std::unique_ptr<Entry> entry) {
+  auto now = std::chrono::steady_clock::now();
+  if (state_->idle_limit.count() <= 0 || now - entry->connected >= state_->reuse_limit) {
+    asio::co_spawn(state_->executor, retire(std::move(entry), state_->quit_limit), asio::detached);
+    return;
+  }
+  std::lock_guard lock(state_->mutex);
+  entry->id = ++state_->next_id;
+  entry->expiry = std::make_unique<asio::steady_timer>(state_->executor, state_->idle_limit);
+  // The timer's handler holds the state weakly: it may run after the cache is gone, or after take().
+  entry->expiry->async_wait(
+      [weak = std::weak_ptr<State>(state_), destination, id = entry->id](const asio::error_code& ec) {
+        auto state = weak.lock();
+        if (ec || !state) return;
+        std::unique_ptr<Entry> expired;
+        {
+          std::lock_guard lock(state->mutex);
+          auto [first, last] = state->idle.equal_range(destination);
+          for (auto it = first; it != last; ++it) {
+            if (it->second->id != id) continue;
+            expired = std::move(it->second);
+            state->idle.erase(it);
+            break;
+          }
+        }
+        if (expired)
+          asio::co_spawn(state->executor, retire(std::move(expired), state->quit_limit), asio::detached);
+      });
+  state_->idle.emplace(destination, std::move(entry));
+}
 
 Result<std::optional<Relayhost>> parse_relayhost(std::string_view value) {
   value = trim(value);
@@ -273,13 +362,37 @@ Result<RemoteSettings> RemoteSettings::from_config(const config::Config& cfg) {
     s.timeouts[t] = std::chrono::seconds(cfg.get_int(client::timeout_parameter(t)));
   s.tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
   s.tls->set_verify_mode(asio::ssl::verify_none);
+  s.cache_time_limit = std::chrono::seconds(cfg.get_int("smtp_connection_cache_time_limit"));
+  s.reuse_time_limit = std::chrono::seconds(cfg.get_int("smtp_connection_reuse_time_limit"));
   return s;
 }
 
 asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& settings,
                                                           dns::Resolver& resolver, std::string domain,
-                                                          client::Message message) {
+                                                          client::Message message, ConnectionCache* cache) {
   size_t n = message.recipients.size();
+  client::Policy policy = settings.policy;
+  policy.credentials = settings.relay_credentials;
+  policy.keep_open = cache != nullptr;
+  // A session that went idle is cached; any other ends with its connection closed (run_session).
+  auto finish = [&](client::Session& session, std::unique_ptr<ConnectionCache::Entry> entry) {
+    std::vector<RemoteResult> results;
+    for (auto& o : session.outcomes().front()) results.push_back({o, entry->relay});
+    if (session.reusable()) {
+      entry->resume = session.resume();
+      cache->put(domain, std::move(entry));
+    }
+    return results;
+  };
+  // A cached connection first; one that no longer works is closed and the next is tried.
+  while (cache) {
+    auto entry = cache->take(domain);
+    if (!entry) break;
+    client::Session session(policy, {message}, entry->resume);
+    co_await run_session(settings, *entry->conn, entry->host, session);
+    if (!try_next_host(session.outcomes().front())) co_return finish(session, std::move(entry));
+  }
+
   std::vector<Host> hosts;
   if (settings.relayhost && !settings.relayhost->mx_lookup) {
     hosts.push_back({settings.relayhost->host, settings.relayhost->port});
@@ -308,8 +421,6 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
     if (hosts.empty()) hosts.push_back({name, port});
   }
 
-  client::Policy policy = settings.policy;
-  policy.credentials = settings.relay_credentials;
   std::vector<RemoteResult> results;
   std::string last_problem;
   int tried = 0;
@@ -333,18 +444,22 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
     }
     for (const auto& address : addresses.records) {
       if (tried++ >= kMaxAddresses) break;
-      std::string relay = fmt::format("{}[{}]:{}", host.name, address.to_string(), host.port);
-      Connection conn(tcp::socket(executor), *settings.tls);
-      if (auto ec = co_await conn.connect(tcp::endpoint(address, host.port),
-                                          limit_of(settings, client::Timeout::kConnect))) {
-        last_problem = fmt::format("connect to {}: {}", relay,
+      auto entry = std::make_unique<ConnectionCache::Entry>();
+      entry->relay = fmt::format("{}[{}]:{}", host.name, address.to_string(), host.port);
+      entry->host = host.name;
+      entry->conn = std::make_unique<Connection>(tcp::socket(executor), *settings.tls);
+      if (auto ec = co_await entry->conn->connect(tcp::endpoint(address, host.port),
+                                                  limit_of(settings, client::Timeout::kConnect))) {
+        last_problem = fmt::format("connect to {}: {}", entry->relay,
                                    ec == asio::error::timed_out ? "Connection timed out" : ec.message());
         continue;
       }
-      auto outcomes = co_await run_session(settings, conn, host.name, policy, message);
+      entry->connected = std::chrono::steady_clock::now();
+      client::Session session(policy, {message});
+      co_await run_session(settings, *entry->conn, host.name, session);
+      if (!try_next_host(session.outcomes().front())) co_return finish(session, std::move(entry));
       results.clear();
-      for (auto& o : outcomes) results.push_back({std::move(o), relay});
-      if (!try_next_host(outcomes)) co_return results;
+      for (auto& o : session.outcomes().front()) results.push_back({o, entry->relay});
     }
   }
   if (results.empty()) co_return all(n, client::Fate::kDeferred, "4.4.1", last_problem);

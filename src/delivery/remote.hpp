@@ -49,6 +49,9 @@ struct RemoteSettings {
   bool want_v4 = true, want_v6 = true;                         // inet_protocols
   std::map<smtp::client::Timeout, std::chrono::seconds> timeouts;
   std::shared_ptr<asio::ssl::context> tls;  // the client context (no verification)
+  // smtp_connection_cache_time_limit: how long a connection waits for the next message; 0 turns the cache
+  // off. smtp_connection_reuse_time_limit: a connection older than this is not kept.
+  std::chrono::seconds cache_time_limit{2}, reuse_time_limit{300};
 
   static Result<RemoteSettings> from_config(const config::Config& cfg);
 };
@@ -59,9 +62,32 @@ struct RemoteResult {
   std::string relay;  // "mx.example[192.0.2.1]:25"; "none" when no host was reached
 };
 
-// Delivers `message` to `recipients` (all of `domain`), returning one result per recipient in order.
+// Connections left open between transactions, per destination, for the next message to it (Postfix's
+// connection cache, scache(8)): a delivery takes one before it looks the destination up, and puts its
+// connection back when its session went idle. A connection idle for cache_time_limit is closed with QUIT.
+// Thread-safe; the connections are driven on the io_context given.
+class ConnectionCache {
+ public:
+  ConnectionCache(asio::any_io_executor executor, const RemoteSettings& settings);
+  ~ConnectionCache();
+  ConnectionCache(const ConnectionCache&) = delete;
+  ConnectionCache& operator=(const ConnectionCache&) = delete;
+
+  struct Entry;  // a connection and what its session knew (remote.cpp)
+  std::unique_ptr<Entry> take(const std::string& destination);
+  void put(const std::string& destination, std::unique_ptr<Entry> entry);
+
+  struct State;  // shared with the expiry timers
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+// Delivers `message` to `recipients` (all of `domain`), returning one result per recipient in order. With a
+// cache, a connection cached for `domain` is used first, and the connection is cached when it went idle.
 asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& settings,
                                                           dns::Resolver& resolver, std::string domain,
-                                                          smtp::client::Message message);
+                                                          smtp::client::Message message,
+                                                          ConnectionCache* cache = nullptr);
 
 }  // namespace postern::delivery

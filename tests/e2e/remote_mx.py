@@ -12,7 +12,7 @@
 
 `messages` holds one Transaction per accepted DATA: envelope sender, accepted recipients, the data bytes as
 received (dot-unstuffed), MAIL parameters, the EHLO name, whether STARTTLS was used and the AUTH login.
-`attempts` counts MAIL commands (refused ones included).
+`attempts` counts MAIL commands (refused ones included), `connections` the connections that said EHLO, `quits` the QUITs.
 
 Security: test-only; binds the loopback address it is given; a peer's bytes are only recorded.
 Only under /usr/bin/python3 (Debian's python3-aiosmtpd).
@@ -58,7 +58,16 @@ class _Handler:
     def __init__(self, mx):
         self.mx = mx
 
+    async def handle_QUIT(self, server, session, envelope):
+        with self.mx.lock:
+            self.mx.quits += 1
+        return "221 2.0.0 Bye"
+
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        if not getattr(session, "counted", False):  # not the connection of Controller's start-up trigger
+            session.counted = True
+            with self.mx.lock:
+                self.mx.connections += 1
         session.host_name = hostname
         hidden = {"250-8BITMIME"} if not self.mx.eightbitmime else set()
         return [r for r in responses if r not in hidden]
@@ -131,6 +140,8 @@ class RemoteMx:
         self.lock = threading.Lock()
         self.messages = []
         self.attempts = 0
+        self.connections = 0
+        self.quits = 0
         self._tmp = tempfile.TemporaryDirectory(prefix="remote-mx-")
         self._controller = None
 

@@ -139,3 +139,93 @@ def test_delay_warning_once(make_postern):
         assert "slow@far.example" in out
     finally:
         relay.stop()
+
+
+
+def _send_each(srv, count, rcpt="friend@far.example"):
+    """`count` messages, one SMTP transaction each, from a trusted client."""
+    with smtplib.SMTP("127.0.0.1", srv.port) as s:
+        for i in range(count):
+            s.sendmail(f"alice@{DOMAIN}", [rcpt], f"Subject: n{i}\r\n\r\nbody {i}\r\n".encode())
+
+
+def _bodies(transactions):
+    return sorted(t.data.replace(b"\r\n", b"\n").split(b"\n\n", 1)[1].strip().decode() for t in transactions)
+
+
+def _one_at_a_time(make_postern, make_mx, cache_time):
+    """A relayhost MX on a free port, one delivery at a time to it, and the connection cache time given."""
+    port = free_port()
+    mx = make_mx("127.0.0.1", port)
+    srv = make_postern(f"relayhost = [127.0.0.1]:{port}\ndefault_destination_concurrency_limit = 1\n"
+                       f"smtp_connection_cache_time_limit = {cache_time}\n")
+    return srv, mx
+
+
+def test_connection_is_reused_for_the_next_message(make_postern, make_mx):
+    """One delivery at a time to the destination: every message after the first rides the connection the first
+    one opened (RSET, then the next transaction), and the idle connection is closed with QUIT after
+    smtp_connection_cache_time_limit."""
+    srv, mx = _one_at_a_time(make_postern, make_mx, "3s")
+    _send_each(srv, 4)
+    got = mx.wait_messages(4, timeout=20)
+    assert _bodies(got) == [f"body {i}" for i in range(4)]
+    assert (mx.connections, mx.quits) == (1, 0), srv.log()  # one connection, still open
+    deadline = time.time() + 10
+    while time.time() < deadline and mx.quits == 0:
+        time.sleep(0.1)
+    assert (mx.connections, mx.quits) == (1, 1)
+
+
+def test_without_the_cache_each_message_connects(make_postern, make_mx):
+    srv, mx = _one_at_a_time(make_postern, make_mx, "0")
+    _send_each(srv, 3)
+    got = mx.wait_messages(3, timeout=20)
+    assert _bodies(got) == [f"body {i}" for i in range(3)]
+    deadline = time.time() + 5
+    while time.time() < deadline and mx.quits < 3:
+        time.sleep(0.1)
+    assert (mx.connections, mx.quits) == (3, 3), srv.log()
+
+
+def test_a_closed_cached_connection_is_replaced(make_postern, make_mx):
+    """The remote side drops the cached connection (it restarted): the next message connects again and is
+    delivered, not deferred."""
+    port = free_port()
+    mx = make_mx("127.0.0.1", port)
+    srv = make_postern(f"relayhost = [127.0.0.1]:{port}\nsmtp_connection_cache_time_limit = 60s\n")
+    _send_each(srv, 1)
+    mx.wait_messages(1, timeout=20)
+    mx.stop()
+    mx.start()
+    _send_each(srv, 1)
+    got = mx.wait_messages(2, timeout=20)
+    assert _bodies(got) == ["body 0", "body 0"]
+    assert mx.connections == 2
+    assert "status=deferred" not in srv.log()
+
+
+def test_rate_delay_spaces_deliveries(make_postern, make_mx):
+    """default_destination_rate_delay: one delivery at a time to the destination, starting that far apart."""
+    port = free_port()
+    mx = make_mx("127.0.0.1", port)
+    srv = make_postern(f"relayhost = [127.0.0.1]:{port}\ndefault_destination_rate_delay = 1s\n")
+    start = time.time()
+    _send_each(srv, 3)
+    mx.wait_messages(3, timeout=20)
+    assert time.time() - start >= 2.0
+    assert _bodies(mx.messages) == [f"body {i}" for i in range(3)]
+
+
+def test_recipient_limit_splits_transactions(make_postern, make_mx):
+    """default_destination_recipient_limit: a message to 5 recipients of one destination goes in 3 transactions
+    of at most 2 recipients."""
+    port = free_port()
+    mx = make_mx("127.0.0.1", port)
+    srv = make_postern(f"relayhost = [127.0.0.1]:{port}\ndefault_destination_recipient_limit = 2\n")
+    rcpts = [f"r{i}@far.example" for i in range(5)]
+    with smtplib.SMTP("127.0.0.1", srv.port) as s:
+        s.sendmail(f"alice@{DOMAIN}", rcpts, b"Subject: many\r\n\r\nhi\r\n")
+    got = mx.wait_messages(3, timeout=20)
+    assert sorted(len(t.recipients) for t in got) == [1, 2, 2]
+    assert sorted(r for t in got for r in t.recipients) == rcpts

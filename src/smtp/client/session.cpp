@@ -110,8 +110,21 @@ Session::Session(Policy policy, std::vector<Message> messages)
   for (const Message& m : messages_) outcomes_.emplace_back(m.recipients.size());
 }
 
+Session::Session(Policy policy, std::vector<Message> messages, Resume resume)
+    : Session(std::move(policy), std::move(messages)) {
+  phase_ = Phase::kResume;
+  caps_ = std::move(resume.caps);
+  tls_active_ = resume.tls_active;
+  auth_done_ = resume.auth_done;
+}
+
+Step Session::start() const {
+  if (phase_ == Phase::kResume) return Step{"RSET\r\n", Next::kRead, Timeout::kMail};
+  return Step{{}, Next::kRead, Timeout::kHelo};
+}
+
 Step Session::received(std::string_view bytes) {
-  if (phase_ == Phase::kDone) return close();
+  if (phase_ == Phase::kDone || phase_ == Phase::kIdle) return close();
   parser_.append(bytes);
   for (;;) {
     auto r = parser_.next();
@@ -130,6 +143,8 @@ Step Session::on_reply(const proto::Reply& reply) {
   switch (phase_) {
     case Phase::kGreeting:
       return on_greeting(reply);
+    case Phase::kResume:
+      return on_resume(reply);
     case Phase::kEhlo:
     case Phase::kHelo:
       return on_ehlo(reply);
@@ -140,6 +155,7 @@ Step Session::on_reply(const proto::Reply& reply) {
     case Phase::kTransaction:
       return on_transaction(reply);
     case Phase::kQuit:
+    case Phase::kIdle:
     case Phase::kDone:
       break;
   }
@@ -150,6 +166,12 @@ Step Session::on_greeting(const proto::Reply& reply) {
   if (!positive(reply)) return fail_session(reply, Stage::kGreeting);
   phase_ = Phase::kEhlo;
   return Step{"EHLO " + policy_.helo_name + "\r\n", Next::kRead, Timeout::kHelo};
+}
+
+Step Session::on_resume(const proto::Reply& reply) {
+  if (reply.code == 250) return next_message();
+  fail_open(kAllMessages, Fate::kDeferred, Stage::kConnect, &reply, {}, {});
+  return reply.code == 421 ? close() : quit();
 }
 
 Step Session::on_ehlo(const proto::Reply& reply) {
@@ -256,7 +278,12 @@ Step Session::next_message() {
       break;
     }
   }
-  if (msg_ >= messages_.size()) return quit();
+  if (msg_ >= messages_.size()) {
+    if (!policy_.keep_open) return quit();
+    phase_ = Phase::kIdle;
+    expect_.clear();
+    return Step{{}, Next::kClose, Timeout::kQuit};
+  }
   mail_ok_ = false;
   next_rcpt_ = 0;
   accepted_.clear();
@@ -455,7 +482,10 @@ Timeout Session::timeout_now() const {
       return Timeout::kStartTls;
     case Phase::kAuth:
       return Timeout::kAuth;
+    case Phase::kResume:
+      return Timeout::kMail;
     case Phase::kQuit:
+    case Phase::kIdle:
     case Phase::kDone:
       return Timeout::kQuit;
     case Phase::kTransaction:
@@ -479,6 +509,7 @@ Timeout Session::timeout_now() const {
 }
 
 Stage Session::current_stage() const {
+  if (phase_ == Phase::kResume) return Stage::kConnect;  // the cached connection is gone: connect again
   switch (timeout_now()) {
     case Timeout::kConnect:
       return Stage::kConnect;

@@ -74,7 +74,17 @@ struct Policy {
   TlsPolicy tls = TlsPolicy::kMay;
   std::optional<Credentials> credentials;  // AUTH to a relayhost
   bool plaintext_auth_without_tls = false;
+  // After the last message the session goes idle instead of sending QUIT, so that the connection can carry
+  // the next message to the same destination (Postfix's connection cache): see reusable().
+  bool keep_open = false;
   ReplyLimits limits;
+};
+
+// What a session that went idle knows about its connection, for the next session on it.
+struct Resume {
+  Capabilities caps;
+  bool tls_active = false;
+  bool auth_done = false;
 };
 
 struct Recipient {
@@ -141,9 +151,13 @@ struct Step {
 class Session {
  public:
   Session(Policy policy, std::vector<Message> messages);
+  // On a connection an earlier session left idle: it starts with RSET, which also proves that the connection
+  // still works; when it does not (no reply, or not 250), the recipients are deferred at Stage::kConnect, so
+  // that the caller connects afresh.
+  Session(Policy policy, std::vector<Message> messages, Resume resume);
 
-  // After connecting: wait for the greeting.
-  Step start() const { return Step{{}, Next::kRead, Timeout::kHelo}; }
+  // After connecting: wait for the greeting (RSET first on a resumed connection).
+  Step start() const;
   Step received(std::string_view bytes);
   // The TLS handshake after kStartTls succeeded (`ok`) or failed (the session ends: deferred 4.7.5).
   Step tls_done(bool ok);
@@ -153,14 +167,17 @@ class Session {
   // The connection broke or a read timed out: every open recipient is deferred (4.4.2, `why`).
   Step connection_lost(std::string_view why);
 
-  bool done() const { return phase_ == Phase::kDone; }
+  bool done() const { return phase_ == Phase::kDone || phase_ == Phase::kIdle; }
+  // Every message is through and the connection is left open, between transactions (Policy::keep_open).
+  bool reusable() const { return phase_ == Phase::kIdle; }
+  Resume resume() const { return Resume{caps_, tls_active_, auth_done_}; }
   // Per message, per recipient, in the order given.
   const std::vector<std::vector<Outcome>>& outcomes() const { return outcomes_; }
   const Capabilities& capabilities() const { return caps_; }
   bool tls_active() const { return tls_active_; }
 
  private:
-  enum class Phase { kGreeting, kEhlo, kHelo, kStartTls, kAuth, kTransaction, kQuit, kDone };
+  enum class Phase { kGreeting, kResume, kEhlo, kHelo, kStartTls, kAuth, kTransaction, kQuit, kIdle, kDone };
   // What a reply in the transaction phase answers.
   enum class Expect { kRset, kMail, kRcpt, kData, kEnd, kIgnored };
   struct Pending {
@@ -170,6 +187,7 @@ class Session {
 
   Step on_reply(const proto::Reply& reply);
   Step on_greeting(const proto::Reply& reply);
+  Step on_resume(const proto::Reply& reply);
   Step on_ehlo(const proto::Reply& reply);
   Step on_starttls(const proto::Reply& reply);
   Step on_auth(const proto::Reply& reply);
@@ -177,7 +195,7 @@ class Session {
   // After EHLO (or HELO): STARTTLS, AUTH or the first transaction.
   Step after_hello();
   Step start_auth();
-  // The next transaction that passes the local checks, or QUIT.
+  // The next transaction that passes the local checks, or QUIT (or idle, with keep_open).
   Step next_message();
   Step send_mail();
   Step send_rcpt_or_data();

@@ -36,6 +36,9 @@ class Dialogue {
   Dialogue(Policy p, std::vector<Message> messages) : session_(std::move(p), std::move(messages)) {
     EXPECT_EQ(session_.start().next, Next::kRead);
   }
+  // On a connection an earlier session left idle.
+  Dialogue(Policy p, std::vector<Message> messages, Resume resume)
+      : session_(std::move(p), std::move(messages), std::move(resume)) {}
 
   std::string say(std::string_view bytes) { return render(session_.received(bytes)); }
   std::string render(Step step) {
@@ -196,6 +199,48 @@ TEST(ClientSession, SeveralMessagesOneConnection) {
   EXPECT_EQ(d.fates(),
             "delivered end of data 250 2.0.0 Ok: queued as A\n"
             "delivered end of data 250 2.0.0 Ok: queued as B\n");
+}
+
+TEST(ClientSession, KeepOpenGoesIdleInsteadOfQuit) {
+  Policy p = policy();
+  p.keep_open = true;
+  Dialogue d(p, {message({"a@mx.example.test"}, "one\n")});
+  d.hello(kEhloAll, "MAIL FROM:<alice@client.example> SIZE=4\r\nRCPT TO:<a@mx.example.test>\r\nDATA\r\n");
+  EXPECT_EQ(d.say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n"), "one\r\n.\r\n");
+  EXPECT_EQ(d.say("250 2.0.0 Ok: queued as A\r\n"), "<close>");
+  EXPECT_TRUE(d.session_.reusable());
+  EXPECT_TRUE(d.session_.done());
+  Resume r = d.session_.resume();
+  EXPECT_TRUE(r.caps.pipelining);
+  EXPECT_EQ(r.caps.size_limit, 1000u);
+
+  // The next session on that connection: RSET proves it alive, then the transaction as before.
+  Dialogue next(p, {message({"b@mx.example.test"}, "two\n")}, r);
+  EXPECT_EQ(next.render(next.session_.start()), "RSET\r\n");
+  EXPECT_EQ(next.say("250 2.0.0 Ok\r\n"),
+            "MAIL FROM:<alice@client.example> SIZE=4\r\nRCPT TO:<b@mx.example.test>\r\nDATA\r\n");
+  EXPECT_EQ(next.say("250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n"), "two\r\n.\r\n");
+  EXPECT_EQ(next.say("250 2.0.0 Ok: queued as B\r\n"), "<close>");
+  EXPECT_EQ(next.fates(), "delivered end of data 250 2.0.0 Ok: queued as B\n");
+  EXPECT_TRUE(next.session_.reusable());
+
+  // A session that ended otherwise leaves nothing to reuse.
+  Dialogue refused(p, {message({"c@mx.example.test"})}, r);
+  EXPECT_EQ(refused.render(refused.session_.start()), "RSET\r\n");
+  EXPECT_EQ(refused.say("421 4.4.2 gone\r\n"), "<close>");
+  EXPECT_FALSE(refused.session_.reusable());
+}
+
+TEST(ClientSession, DeadCachedConnectionDefersAtConnect) {
+  // The cached connection broke while idle: deferred at the connect stage, so the caller connects again.
+  Dialogue lost(policy(), {message({"a@mx.example.test"})}, Resume{});
+  EXPECT_EQ(lost.render(lost.session_.start()), "RSET\r\n");
+  EXPECT_EQ(lost.render(lost.session_.connection_lost("lost connection")), "<close>");
+  EXPECT_EQ(lost.fates(), "deferred connect 0 4.4.2 lost connection\n");
+  Dialogue refused(policy(), {message({"a@mx.example.test"})}, Resume{});
+  refused.render(refused.session_.start());
+  EXPECT_EQ(refused.say("500 5.5.1 what?\r\n"), "QUIT\r\n");
+  EXPECT_EQ(refused.fates(), "deferred connect 500 5.5.1 what?\n");
 }
 
 TEST(ClientSession, HeloFallback) {
