@@ -376,6 +376,7 @@ DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spoo
     q.client = env.client;
     q.envid = env.envid;
     q.ret = env.ret;
+    q.requiretls = env.requiretls;
     for (const auto& r : env.outbound) {
       auto dsn = env.dsn.find(r);
       q.recipients.push_back(

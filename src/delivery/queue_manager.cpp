@@ -323,6 +323,7 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
     client::Message m;
     m.sender = q.sender;
     m.envid = q.envid;
+    m.requiretls = q.requiretls;
     m.ret = std::string(smtp::proto::ret_text(q.ret));
     m.content = message;
     m.eight_bit = has_8bit(message);

@@ -192,12 +192,21 @@ asio::awaitable<void> run_session(const RemoteSettings& settings, Connection& co
 
 // Whether the next host should be tried: nothing was decided past the greeting (Postfix tries the next MX
 // after a connection failure, a 4xx greeting or a lost session before the transaction).
-bool try_next_host(const std::vector<client::Outcome>& outcomes) {
-  return std::all_of(outcomes.begin(), outcomes.end(), [](const client::Outcome& o) {
-    return o.fate == client::Fate::kDeferred &&
-           (o.stage == client::Stage::kConnect || o.stage == client::Stage::kGreeting ||
-            o.stage == client::Stage::kHelo || o.stage == client::Stage::kStartTls);
+// Whether the host could not take a REQUIRETLS message (RFC 8689 4.2.1: no TLS, or no REQUIRETLS in the EHLO
+// reply after TLS): the next host may; when none can, the message is returned with 5.7.30.
+bool refused_requiretls(const std::vector<client::Outcome>& outcomes) {
+  return !outcomes.empty() && std::all_of(outcomes.begin(), outcomes.end(), [](const client::Outcome& o) {
+    return o.fate == client::Fate::kDeferred && o.code == 0 && o.enhanced == "5.7.30";
   });
+}
+
+bool try_next_host(const std::vector<client::Outcome>& outcomes) {
+  return refused_requiretls(outcomes) ||
+         std::all_of(outcomes.begin(), outcomes.end(), [](const client::Outcome& o) {
+           return o.fate == client::Fate::kDeferred &&
+                  (o.stage == client::Stage::kConnect || o.stage == client::Stage::kGreeting ||
+                   o.stage == client::Stage::kHelo || o.stage == client::Stage::kStartTls);
+         });
 }
 
 std::vector<RemoteResult> all(size_t n, client::Fate fate, std::string_view enhanced, std::string text) {
@@ -374,24 +383,41 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
   client::Policy policy = settings.policy;
   policy.credentials = settings.relay_credentials;
   policy.keep_open = cache != nullptr;
-  // A session that went idle is cached; any other ends with its connection closed (run_session).
-  auto finish = [&](client::Session& session, std::unique_ptr<ConnectionCache::Entry> entry) {
+  // The results of a session. A connection whose session went idle is kept for the next message (`idle`,
+  // cached at the end); any other was closed by run_session.
+  std::vector<std::unique_ptr<ConnectionCache::Entry>> idle;
+  auto results_of = [&](client::Session& session, std::unique_ptr<ConnectionCache::Entry> entry) {
     std::vector<RemoteResult> results;
     for (auto& o : session.outcomes().front()) results.push_back({o, entry->relay});
     if (session.reusable()) {
       entry->resume = session.resume();
-      cache->put(domain, std::move(entry));
+      idle.push_back(std::move(entry));
+    }
+    return results;
+  };
+  auto keep_idle = [&] {
+    for (auto& entry : idle) cache->put(domain, std::move(entry));
+    idle.clear();
+  };
+  auto done = [&](std::vector<RemoteResult> results) {
+    keep_idle();
+    if (std::all_of(results.begin(), results.end(),
+                    [](const RemoteResult& r) { return refused_requiretls({r.outcome}); })) {
+      for (auto& r : results) r.outcome.fate = client::Fate::kBounced;
     }
     return results;
   };
   // A cached connection first; one that no longer works is closed and the next is tried.
+  std::vector<RemoteResult> results;
   while (cache) {
     auto entry = cache->take(domain);
     if (!entry) break;
     client::Session session(policy, {message}, entry->resume);
     co_await run_session(settings, *entry->conn, entry->host, session);
-    if (!try_next_host(session.outcomes().front())) co_return finish(session, std::move(entry));
+    results = results_of(session, std::move(entry));
+    if (!try_next_host(session.outcomes().front())) co_return done(std::move(results));
   }
+  keep_idle();  // after the loop, not in it: take() would hand the same connection out again
 
   std::vector<Host> hosts;
   if (settings.relayhost && !settings.relayhost->mx_lookup) {
@@ -421,7 +447,6 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
     if (hosts.empty()) hosts.push_back({name, port});
   }
 
-  std::vector<RemoteResult> results;
   std::string last_problem;
   int tried = 0;
   auto executor = co_await asio::this_coro::executor;
@@ -457,13 +482,12 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
       entry->connected = std::chrono::steady_clock::now();
       client::Session session(policy, {message});
       co_await run_session(settings, *entry->conn, host.name, session);
-      if (!try_next_host(session.outcomes().front())) co_return finish(session, std::move(entry));
-      results.clear();
-      for (auto& o : session.outcomes().front()) results.push_back({o, entry->relay});
+      results = results_of(session, std::move(entry));
+      if (!try_next_host(session.outcomes().front())) co_return done(std::move(results));
     }
   }
   if (results.empty()) co_return all(n, client::Fate::kDeferred, "4.4.1", last_problem);
-  co_return results;
+  co_return done(std::move(results));
 }
 
 }  // namespace postern::delivery

@@ -23,6 +23,7 @@ struct Envelope {
   smtp::proto::Ret ret = smtp::proto::Ret::kUnspecified;
   std::string envid;
   std::map<std::string, DsnRequest> dsn;
+  bool requiretls = false;  // RFC 8689: relayed only over verified TLS to servers that offer REQUIRETLS
 };
 
 // A Postfix-style queue id: upper-case hex from the time and a counter, unique within this host.

@@ -39,6 +39,7 @@ std::string encode_head(const QueueFile& q, uint64_t message_size) {
   if (!q.envid.empty()) put(out, 'e', q.envid);
   if (q.ret != smtp::proto::Ret::kUnspecified) put(out, 'r', smtp::proto::ret_text(q.ret));
   if (q.delay_warned) put(out, 'w', "");
+  if (q.requiretls) put(out, 't', "");
   put(out, 'Z', std::to_string(message_size));
   for (const auto& r : q.recipients) {
     put(out, static_cast<char>(r.state), r.address);
@@ -146,6 +147,10 @@ Result<Decoded> decode(std::string_view bytes, bool envelope_only) {
       case 'w':
         if (q.delay_warned || !value.empty()) return fail("bad delay warning record", start);
         q.delay_warned = true;
+        break;
+      case 't':
+        if (q.requiretls || !value.empty()) return fail("bad REQUIRETLS record", start);
+        q.requiretls = true;
         break;
       case 'y': {
         auto notify = smtp::proto::parse_notify(value);

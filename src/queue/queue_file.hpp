@@ -21,7 +21,10 @@
 //   o ORCPT               at most once after a recipient: <address type>;<address>
 // Optional records of the queue manager:
 //   w delay warned        at most once, empty: the sender was told the message is delayed
-//   (delay_warning_time) E end                 once, empty, last: a file without it is incomplete
+//                         (delay_warning_time)
+// Optional records of REQUIRETLS (RFC 8689):
+//   t REQUIRETLS          at most once, empty: MAIL FROM had REQUIRETLS
+//   E end                 once, empty, last: a file without it is incomplete
 // A recipient's state changes in place by overwriting the type byte of its record (R -> D or F) and fsync;
 // any other change writes a new file and renames it over the old one.
 // Security: queue files are written by Postern only, but decode() must survive any bytes (a truncated or
@@ -69,6 +72,7 @@ struct QueueFile {
   smtp::proto::Ret ret = smtp::proto::Ret::kUnspecified;  // RFC 3461 RET
   std::vector<QueuedRecipient> recipients;
   bool delay_warned = false;  // a delay warning was sent (once per message, as Postfix)
+  bool requiretls = false;    // RFC 8689 REQUIRETLS
   uint64_t size = 0;          // of the message, set by decode
 
   bool operator==(const QueueFile&) const = default;

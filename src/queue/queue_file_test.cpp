@@ -58,6 +58,20 @@ TEST(QueueFile, DsnRecords) {
   EXPECT_EQ(d->envelope.recipients[1].dsn, DsnRequest{});
 }
 
+TEST(QueueFile, RequireTlsRecord) {
+  QueueFile q;
+  q.queue_id = "ABC";
+  q.recipients = {{"b@y", RecipientState::kPending, "", {}}};
+  q.requiretls = true;
+  std::string bytes = encode(q, "x\n");
+  EXPECT_EQ(bytes, "POSTERN-QUEUE 1\nI3:ABC\nT1:0\nS0:\nt0:\nZ1:2\nR3:b@y\nM2:x\n\nE0:\n");
+  auto d = decode(bytes);
+  ASSERT_TRUE(d.ok()) << d.error().message;
+  EXPECT_TRUE(d->envelope.requiretls);
+  EXPECT_FALSE(decode("POSTERN-QUEUE 1\nI3:ABC\nT1:0\nS0:\nt0:\nt0:\nZ1:2\nR3:b@y\nM2:x\n\nE0:\n").ok());
+  EXPECT_FALSE(decode("POSTERN-QUEUE 1\nI3:ABC\nT1:0\nS0:\nt1:1\nZ1:2\nR3:b@y\nM2:x\n\nE0:\n").ok());
+}
+
 TEST(QueueFile, DelayWarnedRecord) {
   QueueFile q;
   q.queue_id = "ABC";

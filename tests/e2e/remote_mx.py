@@ -7,7 +7,8 @@
                   greeting_delay=None,                  # seconds before the greeting; math.inf: never
                   starttls=True,                        # STARTTLS with a fresh self-signed certificate
                   eightbitmime=True, smtputf8=True,     # False: not offered in the EHLO reply
-                  auth={"user": "secret"})              # AUTH PLAIN/LOGIN required (after STARTTLS if offered)
+                  auth={"user": "secret"},              # AUTH PLAIN/LOGIN required (after STARTTLS if offered)
+                  requiretls=True)                      # REQUIRETLS (RFC 8689) offered inside TLS
     mx.start(); ... mx.messages ...; mx.stop()
 
 `messages` holds one Transaction per accepted DATA: envelope sender, accepted recipients, the data bytes as
@@ -70,7 +71,10 @@ class _Handler:
                 self.mx.connections += 1
         session.host_name = hostname
         hidden = {"250-8BITMIME"} if not self.mx.eightbitmime else set()
-        return [r for r in responses if r not in hidden]
+        shown = [r for r in responses if r not in hidden]
+        if self.mx.requiretls and session.ssl is not None:
+            shown.insert(-1, "250-REQUIRETLS")
+        return shown
 
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         with self.mx.lock:
@@ -80,6 +84,8 @@ class _Handler:
             return "451 4.3.0 Temporary failure, try again later"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
+        if getattr(session, "requiretls", False):
+            envelope.mail_options.append("REQUIRETLS")
         return "250 2.1.0 Ok"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -104,6 +110,16 @@ class _Smtp(SMTP):
     def __init__(self, mx, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.mx = mx
+
+    async def smtp_MAIL(self, arg):
+        # REQUIRETLS (RFC 8689), which aiosmtpd does not know: taken off the line when offered (inside TLS).
+        self.session.requiretls = False
+        if self.mx.requiretls and self.session.ssl is not None and arg:
+            words = arg.split(" ")
+            if any(w.upper() == "REQUIRETLS" for w in words[1:]):
+                self.session.requiretls = True
+                arg = " ".join([words[0]] + [w for w in words[1:] if w.upper() != "REQUIRETLS"])
+        await super().smtp_MAIL(arg)
 
     async def _handle_client(self):
         if self.mx.greeting_delay is not None:
@@ -132,11 +148,13 @@ class _Controller(Controller):
 
 class RemoteMx:
     def __init__(self, host="127.0.0.1", port=25, *, rcpt=None, refuse_first=0, greeting=None, greeting_delay=None,
-                 starttls=False, eightbitmime=True, smtputf8=True, auth=None, name="mx.remote.test"):
+                 starttls=False, eightbitmime=True, smtputf8=True, auth=None, requiretls=False,
+                 name="mx.remote.test"):
         self.host, self.port, self.name = host, port, name
         self.rcpt = {k.lower(): v for k, v in (rcpt or {}).items()}
         self.refuse_first, self.greeting, self.greeting_delay = refuse_first, greeting, greeting_delay
         self.starttls, self.eightbitmime, self.smtputf8, self.auth = starttls, eightbitmime, smtputf8, auth
+        self.requiretls = requiretls
         self.lock = threading.Lock()
         self.messages = []
         self.attempts = 0

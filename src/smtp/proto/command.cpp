@@ -97,6 +97,8 @@ std::optional<Reply> parse_mail_params(std::string_view s, MailParams& out, cons
           out.ret = *ret;
         } else if (iequals(key, "ENVID")) {
           if (out.envid || !(out.envid = parse_envid(value))) return bad_dsn("ENVID");
+        } else if (iequals(key, "REQUIRETLS") && !has_value) {
+          out.requiretls = true;
         } else {
           return unsupported(key);
         }

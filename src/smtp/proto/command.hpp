@@ -41,6 +41,7 @@ struct MailParams {
   bool smtputf8 = false;             // SMTPUTF8
   Ret ret = Ret::kUnspecified;       // RET= (RFC 3461)
   std::optional<std::string> envid;  // ENVID=, decoded
+  bool requiretls = false;           // REQUIRETLS (RFC 8689)
 };
 
 struct RcptParams {

@@ -48,6 +48,14 @@ TEST(Command, DsnMailParameters) {
   EXPECT_EQ(parse("mail from:<> ret=full").command.mail.ret, Ret::kFull);
 }
 
+TEST(Command, RequireTlsMailParameter) {
+  EXPECT_TRUE(parse("MAIL FROM:<a@x.example> REQUIRETLS").command.mail.requiretls);
+  EXPECT_TRUE(parse("mail from:<a@x.example> requiretls size=3").command.mail.requiretls);
+  EXPECT_FALSE(parse("MAIL FROM:<a@x.example>").command.mail.requiretls);
+  EXPECT_EQ(parse("MAIL FROM:<a@x.example> REQUIRETLS=yes").error->render(),
+            "555 5.5.4 Unsupported option: REQUIRETLS\r\n");
+}
+
 TEST(Command, DsnRcptParameters) {
   auto r = parse("RCPT TO:<b@elsewhere.example> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;B+40elsewhere.example");
   ASSERT_FALSE(r.error) << r.error->render();

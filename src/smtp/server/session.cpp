@@ -247,6 +247,7 @@ Step Session::on_helo(const Command& c, bool extended) {
   r.lines.push_back("8BITMIME");
   r.lines.push_back("DSN");
   if (settings_.smtputf8) r.lines.push_back("SMTPUTF8");
+  if (tls_.active) r.lines.push_back("REQUIRETLS");  // RFC 8689 2: only inside TLS
   r.lines.push_back("CHUNKING");
   // With TLS required, AUTH is offered only inside TLS (Postfix's encrypt level implies smtpd_tls_auth_only).
   bool tls_pending = settings_.tls_level == TlsLevel::kEncrypt && !tls_.active;
@@ -276,8 +277,11 @@ Step Session::on_mail(const Command& c) {
     return error(Reply(503, "5.5.1", "Error: send HELO/EHLO first"));
   if (mail_given_) return error(Reply(503, "5.5.1", "Error: nested MAIL command"));
   if (!esmtp_ && (c.mail.size || c.mail.body != proto::Body::kDefault || c.mail.smtputf8 ||
-                  c.mail.ret != proto::Ret::kUnspecified || c.mail.envid))
+                  c.mail.ret != proto::Ret::kUnspecified || c.mail.envid || c.mail.requiretls))
     return error(Reply(555, "5.5.4", "Unsupported option: ESMTP parameters need EHLO"));
+  // RFC 8689 2: REQUIRETLS only in a session that is itself TLS (it is not offered before).
+  if (c.mail.requiretls && !tls_.active)
+    return error(Reply(530, "5.7.10", "REQUIRETLS needs a TLS session: STARTTLS first"));
   if (c.mail.size && settings_.message_size_limit && *c.mail.size > settings_.message_size_limit)
     return error(Reply(552, "5.3.4", "Message size exceeds fixed limit"));
   reset_transaction();
@@ -289,6 +293,7 @@ Step Session::on_mail(const Command& c) {
   envelope_.client = client_.log_name();
   envelope_.ret = c.mail.ret;
   envelope_.envid = c.mail.envid.value_or("");
+  envelope_.requiretls = c.mail.requiretls;
   envelope_.trusted_origin = trusted_ || !sasl_user_.empty();
   if (!c.address.null) {
     proto::Address a = c.address;
