@@ -369,3 +369,26 @@ def test_append_to_selected_mailbox_reports_exists(imap_server):
     if b"* 1 EXISTS" not in lines:
         _, lines = r.ok("NOOP")
     assert b"* 1 EXISTS" in lines, lines
+
+
+def test_append_utf8_after_enable(imap_server):
+    """RFC 6855 4: after ENABLE UTF8=ACCEPT, APPEND takes "UTF8 (~{n}...)": a message with a UTF-8 header,
+    stored byte for byte; before ENABLE, and with a plain literal inside, the same APPEND is BAD."""
+    r = imap_server.raw("alice")
+    _, caps = r.ok("CAPABILITY")
+    if b"UTF8=ACCEPT" not in b" ".join(caps):
+        import pytest
+        pytest.skip(f"{imap_server.name} does not offer UTF8=ACCEPT")
+    msg = ("From: Jörg <jörg@exämple.test>\r\nTo: alice@example.test\r\nSubject: Grüße\r\n\r\nHallo\r\n").encode()
+    status, line, _ = r.cmd(b"APPEND INBOX UTF8 (~{%d+}\r\n" % len(msg) + msg + b")")
+    assert status == "BAD", line
+    r.ok("ENABLE UTF8=ACCEPT")
+    status, line, _ = r.cmd(b"APPEND INBOX UTF8 ({%d+}\r\n" % len(msg) + msg + b")")
+    assert status == "BAD", line
+    status, line, _ = r.cmd(b"APPEND INBOX (\\Seen) UTF8 (~{%d+}\r\n" % len(msg) + msg + b")")
+    assert status == "OK" and "[APPENDUID" in line, line
+    r.ok("SELECT INBOX")
+    (resp,) = fetch(r, "1", "(FLAGS BODY.PEEK[])")
+    assert resp.endswith(msg + b")") and b"\\Seen" in resp, resp
+    (resp,) = fetch(r, "1", "ENVELOPE")
+    assert "Grüße".encode() in resp, resp

@@ -607,11 +607,21 @@ Next Session::cmd_append(const Command& c, std::string& out) {
       m.date = *d;
       ++i;
     }
-    if (i >= c.args.size() || c.args[i].type != Token::Type::kString)
+    // RFC 6855 4: "UTF8 (~{n}...)", a message whose header may hold UTF-8, after ENABLE UTF8=ACCEPT only.
+    if (i + 1 < c.args.size() && c.args[i].is_atom() && iequals(c.args[i].value, "UTF8")) {
+      const Token& data = c.args[i + 1];
+      if (!utf8_) return bad(c.tag, "APPEND UTF8 needs ENABLE UTF8=ACCEPT.", out);
+      if (!data.is_list() || data.items.size() != 1 || !data.items[0].literal8)
+        return bad(c.tag, "APPEND UTF8 takes one literal8 in parentheses.", out);
+      m.content = &data.items[0].value;
+      i += 2;
+    } else if (i < c.args.size() && c.args[i].type == Token::Type::kString) {
+      m.content = &c.args[i].value;
+      ++i;
+    } else {
       return bad(c.tag, "Missing message.", out);
-    m.content = &c.args[i].value;
+    }
     if (m.content->empty()) return no(c.tag, "Can't save a zero byte message.", out);
-    ++i;
     messages.push_back(std::move(m));
   }
   if (*name != "INBOX" && !folders_->exists(*name))
