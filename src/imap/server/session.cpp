@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -82,7 +83,8 @@ std::string Session::capabilities() const {
   }
   caps +=
       " NAMESPACE UNSELECT UIDPLUS CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE ESEARCH "
-      "SEARCHRES SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES MOVE CONDSTORE QRESYNC BINARY COMPRESS=DEFLATE "
+      "SEARCHRES SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES MOVE CONDSTORE QRESYNC BINARY "
+      "COMPRESS=DEFLATE "
       "STATUS=SIZE "
       "SAVEDATE "
       "MULTIAPPEND UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE";
@@ -163,8 +165,9 @@ Next Session::execute(std::string_view text, std::string& out) {
   if (!parsed.ok) return bad(parsed.command.tag, parsed.error, out);
   const Command& c = parsed.command;
   auto it = commands().find(c.name);
-  if (it == commands().end() || (c.uid && c.name != "FETCH" && c.name != "STORE" && c.name != "SEARCH" &&
-                                 c.name != "COPY" && c.name != "MOVE" && c.name != "EXPUNGE"))
+  static const std::set<std::string, std::less<>> kUidForms = {"COPY",   "EXPUNGE", "FETCH", "MOVE",
+                                                               "SEARCH", "SORT",    "STORE", "THREAD"};
+  if (it == commands().end() || (c.uid && !kUidForms.count(c.name)))
     return bad(c.tag, "Unknown command.", out);
   int state = selected_ ? kSelBit : account_ ? kAuthBit : kNotAuthBit;
   if (!(it->second.second & state)) {

@@ -1,9 +1,9 @@
 // imap/server/sort.cpp: SORT and THREAD (RFC 5256): sort criteria ARRIVAL, CC, DATE, FROM, SIZE, SUBJECT, TO
-// with REVERSE, ties broken by sequence number; THREAD=ORDEREDSUBJECT and THREAD=REFERENCES. Base subjects
-// as RFC 5256 2.1 extracts them; dates from the Date: header (the internal date when there is none).
-// Security: message headers are untrusted: Message-ID/References graphs may have loops and duplicates; the
-// REFERENCES algorithm never links a message to its own descendant, and recursion on the thread tree is
-// bounded by an explicit stack.
+// and SORT=DISPLAY's DISPLAYFROM and DISPLAYTO (RFC 5957) with REVERSE, ties broken by sequence number;
+// THREAD=ORDEREDSUBJECT and THREAD=REFERENCES. Base subjects as RFC 5256 2.1 extracts them; dates from the
+// Date: header (the internal date when there is none). Security: message headers are untrusted:
+// Message-ID/References graphs may have loops and duplicates; the REFERENCES algorithm never links a message
+// to its own descendant, and recursion on the thread tree is bounded by an explicit stack.
 #include <algorithm>
 #include <functional>
 #include <map>
@@ -31,8 +31,9 @@ struct SortData {
   uint32_t uid = 0, seq = 0;
   int64_t arrival = 0, date = 0;
   uint64_t size = 0;
-  std::string subject;       // base subject, case-folded
-  std::string from, to, cc;  // first address's local part, case-folded
+  std::string subject;                   // base subject, case-folded
+  std::string from, to, cc;              // first address's local part, case-folded
+  std::string display_from, display_to;  // RFC 5957: its display name, else its address; case-folded
   std::string message_id;
   std::vector<std::string> references;  // References, else In-Reply-To's first id
 };
@@ -123,6 +124,18 @@ std::string first_mailbox(const std::vector<mime::Field>& fields, std::string_vi
   return mime::fold_case(addrs[0].substr(0, addrs[0].rfind('@')));
 }
 
+// RFC 5957 3: the decoded display name of the first mailbox, else its addr-spec.
+std::string first_display(const std::vector<mime::Field>& fields, std::string_view name) {
+  auto v = mime::find_field(fields, name);
+  if (!v) return {};
+  for (const auto& a : mime::parse_addresses(*v)) {
+    if (!a.mailbox || !a.domain) continue;  // a group's start or end
+    std::string display = a.name ? std::string(trim(mime::decode_header_value(*a.name))) : std::string();
+    return mime::fold_case(display.empty() ? *a.mailbox + "@" + *a.domain : display);
+  }
+  return {};
+}
+
 std::vector<std::string> message_ids(std::string_view v) {
   std::vector<std::string> ids;
   size_t pos = 0;
@@ -207,6 +220,8 @@ static std::vector<SortData> sort_data(md::Mailbox& mb, const md::Snapshot& snap
     d.from = first_mailbox(fields, "from");
     d.to = first_mailbox(fields, "to");
     d.cc = first_mailbox(fields, "cc");
+    d.display_from = first_display(fields, "from");
+    d.display_to = first_display(fields, "to");
     auto ids = message_ids(mime::find_field(fields, "message-id").value_or(""));
     if (!ids.empty()) d.message_id = ids[0];
     d.references = message_ids(mime::find_field(fields, "references").value_or(""));
@@ -248,6 +263,10 @@ Next Session::cmd_sort(const Command& c, std::string& out) {
       f = [](const SortData& a, const SortData& b) { return a.to.compare(b.to); };
     else if (k == "cc")
       f = [](const SortData& a, const SortData& b) { return a.cc.compare(b.cc); };
+    else if (k == "displayfrom")
+      f = [](const SortData& a, const SortData& b) { return a.display_from.compare(b.display_from); };
+    else if (k == "displayto")
+      f = [](const SortData& a, const SortData& b) { return a.display_to.compare(b.display_to); };
     else
       return bad(c.tag, "Unknown sort criterion " + printable(t.text(), 30), out);
     criteria.emplace_back(std::move(f), reverse);
