@@ -3,7 +3,7 @@
 # Installs only what is missing; runs apt-get update once before the first install.
 set -euo pipefail
 pkgs=(
-  build-essential cmake g++ clang libclang-rt-14-dev clang-format
+  build-essential cmake g++ clang libclang-rt-14-dev clang-format ccache
   libasio-dev libfmt-dev libssl-dev libcrypt-dev libpam0g-dev libargon2-dev libgtest-dev libgmock-dev zlib1g-dev
   libunbound-dev dns-root-data
   python3 python3-pytest python3-aiosmtpd python3-openssl python3-dnslib python3-dkim

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh BUILD_DIR...: runs the unit tests (ctest) and the end-to-end suite (pytest, Debian's python3)
 # against the postern binary of each build directory, then a brief fuzz run (scripts/fuzz.sh, one item), and
-# prints one closing line with the totals: "tests: N passed, N failed".
+# prints one closing line with the totals: "tests: N passed, N failed". Each section header shows the seconds
+# since the start, so that a slow run shows where its time went.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 passed=0
@@ -23,11 +24,11 @@ add() {  # adds the counts found in $log: ctest's "N tests failed out of M", pyt
 if bash scripts/check-format.sh; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 reference=1  # tests against Dovecot alone check the tests themselves: once is enough
 for b in "$@"; do
-  echo "== unit tests ($b)"
+  echo "== unit tests ($b) [${SECONDS}s]"
   (cd "$b" && ctest --output-on-failure -j2) 2>&1 | tee "$log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || grep -q 'tests failed out of' "$log" || failed=$((failed + 1))
   add
-  echo "== end-to-end tests ($b)"
+  echo "== end-to-end tests ($b) [${SECONDS}s]"
   POSTERN_BIN="$PWD/$b/postern" POSTERN_TEST_REFERENCE="$reference" /usr/bin/python3 -m pytest -q \
     -p no:cacheprovider tests/e2e 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
@@ -35,7 +36,8 @@ for b in "$@"; do
   add
   reference=0
 done
-echo "== fuzz (each target 10 s; longer: scripts/fuzz.sh 60)"
+echo "== fuzz (each target 10 s; longer: scripts/fuzz.sh 60) [${SECONDS}s]"
 if bash scripts/fuzz.sh 10; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+echo "== done [${SECONDS}s]"
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
