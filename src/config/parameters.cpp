@@ -56,6 +56,10 @@ constexpr std::array kParameters = std::to_array<Parameter>({
      "DNS servers to send every query to: address, address:port or [v6]:port; empty: those of "
      "/etc/resolv.conf (Postern)",
      true},
+    {"dnssec_trust_anchor_file", kString, "/usr/share/dns/root.key",
+     "DNSSEC trust anchor(s) (DNSKEY or DS records, zone file format) of the validating lookups DANE makes "
+     "(Postern)",
+     true},
     {"home_mailbox", kString, "Maildir/",
      "mailbox of a system user, relative to the home directory; must end in / (Maildir)", true},
     {"hopcount_limit", kInt, "50", "Received: headers after which a message is refused as a mail loop", true},
@@ -156,8 +160,15 @@ constexpr std::array kParameters = std::to_array<Parameter>({
      true},
     {"smtp_starttls_timeout", kTime, "300s",
      "time to wait for the remote server's reply to STARTTLS and for the TLS handshake", true},
+    {"smtp_tls_CAfile", kString, "",
+     "trusted CA certificates (PEM) for verify/secure and the Trusted/Untrusted log words; empty: the system "
+     "store",
+     true},
     {"smtp_tls_security_level", kString, "may",
-     "outbound TLS: none, may (STARTTLS when offered), encrypt (refuse to deliver without TLS)", true},
+     "outbound TLS: none, may (STARTTLS when offered), encrypt (refuse to deliver without TLS), dane (DANE "
+     "TLSA when DNSSEC-validated, else may), dane-only (defer without usable TLSA), verify (certificate "
+     "chain and MX host name), secure (chain and MX host name or next-hop domain)",
+     true},
     {"smtpd_banner", kString, "$myhostname ESMTP $mail_name", "text after 220 in the greeting", true},
     {"smtpd_client_connection_count_limit", kInt, "50",
      "simultaneous sessions from one client IP; 0: no limit", true},

@@ -15,6 +15,7 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <random>
 
@@ -128,6 +129,8 @@ class Connection {
     co_return co_await timed(limit, op);
   }
 
+  SSL* ssl() { return stream_.native_handle(); }
+
   void close() {
     asio::error_code ignored;
     stream_.lowest_layer().shutdown(tcp::socket::shutdown_both, ignored);
@@ -144,9 +147,19 @@ std::chrono::seconds limit_of(const RemoteSettings& s, client::Timeout t) {
   return it == s.timeouts.end() ? std::chrono::seconds(300) : it->second;
 }
 
-// Runs `session` over a connected socket until it closes or goes idle (Session::reusable()).
+// Postfix's line: "Verified TLS connection established to mx[192.0.2.1]:25: TLSv1.3 with cipher ...".
+void log_tls(SSL* ssl, tls::Trust trust, const std::string& relay) {
+  int secret = 0;
+  int bits = SSL_get_cipher_bits(ssl, &secret);
+  log::info("smtp", "{} TLS connection established to {}: {} with cipher {} ({}/{} bits)",
+            tls::trust_name(trust), relay, SSL_get_version(ssl), SSL_get_cipher_name(ssl), secret, bits);
+}
+
+// Runs `session` over a connected socket until it closes or goes idle (Session::reusable()); the peer is
+// checked after STARTTLS as `security` says, and `trust` set to what the handshake proved.
 asio::awaitable<void> run_session(const RemoteSettings& settings, Connection& conn, const std::string& host,
-                                  client::Session& session) {
+                                  const std::string& relay, const HostSecurity& security,
+                                  client::Session& session, tls::Trust& trust) {
   client::Step step = session.start();
   std::string buffer;
   for (;;) {
@@ -175,7 +188,18 @@ asio::awaitable<void> run_session(const RemoteSettings& settings, Connection& co
       continue;
     }
     if (step.next == client::Next::kStartTls) {
-      step = session.tls_done(co_await conn.start_tls(host, limit));
+      if (!co_await conn.start_tls(host, limit)) {
+        step = session.tls_done(false);
+        continue;
+      }
+      trust = tls::peer_trust(conn.ssl());
+      log_tls(conn.ssl(), trust, relay);
+      if (security.check != HostSecurity::Check::kNone && trust != tls::Trust::kVerified) {
+        log::info("smtp", "{}: Server certificate not verified: {}", relay, tls::verify_error(conn.ssl()));
+        step = session.tls_done(false, "Server certificate not verified");
+      } else {
+        step = session.tls_done(true);
+      }
       continue;
     }
     auto ec = co_await conn.read(buffer, limit);
@@ -188,6 +212,19 @@ asio::awaitable<void> run_session(const RemoteSettings& settings, Connection& co
     step = session.received(buffer);
   }
   if (!session.reusable()) conn.close();
+}
+
+// Sets up the check `security` asks for on the connection, before its handshake.
+Status require(const HostSecurity& security, Connection& conn) {
+  switch (security.check) {
+    case HostSecurity::Check::kNone:
+      return Ok{};
+    case HostSecurity::Check::kPkix:
+      return tls::require_pkix_name(conn.ssl(), security.names);
+    case HostSecurity::Check::kDane:
+      return tls::require_dane(conn.ssl(), security.names, security.tlsa);
+  }
+  return Ok{};
 }
 
 // Whether the next host should be tried: nothing was decided past the greeting (Postfix tries the next MX
@@ -231,6 +268,7 @@ struct ConnectionCache::Entry {
   std::unique_ptr<Connection> conn;
   std::string host;   // the MX host name (TLS server name, log text)
   std::string relay;  // "mx.example[192.0.2.1]:25"
+  tls::Trust trust = tls::Trust::kNone;
   client::Resume resume;
   std::chrono::steady_clock::time_point connected;
   uint64_t id = 0;                             // while cached
@@ -339,19 +377,75 @@ Result<std::optional<Relayhost>> parse_relayhost(std::string_view value) {
   return std::optional<Relayhost>(r);
 }
 
+asio::awaitable<HostSecurity> host_security(TlsLevel level, dns::Resolver& resolver, std::string nexthop,
+                                            std::string host, uint16_t port, bool dnssec) {
+  using client::TlsPolicy;
+  HostSecurity s;
+  switch (level) {
+    case TlsLevel::kNone:
+      s.tls = TlsPolicy::kNone;
+      co_return s;
+    case TlsLevel::kMay:
+      co_return s;
+    case TlsLevel::kEncrypt:
+      s.tls = TlsPolicy::kEncrypt;
+      co_return s;
+    case TlsLevel::kVerify:
+    case TlsLevel::kSecure:
+      s.tls = TlsPolicy::kEncrypt;
+      s.check = HostSecurity::Check::kPkix;
+      s.names = {host};
+      if (level == TlsLevel::kSecure && nexthop != host) s.names.push_back(nexthop);
+      co_return s;
+    case TlsLevel::kDane:
+    case TlsLevel::kDaneOnly:
+      break;
+  }
+  bool only = level == TlsLevel::kDaneOnly;
+  asio::error_code not_literal;
+  (void)asio::ip::make_address(host, not_literal);
+  if (!dnssec || !not_literal) {  // RFC 7672 2.2: no TLSA base domain from insecure answers
+    if (only) s.defer = fmt::format("no DNSSEC-validated MX and address records for {} (dane-only)", host);
+    co_return s;
+  }
+  std::string base = fmt::format("_{}._tcp.{}", port, host);
+  auto tlsa = co_await resolver.tlsa(base, true);
+  if (tlsa.status == dns::Status::kTempFail || tlsa.status == dns::Status::kBogus) {
+    s.defer = fmt::format("TLSA lookup error for {}: {}", base,
+                          tlsa.why.empty() ? std::string(dns::status_name(tlsa.status)) : tlsa.why);
+    co_return s;
+  }
+  if (tlsa.status != dns::Status::kFound || !tlsa.secure) {
+    if (only) s.defer = fmt::format("no DNSSEC-validated TLSA records for {} (dane-only)", base);
+    co_return s;
+  }
+  // Secure TLSA records: TLS is mandatory, even when none of them is usable (RFC 7672 2.2).
+  s.tls = TlsPolicy::kEncrypt;
+  std::copy_if(tlsa.records.begin(), tlsa.records.end(), std::back_inserter(s.tlsa), tls::usable_for_smtp);
+  if (s.tlsa.empty()) {
+    if (only) s.defer = fmt::format("no usable TLSA records for {} (dane-only)", base);
+    co_return s;
+  }
+  s.check = HostSecurity::Check::kDane;
+  s.names = {host};
+  co_return s;
+}
+
 Result<RemoteSettings> RemoteSettings::from_config(const config::Config& cfg) {
   RemoteSettings s;
   s.policy.helo_name = cfg.get("myhostname");
+  static const std::map<std::string, TlsLevel, std::less<>> kLevels = {
+      {"none", TlsLevel::kNone},          {"may", TlsLevel::kMay},
+      {"encrypt", TlsLevel::kEncrypt},    {"dane", TlsLevel::kDane},
+      {"dane-only", TlsLevel::kDaneOnly}, {"verify", TlsLevel::kVerify},
+      {"secure", TlsLevel::kSecure}};
   std::string level = cfg.get("smtp_tls_security_level");
-  if (level == "none") {
-    s.policy.tls = client::TlsPolicy::kNone;
-  } else if (level == "may") {
-    s.policy.tls = client::TlsPolicy::kMay;
-  } else if (level == "encrypt") {
-    s.policy.tls = client::TlsPolicy::kEncrypt;
-  } else {
-    return Error{fmt::format("smtp_tls_security_level: \"{}\" is not none, may or encrypt", level)};
-  }
+  auto known = kLevels.find(level);
+  if (known == kLevels.end())
+    return Error{fmt::format(
+        "smtp_tls_security_level: \"{}\" is not none, may, encrypt, dane, dane-only, verify or secure",
+        level)};
+  s.tls_level = known->second;
   auto relay = parse_relayhost(cfg.get("relayhost"));
   if (!relay) return relay.error();
   s.relayhost = *relay;
@@ -370,7 +464,9 @@ Result<RemoteSettings> RemoteSettings::from_config(const config::Config& cfg) {
         Timeout::kDataInit, Timeout::kDataXfer, Timeout::kDataDone, Timeout::kQuit})
     s.timeouts[t] = std::chrono::seconds(cfg.get_int(client::timeout_parameter(t)));
   s.tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-  s.tls->set_verify_mode(asio::ssl::verify_none);
+  std::string ca_file = cfg.get("smtp_tls_CAfile");
+  if (!ca_file.empty() && ca_file.front() != '/') ca_file = cfg.dir() + "/" + ca_file;
+  if (auto st = tls::configure_client_context(s.tls->native_handle(), ca_file); !st) return st.error();
   s.cache_time_limit = std::chrono::seconds(cfg.get_int("smtp_connection_cache_time_limit"));
   s.reuse_time_limit = std::chrono::seconds(cfg.get_int("smtp_connection_reuse_time_limit"));
   return s;
@@ -388,7 +484,7 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
   std::vector<std::unique_ptr<ConnectionCache::Entry>> idle;
   auto results_of = [&](client::Session& session, std::unique_ptr<ConnectionCache::Entry> entry) {
     std::vector<RemoteResult> results;
-    for (auto& o : session.outcomes().front()) results.push_back({o, entry->relay});
+    for (auto& o : session.outcomes().front()) results.push_back({o, entry->relay, entry->trust});
     if (session.reusable()) {
       entry->resume = session.resume();
       idle.push_back(std::move(entry));
@@ -413,19 +509,23 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
     auto entry = cache->take(domain);
     if (!entry) break;
     client::Session session(policy, {message}, entry->resume);
-    co_await run_session(settings, *entry->conn, entry->host, session);
+    co_await run_session(settings, *entry->conn, entry->host, entry->relay, HostSecurity(), session,
+                         entry->trust);
     results = results_of(session, std::move(entry));
     if (!try_next_host(session.outcomes().front())) co_return done(std::move(results));
   }
   keep_idle();  // after the loop, not in it: take() would hand the same connection out again
 
+  bool validate = settings.tls_level == TlsLevel::kDane || settings.tls_level == TlsLevel::kDaneOnly;
+  std::string name = settings.relayhost ? settings.relayhost->host : domain;  // the next hop
   std::vector<Host> hosts;
+  bool mx_secure = true;  // a [relayhost] is the administrator's word
   if (settings.relayhost && !settings.relayhost->mx_lookup) {
     hosts.push_back({settings.relayhost->host, settings.relayhost->port});
   } else {
     uint16_t port = settings.relayhost ? settings.relayhost->port : 25;
-    std::string name = settings.relayhost ? settings.relayhost->host : domain;
-    auto mx = co_await resolver.mx(name);
+    auto mx = co_await resolver.mx(name, validate);
+    mx_secure = mx.secure;
     if (mx.status == dns::Status::kFound && dns::is_null_mx(mx))
       co_return all(n, client::Fate::kBounced, "5.1.10",
                     fmt::format("Domain {} does not accept mail (nullMX)", name));
@@ -447,7 +547,7 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
     if (hosts.empty()) hosts.push_back({name, port});
   }
 
-  std::string last_problem;
+  std::string last_problem, last_enhanced = "4.4.1";
   int tried = 0;
   auto executor = co_await asio::this_coro::executor;
   for (const auto& host : hosts) {
@@ -456,7 +556,7 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
     auto literal = asio::ip::make_address(host.name, not_literal);
     dns::Answer<asio::ip::address> addresses;
     if (not_literal) {
-      addresses = co_await resolver.addresses(host.name, settings.want_v4, settings.want_v6);
+      addresses = co_await resolver.addresses(host.name, settings.want_v4, settings.want_v6, validate);
     } else {
       addresses.status = dns::Status::kFound;
       addresses.records.push_back(literal);
@@ -465,28 +565,44 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
       last_problem = fmt::format(
           "Host or domain name not found. Name service error for name={} type=A: {}", host.name,
           addresses.status == dns::Status::kNxDomain ? "Host not found" : "Host not found, try again");
+      last_enhanced = "4.4.1";
       continue;
     }
+    auto security = co_await host_security(settings.tls_level, resolver, name, host.name, host.port,
+                                           mx_secure && addresses.secure);
+    if (!security.defer.empty()) {
+      log::info("smtp", "{}: {}", host.name, security.defer);
+      last_problem = security.defer;
+      last_enhanced = "4.7.5";
+      continue;
+    }
+    policy.tls = security.tls;
     for (const auto& address : addresses.records) {
       if (tried++ >= kMaxAddresses) break;
       auto entry = std::make_unique<ConnectionCache::Entry>();
       entry->relay = fmt::format("{}[{}]:{}", host.name, address.to_string(), host.port);
       entry->host = host.name;
       entry->conn = std::make_unique<Connection>(tcp::socket(executor), *settings.tls);
+      if (auto st = require(security, *entry->conn); !st) {
+        last_problem = fmt::format("{}: {}", entry->relay, st.error().message);
+        last_enhanced = "4.7.5";
+        continue;
+      }
       if (auto ec = co_await entry->conn->connect(tcp::endpoint(address, host.port),
                                                   limit_of(settings, client::Timeout::kConnect))) {
         last_problem = fmt::format("connect to {}: {}", entry->relay,
                                    ec == asio::error::timed_out ? "Connection timed out" : ec.message());
+        last_enhanced = "4.4.1";
         continue;
       }
       entry->connected = std::chrono::steady_clock::now();
       client::Session session(policy, {message});
-      co_await run_session(settings, *entry->conn, host.name, session);
+      co_await run_session(settings, *entry->conn, host.name, entry->relay, security, session, entry->trust);
       results = results_of(session, std::move(entry));
       if (!try_next_host(session.outcomes().front())) co_return done(std::move(results));
     }
   }
-  if (results.empty()) co_return all(n, client::Fate::kDeferred, "4.4.1", last_problem);
+  if (results.empty()) co_return all(n, client::Fate::kDeferred, last_enhanced, last_problem);
   co_return done(std::move(results));
 }
 

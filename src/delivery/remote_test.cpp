@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
+#include <asio/use_future.hpp>
 #include <filesystem>
 #include <fstream>
 
@@ -48,12 +51,119 @@ TEST(RemoteSettings, FromConfig) {
   EXPECT_EQ(s->relay_credentials->password, "s3cret:with:colons");
   EXPECT_TRUE(s->want_v4);
   EXPECT_FALSE(s->want_v6);
-  EXPECT_EQ(s->policy.tls, smtp::client::TlsPolicy::kEncrypt);
+  EXPECT_EQ(s->tls_level, TlsLevel::kEncrypt);
   EXPECT_EQ(s->policy.helo_name, "mail.example.test");
   EXPECT_EQ(s->timeouts.at(smtp::client::Timeout::kHelo), std::chrono::seconds(7));
+  std::ofstream(dir + "/main.cf") << "smtp_tls_security_level = dane-only\n";
+  cfg = config::Config::load(dir);
+  ASSERT_TRUE(cfg.ok()) << cfg.error().message;
+  EXPECT_EQ(RemoteSettings::from_config(*cfg)->tls_level, TlsLevel::kDaneOnly);
   std::ofstream(dir + "/main.cf") << "smtp_tls_security_level = dane-ish\n";
   cfg = config::Config::load(dir);
   EXPECT_FALSE(cfg.ok() && RemoteSettings::from_config(*cfg).ok());
+  std::ofstream(dir + "/main.cf") << "smtp_tls_CAfile = no-such-ca.pem\nsmtp_tls_security_level = verify\n";
+  cfg = config::Config::load(dir);
+  ASSERT_TRUE(cfg.ok()) << cfg.error().message;
+  auto missing = RemoteSettings::from_config(*cfg);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find("smtp_tls_CAfile"), std::string::npos) << missing.error().message;
+}
+
+// A DANE-EE(3) SPKI SHA-256 record, a PKIX-EE(1) one (unusable for SMTP) and a DANE-TA(2) full certificate
+// one.
+const dns::Tlsa kEe{3, 1, 1, std::vector<uint8_t>(32, 0xab)};
+const dns::Tlsa kPkixEe{1, 1, 1, std::vector<uint8_t>(32, 0xcd)};
+const dns::Tlsa kTa{2, 0, 0, std::vector<uint8_t>(40, 0x30)};
+
+class HostSecurityTest : public ::testing::Test {
+ protected:
+  HostSecurity decide(TlsLevel level, std::string host, bool dnssec) {
+    asio::io_context io;
+    auto done = asio::co_spawn(
+        io, host_security(level, resolver_, "example.org", std::move(host), 25, dnssec), asio::use_future);
+    io.run();
+    return done.get();
+  }
+  dns::StaticResolver resolver_;
+};
+
+TEST_F(HostSecurityTest, NonDaneLevelsAskNoDns) {
+  EXPECT_EQ(decide(TlsLevel::kNone, "mx.example.org", true).tls, smtp::client::TlsPolicy::kNone);
+  EXPECT_EQ(decide(TlsLevel::kMay, "mx.example.org", true).tls, smtp::client::TlsPolicy::kMay);
+  auto encrypt = decide(TlsLevel::kEncrypt, "mx.example.org", true);
+  EXPECT_EQ(encrypt.tls, smtp::client::TlsPolicy::kEncrypt);
+  EXPECT_EQ(encrypt.check, HostSecurity::Check::kNone);
+  auto verify = decide(TlsLevel::kVerify, "mx.example.net", false);
+  EXPECT_EQ(verify.tls, smtp::client::TlsPolicy::kEncrypt);
+  EXPECT_EQ(verify.check, HostSecurity::Check::kPkix);
+  EXPECT_EQ(verify.names, std::vector<std::string>{"mx.example.net"});
+  auto secure = decide(TlsLevel::kSecure, "mx.example.net", false);
+  EXPECT_EQ(secure.check, HostSecurity::Check::kPkix);
+  EXPECT_EQ(secure.names, (std::vector<std::string>{"mx.example.net", "example.org"}));
+  EXPECT_TRUE(resolver_.queries().empty());
+}
+
+TEST_F(HostSecurityTest, UsableSecureTlsaMakesDaneMandatory) {
+  resolver_.add_tlsa("_25._tcp.mx.example.org", kEe);
+  resolver_.add_tlsa("_25._tcp.mx.example.org", kPkixEe);
+  resolver_.add_tlsa("_25._tcp.mx.example.org", kTa);
+  resolver_.set_secure("_25._tcp.mx.example.org");
+  for (TlsLevel level : {TlsLevel::kDane, TlsLevel::kDaneOnly}) {
+    auto s = decide(level, "mx.example.org", true);
+    EXPECT_EQ(s.tls, smtp::client::TlsPolicy::kEncrypt);
+    EXPECT_EQ(s.check, HostSecurity::Check::kDane);
+    EXPECT_EQ(s.tlsa, (std::vector<dns::Tlsa>{kEe, kTa}));  // PKIX-EE dropped (RFC 7672 3.1.3)
+    EXPECT_EQ(s.names, std::vector<std::string>{"mx.example.org"});
+    EXPECT_TRUE(s.defer.empty());
+  }
+  EXPECT_EQ(resolver_.queries().back(), "_25._tcp.mx.example.org/52");
+}
+
+TEST_F(HostSecurityTest, InsecureAnswersAreOpportunistic) {
+  resolver_.add_tlsa("_25._tcp.mx.example.org", kEe);  // present, but not validated
+  auto s = decide(TlsLevel::kDane, "mx.example.org", true);
+  EXPECT_EQ(s.tls, smtp::client::TlsPolicy::kMay);
+  EXPECT_EQ(s.check, HostSecurity::Check::kNone);
+  EXPECT_NE(decide(TlsLevel::kDaneOnly, "mx.example.org", true).defer, "");
+  // Insecure MX or address records: the TLSA records are not even asked for.
+  resolver_.set_secure("_25._tcp.mx.example.org");
+  size_t asked = resolver_.queries().size();
+  EXPECT_EQ(decide(TlsLevel::kDane, "mx.example.org", false).tls, smtp::client::TlsPolicy::kMay);
+  EXPECT_NE(decide(TlsLevel::kDaneOnly, "mx.example.org", false).defer, "");
+  EXPECT_EQ(resolver_.queries().size(), asked);
+  // An address literal has no TLSA base domain.
+  EXPECT_EQ(decide(TlsLevel::kDane, "192.0.2.1", true).check, HostSecurity::Check::kNone);
+}
+
+TEST_F(HostSecurityTest, NoTlsaRecords) {
+  resolver_.add_address("mx.example.org", "192.0.2.1");
+  resolver_.set_secure("mx.example.org");
+  resolver_.set_secure("_25._tcp.mx.example.org");  // secure NODATA
+  auto s = decide(TlsLevel::kDane, "mx.example.org", true);
+  EXPECT_EQ(s.tls, smtp::client::TlsPolicy::kMay);
+  EXPECT_TRUE(s.defer.empty());
+  auto only = decide(TlsLevel::kDaneOnly, "mx.example.org", true);
+  EXPECT_NE(only.defer.find("no DNSSEC-validated TLSA records for _25._tcp.mx.example.org"),
+            std::string::npos)
+      << only.defer;
+}
+
+TEST_F(HostSecurityTest, SecureButUnusableTlsaIsMandatoryUnauthenticatedTls) {
+  resolver_.add_tlsa("_25._tcp.mx.example.org", kPkixEe);
+  resolver_.set_secure("_25._tcp.mx.example.org");
+  auto s = decide(TlsLevel::kDane, "mx.example.org", true);
+  EXPECT_EQ(s.tls, smtp::client::TlsPolicy::kEncrypt);  // RFC 7672 2.2
+  EXPECT_EQ(s.check, HostSecurity::Check::kNone);
+  EXPECT_NE(decide(TlsLevel::kDaneOnly, "mx.example.org", true).defer, "");
+}
+
+TEST_F(HostSecurityTest, FailedTlsaLookupDefersTheHost) {
+  for (dns::Status failure : {dns::Status::kTempFail, dns::Status::kBogus}) {
+    resolver_.set_status("_25._tcp.mx.example.org", failure);
+    resolver_.set_secure("_25._tcp.mx.example.org");
+    auto s = decide(TlsLevel::kDane, "mx.example.org", true);
+    EXPECT_NE(s.defer.find("TLSA lookup error for _25._tcp.mx.example.org"), std::string::npos) << s.defer;
+  }
 }
 
 }  // namespace

@@ -1249,6 +1249,15 @@ void warn_unimplemented(const config::Config& cfg) {
       log::warning("master", "{}: this setting is accepted but has no effect yet in this version", p.name);
 }
 
+// dns_servers, and the trust anchor of DANE's validating lookups.
+dns::UnboundOptions resolver_options(const config::Config& config) {
+  dns::UnboundOptions options{config.get_list("dns_servers")};
+  options.trust_anchor = config.get("dnssec_trust_anchor_file");
+  if (!options.trust_anchor.empty() && options.trust_anchor.front() != '/')
+    options.trust_anchor = config.dir() + "/" + options.trust_anchor;
+  return options;
+}
+
 }  // namespace
 
 Status serve_session(std::shared_ptr<const config::Config> config, const std::vector<std::string>& args) {
@@ -1286,7 +1295,7 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   asio::io_context io(io_threads);
   warn_unimplemented(*config);
   // One resolver for the life of the server (dns_servers is read at start, not on reload).
-  auto resolver = dns::UnboundResolver::create(io, dns::UnboundOptions{config->get_list("dns_servers")});
+  auto resolver = dns::UnboundResolver::create(io, resolver_options(*config));
   if (!resolver) return resolver.error();
   if (tls_used(*config)) {
     auto made = tls::ensure_self_signed(*config);
@@ -1305,8 +1314,7 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   auto remote = delivery::RemoteSettings::from_config(*config);
   if (!remote) return remote.error();
   asio::io_context outbound_io(1);
-  auto outbound_resolver =
-      dns::UnboundResolver::create(outbound_io, dns::UnboundOptions{config->get_list("dns_servers")});
+  auto outbound_resolver = dns::UnboundResolver::create(outbound_io, resolver_options(*config));
   if (!outbound_resolver) return outbound_resolver.error();
   delivery::QueueManager queue_manager(outbound_io, *config, std::move(*remote), (*rt)->spool,
                                        (*rt)->delivery, **outbound_resolver);

@@ -6,6 +6,7 @@
                   greeting="421 4.3.2 busy",            # instead of 220 (then the connection is closed)
                   greeting_delay=None,                  # seconds before the greeting; math.inf: never
                   starttls=True,                        # STARTTLS with a fresh self-signed certificate
+                  certificate=("chain.pem", "key.pem"), # ... or with this chain and key (the test's own CA)
                   eightbitmime=True, smtputf8=True,     # False: not offered in the EHLO reply
                   auth={"user": "secret"},              # AUTH PLAIN/LOGIN required (after STARTTLS if offered)
                   requiretls=True)                      # REQUIRETLS (RFC 8689) offered inside TLS
@@ -149,12 +150,13 @@ class _Controller(Controller):
 class RemoteMx:
     def __init__(self, host="127.0.0.1", port=25, *, rcpt=None, refuse_first=0, greeting=None, greeting_delay=None,
                  starttls=False, eightbitmime=True, smtputf8=True, auth=None, requiretls=False,
-                 name="mx.remote.test"):
+                 name="mx.remote.test", certificate=None):
         self.host, self.port, self.name = host, port, name
         self.rcpt = {k.lower(): v for k, v in (rcpt or {}).items()}
         self.refuse_first, self.greeting, self.greeting_delay = refuse_first, greeting, greeting_delay
         self.starttls, self.eightbitmime, self.smtputf8, self.auth = starttls, eightbitmime, smtputf8, auth
         self.requiretls = requiretls
+        self.certificate = certificate
         self.lock = threading.Lock()
         self.messages = []
         self.attempts = 0
@@ -171,7 +173,10 @@ class RemoteMx:
     def start(self):
         kwargs = dict(server_hostname=self.name, enable_SMTPUTF8=self.smtputf8, decode_data=False,
                       ident="ESMTP remote_mx")
-        if self.starttls:
+        if self.starttls and self.certificate:
+            kwargs["tls_context"] = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            kwargs["tls_context"].load_cert_chain(*self.certificate)
+        elif self.starttls:
             kwargs["tls_context"] = self_signed_context(self._tmp.name, self.name)
         if self.auth is not None:
             kwargs.update(authenticator=self._authenticate, auth_required=True, auth_require_tls=self.starttls)

@@ -213,9 +213,9 @@ Step Session::on_starttls(const proto::Reply& reply) {
   return after_hello();
 }
 
-Step Session::tls_done(bool ok) {
+Step Session::tls_done(bool ok, std::string_view why) {
   if (!ok) {
-    fail_open(kAllMessages, Fate::kDeferred, Stage::kStartTls, nullptr, "4.7.5", "TLS handshake failed");
+    fail_open(kAllMessages, Fate::kDeferred, Stage::kStartTls, nullptr, "4.7.5", why);
     return close();
   }
   tls_active_ = true;

@@ -159,8 +159,9 @@ class Session {
   // After connecting: wait for the greeting (RSET first on a resumed connection).
   Step start() const;
   Step received(std::string_view bytes);
-  // The TLS handshake after kStartTls succeeded (`ok`) or failed (the session ends: deferred 4.7.5).
-  Step tls_done(bool ok);
+  // The TLS handshake after kStartTls succeeded (`ok`) or failed, or the peer did not pass the check the
+  // driver required (the session ends: deferred 4.7.5 with `why`).
+  Step tls_done(bool ok, std::string_view why = "TLS handshake failed");
   // During kSendBody: the next piece of the message's wire form; empty at the end.
   std::string_view body_piece() { return body_ ? body_->next() : std::string_view(); }
   Step body_sent();
