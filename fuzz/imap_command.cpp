@@ -2,6 +2,8 @@
 // whole and cut in two at a place the first byte picks: both must give the same transcript), parse_command
 // parses every command, and the typed pieces (sequence sets, sections, dates) are parsed from its atoms and
 // strings and from the raw words of the input. What the writer writes, the parser must read back.
+// GETMETADATA/SETMETADATA arguments go through imap/proto/metadata, and the whole input through the METADATA
+// file decoder, whose entries must survive encoding and decoding again.
 
 #include <algorithm>
 #include <cstdint>
@@ -12,6 +14,7 @@
 #include "base/strings.hpp"
 #include "fuzz/pieces.hpp"
 #include "fuzz/targets.hpp"
+#include "imap/proto/metadata.hpp"
 #include "imap/proto/parser.hpp"
 #include "imap/proto/reader.hpp"
 #include "imap/proto/writer.hpp"
@@ -104,6 +107,34 @@ void check_tokens(const std::vector<Token>& tokens, int depth, size_t& budget) {
   }
 }
 
+// Entry names the METADATA parsers return are valid and in lower case.
+void check_metadata(const Command& c) {
+  auto valid = [](const std::string& name) {
+    auto again = metadata_entry_name(name);
+    POSTERN_FUZZ_CHECK(again.ok() && *again == name);
+  };
+  if (c.name == "GETMETADATA") {
+    if (auto args = parse_getmetadata(c)) {
+      POSTERN_FUZZ_CHECK(args->mailbox != nullptr && !args->entries.empty());
+      for (const auto& name : args->entries) valid(name);
+    }
+  } else if (c.name == "SETMETADATA") {
+    if (auto args = parse_setmetadata(c)) {
+      POSTERN_FUZZ_CHECK(args->mailbox != nullptr && !args->entries.empty());
+      for (const auto& [name, value] : args->entries) valid(name);
+    }
+  }
+}
+
+// The METADATA file decoder on any bytes: what it keeps is encoded and decoded back unchanged.
+void check_metadata_file(std::string_view text) {
+  MetadataFile file = decode_metadata_file(text, 64);
+  POSTERN_FUZZ_CHECK(file.entries.size() <= 64);
+  POSTERN_FUZZ_CHECK(file.damaged == !file.error.empty());
+  MetadataFile again = decode_metadata_file(encode_metadata_file(file.entries), 64);
+  POSTERN_FUZZ_CHECK(!again.damaged && again.entries == file.entries);
+}
+
 // The reader and the parser as a session uses them; each event goes into the transcript.
 class Driver {
  public:
@@ -179,6 +210,7 @@ class Driver {
     for (char c : r.command.name) POSTERN_FUZZ_CHECK(c >= 'A' && c <= 'Z');
     size_t budget = 64;
     check_tokens(r.command.args, 0, budget);
+    check_metadata(r.command);
     if (r.command.name == "IDLE") want_line_ = true;  // then DONE, as a plain line
   }
 
@@ -207,6 +239,7 @@ int postern_fuzz_imap_command(const uint8_t* data, size_t size) {
     check_pieces(word);
   }
   if (input.size() <= 2048) check_writer(input);
+  check_metadata_file(input);
   return 0;
 }
 
