@@ -919,6 +919,8 @@ class Server {
     imap::proto::ReaderLimits limits;
     limits.max_line = static_cast<size_t>(cfg.get_int("imap_max_line_length"));
     limits.max_append_literal = static_cast<uint64_t>(cfg.get_int("message_size_limit"));
+    // A METADATA value may be larger than other literals.
+    limits.max_literal = std::max<size_t>(limits.max_literal, cfg.get_int("imap_metadata_max_size"));
     CommandReader reader(limits);
     std::string buf;
     auto timeout = [&] { return session.authenticated() ? idle_timeout : login_timeout; };
@@ -974,13 +976,7 @@ class Server {
           next = session.refuse(reader.tag(), "[TOOBIG] Command line too long.", out);
           break;
         case CommandReader::Status::kLiteralTooBig:
-          if (reader.name() == "APPEND") {
-            out += fmt::format("{} NO [TOOBIG] Message too large ({} bytes, the limit is {}).\r\n",
-                               reader.tag().empty() ? "*" : reader.tag(), reader.literal_size(),
-                               session.append_limit());
-          } else {
-            next = session.refuse(reader.tag(), "[TOOBIG] Literal too large.", out);
-          }
+          next = session.literal_too_big(reader.tag(), reader.name(), reader.literal_size(), out);
           break;
         case CommandReader::Status::kCommand: {
           std::string command(reader.command());

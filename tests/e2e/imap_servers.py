@@ -208,15 +208,21 @@ def _maildir_messages(path):
 
 # --- Dovecot: one private instance for the session ----------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def dovecot_instance():
+def private_dovecot(extra_config=""):
+    """For a fixture: a started private Dovecot with `extra_config`, cleaned up after (the test is skipped when
+    Dovecot cannot run here)."""
     reason = dovecot_private.available()
     if reason:
         pytest.skip(reason)
-    d = dovecot_private.DovecotPrivate()
+    d = dovecot_private.DovecotPrivate(extra_config=extra_config)
     d.start()
     yield d
     d.cleanup()
+
+
+@pytest.fixture(scope="session")
+def dovecot_instance():
+    yield from private_dovecot()
 
 
 def _dovecot_idle(d, timeout=5.0):

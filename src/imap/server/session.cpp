@@ -35,6 +35,11 @@ Settings Settings::from_config(const config::Config& config, bool tls_available)
   s.starttls = tls_available && config.get("ssl") != "no";
   s.message_size_limit = static_cast<uint64_t>(config.get_int("message_size_limit"));
   s.mailbox_size_limit = static_cast<uint64_t>(config.get_int("mailbox_size_limit"));
+  s.metadata = config.get_bool("imap_metadata");
+  s.metadata_max_size = static_cast<uint64_t>(config.get_int("imap_metadata_max_size"));
+  s.metadata_max_entries = static_cast<size_t>(config.get_int("imap_metadata_max_entries"));
+  s.server_admin = config.get("mail_server_admin");
+  s.server_comment = config.get("mail_server_comment");
   return s;
 }
 
@@ -88,6 +93,7 @@ std::string Session::capabilities() const {
       "STATUS=SIZE "
       "SAVEDATE "
       "MULTIAPPEND UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE";
+  if (settings_.metadata) caps += " METADATA METADATA-SERVER";
   return caps;
 }
 
@@ -106,6 +112,7 @@ const std::map<std::string, std::pair<Session::Handler, int>, std::less<>>& Sess
       {"EXAMINE", {&Session::cmd_select, kAuth}},
       {"EXPUNGE", {&Session::cmd_expunge, kSel}},
       {"FETCH", {&Session::cmd_fetch, kSel}},
+      {"GETMETADATA", {&Session::cmd_getmetadata, kAuth}},
       {"GETQUOTA", {&Session::cmd_getquota, kAuth}},
       {"GETQUOTAROOT", {&Session::cmd_getquota, kAuth}},
       {"ID", {&Session::cmd_id, kAny}},
@@ -122,6 +129,7 @@ const std::map<std::string, std::pair<Session::Handler, int>, std::less<>>& Sess
       {"SORT", {&Session::cmd_sort, kSel}},
       {"THREAD", {&Session::cmd_thread, kSel}},
       {"SELECT", {&Session::cmd_select, kAuth}},
+      {"SETMETADATA", {&Session::cmd_setmetadata, kAuth}},
       {"STARTTLS", {&Session::cmd_starttls, kNoAuth}},
       {"STATUS", {&Session::cmd_status, kAuth}},
       {"STORE", {&Session::cmd_store, kSel}},
@@ -153,6 +161,18 @@ Next Session::bad(const std::string& tag, std::string_view text, std::string& ou
 
 Next Session::refuse(const std::string& tag, std::string_view why, std::string& out) {
   return bad(tag, why, out);
+}
+
+Next Session::literal_too_big(const std::string& tag, std::string_view name, uint64_t size,
+                              std::string& out) {
+  std::string t = tag.empty() ? "*" : tag;
+  if (name == "APPEND")
+    return no(t, fmt::format("[TOOBIG] Message too large ({} bytes, the limit is {}).", size, append_limit()),
+              out);
+  if (name == "SETMETADATA" && account_ && settings_.metadata)
+    return no(t, fmt::format("[METADATA MAXSIZE {}] Entry value too large.", settings_.metadata_max_size),
+              out);
+  return refuse(tag, "[TOOBIG] Literal too large.", out);
 }
 
 void Session::bye(std::string_view text, std::string& out) const {

@@ -38,6 +38,13 @@ struct Settings {
   uint64_t message_size_limit = 0;
   uint64_t mailbox_size_limit = 0;
   int max_bad_commands = 20;
+  // METADATA (RFC 5464): imap_metadata, the limits per entry value and per mailbox, and the server's
+  // /shared/admin and /shared/comment (mail_server_admin, mail_server_comment).
+  bool metadata = true;
+  uint64_t metadata_max_size = 65536;
+  size_t metadata_max_entries = 256;
+  std::string server_admin;
+  std::string server_comment;
 
   // `tls_available`: the server has a certificate for this service.
   static Settings from_config(const config::Config& config, bool tls_available);
@@ -72,6 +79,9 @@ class Session {
   Next execute(std::string_view command, std::string& out);
   // The reader refused a command: line too long, literal too big.
   Next refuse(const std::string& tag, std::string_view why, std::string& out);
+  // The reader refused a literal of `size` bytes in the command `name` (APPEND: NO [TOOBIG]; SETMETADATA:
+  // NO [METADATA MAXSIZE]; anything else: BAD).
+  Next literal_too_big(const std::string& tag, std::string_view name, uint64_t size, std::string& out);
   // IDLE: reports changes (call when woken); a line from the client ends IDLE.
   void idle_poll(std::string& out);
   Next idle_line(std::string_view line, std::string& out);
@@ -127,6 +137,8 @@ class Session {
   Next cmd_idle(const proto::Command& c, std::string& out);
   Next cmd_getquota(const proto::Command& c, std::string& out);
   Next cmd_compress(const proto::Command& c, std::string& out);
+  Next cmd_getmetadata(const proto::Command& c, std::string& out);
+  Next cmd_setmetadata(const proto::Command& c, std::string& out);
   // Selected.
   Next cmd_check(const proto::Command& c, std::string& out);
   Next cmd_close(const proto::Command& c, std::string& out);
@@ -166,6 +178,10 @@ class Session {
   std::string wire_name(const std::string& name) const;
   std::string special_use(const std::string& name) const;
   Result<std::shared_ptr<store::maildir::Mailbox>> open_mailbox(const std::string& name, bool create);
+  // METADATA (imap/server/metadata.cpp): the mailbox a command names ("" for the server), where its entries
+  // are kept, and the entries the server computes for it (read-only). The error is a NO response's text.
+  struct MetadataTarget;
+  Result<MetadataTarget> metadata_target(const proto::Token& mailbox) const;
   void close_selected();
   // QRESYNC: the UIDs expunged since `modseq` (restricted to `known`, a UID set, when given), as a set.
   std::string vanished_since(uint64_t modseq, const proto::Token* known) const;
