@@ -57,8 +57,8 @@ constexpr std::array kParameters = std::to_array<Parameter>({
      "/etc/resolv.conf (Postern)",
      true},
     {"dnssec_trust_anchor_file", kString, "/usr/share/dns/root.key",
-     "DNSSEC trust anchor(s) (DNSKEY or DS records, zone file format) of the validating lookups DANE makes "
-     "(Postern)",
+     "DNSSEC trust anchor(s) (DNSKEY or DS records, zone file format) of the validating lookups DANE makes; "
+     "read at the first such lookup, so mail_owner must be able to read it (Postern)",
      true},
     {"home_mailbox", kString, "Maildir/",
      "mailbox of a system user, relative to the home directory; must end in / (Maildir)", true},

@@ -183,8 +183,8 @@ def make_dns():
 
     made = []
 
-    def factory(records):
-        made.append(DnsServer(records).start())
+    def factory(records, **options):  # options: signed=[zones] (see dnsserver.py)
+        made.append(DnsServer(records, **options).start())
         return made[-1]
 
     yield factory

@@ -14,11 +14,19 @@
     with DnsServer(records) as dns:      # or dns = DnsServer(records).start(); ...; dns.stop()
         ... "dns_servers = 127.0.0.1:%d" % dns.port ...
 
+    DnsServer(records, signed=["dane.test"])  # DNSSEC (RFC 4033-4035): the zone dane.test signed
+        ... dns.trust_anchor() ...             # its DNSKEY as a trust anchor file's text (dnssec_trust_anchor_file)
+
 Names are case-insensitive, without the trailing dot. A name not listed is NXDOMAIN (unless a listed name
 lies below it: then NODATA), a listed name without the asked type NODATA. A CNAME is answered for every
 type, with the target's records when the target is listed. UDP answers longer than the client's EDNS size
 (512 without EDNS) are truncated (TC) so that the client retries over TCP. `queries` lists (name, type) as
 they arrived, for tests that check what was (not) asked.
+
+A signed zone (python3-dnspython's dns.dnssec.sign, ECDSA P-256, one key that is also the trust anchor) holds
+its SOA, DNSKEY, the listed names at or below it (A, AAAA, MX, TXT, TLSA; no CNAME) and an NSEC chain; answers
+carry their RRSIGs, NODATA and NXDOMAIN their NSEC proofs (RFC 4035 3.1.3). A "SERVFAIL" or "TIMEOUT" entry
+inside it still works as above (unsigned).
 
 Security: test-only; binds loopback only; parse errors of incoming packets drop them.
 Only under /usr/bin/python3 (Debian's python3-dnslib).
@@ -28,6 +36,7 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 
 from dnslib import AAAA, CNAME, MX, QTYPE, RCODE, RR, TLSA, TXT, A, DNSRecord
 
@@ -53,8 +62,9 @@ def _rdata(rtype, value):
 
 
 class DnsServer:
-    def __init__(self, records, port=0):
+    def __init__(self, records, port=0, signed=()):
         self.records = {self._key(name): value for name, value in records.items()}
+        self.zones = [_SignedZone(self._key(origin), self.records) for origin in signed]
         self.queries = []
         self._lock = threading.Lock()
         self._servers = []
@@ -101,6 +111,22 @@ class DnsServer:
     def __exit__(self, *exc):
         self.stop()
 
+    def trust_anchor(self):
+        """The DNSKEY records of the signed zones, as a trust anchor file (zone file format) holds them."""
+        return "".join(z.dnskey_text() for z in self.zones)
+
+    def signed_reply(self, data, name, rtype):
+        """The wire reply from a signed zone, or None when `name` is not in one (or its entry is a failure)."""
+        entry = self.records.get(name)
+        if isinstance(entry, str) or (isinstance(entry, dict) and isinstance(entry.get(rtype), str)):
+            return None
+        for zone in self.zones:
+            if name == zone.origin or name.endswith("." + zone.origin):
+                with self._lock:
+                    self.queries.append((name, rtype))
+                return zone.reply(data)
+        return None
+
     def asked(self, name, rtype=None):
         """How many queries for `name` (and `rtype`, e.g. "MX") arrived."""
         with self._lock:
@@ -139,6 +165,109 @@ class DnsServer:
                 reply.add_answer(RR(owner, getattr(QTYPE, rtype), ttl=TTL, rdata=_rdata(rtype, value)))
             return reply
         return reply
+
+
+def _text(rtype, value):
+    """A record of the `records` format in zone file text."""
+    if rtype == "MX":
+        return f"{value[0]} {value[1].rstrip('.')}."
+    if rtype == "TXT":
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if rtype == "TLSA":
+        return " ".join(str(v) for v in value)
+    return value
+
+
+class _SignedZone:
+    """One DNSSEC-signed zone built from the names of `records` at or below `origin` (see the module text)."""
+
+    def __init__(self, origin, records):
+        import dns.dnssec
+        import dns.name
+        import dns.rdatatype
+        import dns.rrset
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self.origin = origin
+        self.name = dns.name.from_text(origin)
+        key = ec.generate_private_key(ec.SECP256R1())
+        self.dnskey = dns.dnssec.make_dnskey(key.public_key(), dns.dnssec.Algorithm.ECDSAP256SHA256, flags=257)
+        self.rrsets = {}  # (name, rdtype) -> RRset
+
+        def add(owner, rtype, texts):
+            rrset = dns.rrset.from_text_list(owner, TTL, "IN", rtype, texts)
+            self.rrsets[(rrset.name, rrset.rdtype)] = rrset
+
+        add(self.name, "SOA", [f"ns.{origin}. hostmaster.{origin}. 1 3600 600 86400 {TTL}"])
+        self.rrsets[(self.name, dns.rdatatype.DNSKEY)] = dns.rrset.from_rdata(self.name, TTL, self.dnskey)
+        # A name or type that fails is still in the NSEC chain: else the chain would prove it does not exist,
+        # and a validating resolver may answer from that proof without asking (RFC 8198).
+        failing = {}
+        for owner, entry in records.items():
+            if not (owner == origin or owner.endswith("." + origin)):
+                continue
+            types = failing.setdefault(dns.name.from_text(owner), set())
+            for rtype, values in entry.items() if isinstance(entry, dict) else []:
+                if isinstance(values, str) and values in ("SERVFAIL", "TIMEOUT"):
+                    types.add(rtype)
+                    continue
+                values = values if isinstance(values, list) else [values]
+                add(dns.name.from_text(owner), rtype, [_text(rtype, v) for v in values])
+        self.names = sorted({n for n, _ in self.rrsets} | set(failing))  # canonical order (RFC 4034 6.1)
+        for i, owner in enumerate(self.names):
+            types = {dns.rdatatype.to_text(t) for n, t in self.rrsets if n == owner} | {"RRSIG", "NSEC"}
+            types |= failing.get(owner, set())
+            add(owner, "NSEC", [f"{self.names[(i + 1) % len(self.names)]} {' '.join(sorted(types))}"])
+        now = int(time.time())
+        self.sigs = {k: dns.rrset.from_rdata(rrset.name, TTL, dns.dnssec.sign(
+            rrset, key, self.name, self.dnskey, inception=now - 3600, expiration=now + 86400))
+            for k, rrset in self.rrsets.items()}
+
+    def dnskey_text(self):
+        return f"{self.origin}. {TTL} IN DNSKEY {self.dnskey.to_text()}\n"
+
+    def _signed(self, key):
+        return [self.rrsets[key], self.sigs[key]]
+
+    def _nsec_covering(self, qname):
+        """The NSEC proof that `qname` does not exist: the last owner before it, in canonical order."""
+        import dns.rdatatype
+        before = [n for n in self.names if n < qname]
+        return self._signed(((before or self.names)[-1], dns.rdatatype.NSEC))
+
+    def reply(self, data):
+        import dns.flags
+        import dns.message
+        import dns.name
+        import dns.rcode
+        import dns.rdatatype
+
+        try:
+            request = dns.message.from_wire(data)
+        except Exception:  # a malformed packet: drop it
+            return None
+        response = dns.message.make_response(request)
+        response.flags |= dns.flags.AA | dns.flags.RA
+        qname, rdtype = request.question[0].name, request.question[0].rdtype
+        soa = self._signed((self.name, dns.rdatatype.SOA))
+        exists = any(n == qname or n.is_subdomain(qname) for n in self.names)  # empty non-terminals exist
+        if (qname, rdtype) in self.rrsets:
+            response.answer += self._signed((qname, rdtype))
+        elif qname in self.names:  # NODATA: the name's own NSEC lists its types
+            response.authority += soa + self._signed((qname, dns.rdatatype.NSEC))
+        elif exists:  # NODATA at an empty non-terminal: the NSEC that covers it
+            response.authority += soa + self._nsec_covering(qname)
+        else:  # NXDOMAIN: no such name, and no wildcard at the closest encloser
+            response.set_rcode(dns.rcode.NXDOMAIN)
+            encloser = qname.parent()
+            while not any(n == encloser or n.is_subdomain(encloser) for n in self.names):
+                encloser = encloser.parent()
+            wildcard = dns.name.from_text("*", encloser)
+            proofs = self._nsec_covering(qname)
+            if self._nsec_covering(wildcard)[0].name != proofs[0].name:
+                proofs += self._nsec_covering(wildcard)
+            response.authority += soa + proofs
+        return response.to_wire()
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -184,10 +313,12 @@ class _Handler(socketserver.BaseRequestHandler):
             for rr in request.ar:
                 if rr.rtype == QTYPE.OPT:
                     limit = max(512, rr.rclass)  # the EDNS0 UDP payload size
-        reply = dns.answer(request)
-        if reply is None:
-            return None
-        wire = reply.pack()
+        wire = dns.signed_reply(data, dns._key(str(request.q.qname)), QTYPE[request.q.qtype])
+        if wire is None:
+            reply = dns.answer(request)
+            if reply is None:
+                return None
+            wire = reply.pack()
         if limit is not None and len(wire) > limit:
             short = request.reply(ra=1, aa=1)
             short.header.tc = 1

@@ -129,3 +129,137 @@ def test_may_logs_a_trusted_peer_without_checking_its_name(make_postern, dns, ma
     arrived(p, mx)
     log = p.wait_log("status=sent")
     assert "Trusted TLS connection established to mx.badname.test[127.0.0.162]:25" in log, log
+
+
+# --- dane / dane-only: RFC 7672 -----------------------------------------------------------------------------
+
+def spki_sha256(chain):
+    """The data of a DANE-EE(3) SPKI(1) SHA-256(1) TLSA record for the first certificate in `chain`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    with open(chain, "rb") as f:
+        cert = x509.load_pem_x509_certificate(f.read())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(spki)
+    return digest.finalize().hex()
+
+
+def dane_postern(make_postern, make_dns, pki, records, level="dane", extra=""):
+    """A Postern at `level` whose DNS serves `records` with the zone dane.test signed, and trusts its key."""
+    dns = make_dns(records, signed=["dane.test"])
+    # Relative to the configuration directory, which the unprivileged mail_owner reads (libunbound reads the
+    # file at the first validating lookup).
+    p = start(make_postern, dns, f"smtp_tls_security_level = {level}\ndnssec_trust_anchor_file = dane.test.key\n"
+                                 + extra, run=False)
+    with open(os.path.join(p.dir, "dane.test.key"), "w") as f:
+        f.write(dns.trust_anchor())
+    return p.start(), dns
+
+
+@ROOT
+def test_dane_ee_match_delivers_over_verified_tls(make_postern, make_dns, make_mx, pki):
+    # DANE-EE ignores the name and the trust store: a certificate for another name, not in smtp_tls_CAfile.
+    cert = pki.issue("elsewhere.example")
+    p, dns = dane_postern(make_postern, make_dns, pki, {
+        "dane.test": {"MX": [(10, "mx.dane.test")]},
+        "mx.dane.test": {"A": ["127.0.0.165"]},
+        "_25._tcp.mx.dane.test": {"TLSA": [(3, 1, 1, spki_sha256(cert[0])), (1, 1, 1, "00" * 32)]},
+    })
+    mx = make_mx("127.0.0.165", starttls=True, certificate=cert)
+    submit(p, ["dana@dane.test"])
+    (t,) = arrived(p, mx)
+    assert t.tls is True
+    log = p.wait_log("status=sent")
+    assert "Verified TLS connection established to mx.dane.test[127.0.0.165]:25" in log, log
+    assert dns.asked("_25._tcp.mx.dane.test", "TLSA") >= 1
+
+
+@ROOT
+def test_dane_mismatch_defers_and_sends_nothing(make_postern, make_dns, make_mx, pki):
+    cert = pki.issue("mx.bad.dane.test")
+    p, _ = dane_postern(make_postern, make_dns, pki, {
+        "bad.dane.test": {"MX": [(10, "mx.bad.dane.test")]},
+        "mx.bad.dane.test": {"A": ["127.0.0.166"]},
+        "_25._tcp.mx.bad.dane.test": {"TLSA": [(3, 1, 1, "ab" * 32)]},
+    }, extra=f"smtp_tls_CAfile = {pki.ca}\n" + SLOW)  # PKIX would accept it: DANE does not fall back
+    mx = make_mx("127.0.0.166", starttls=True, certificate=cert)
+    submit(p, ["mo@bad.dane.test"])
+    log = deferred_reason(p, "Server certificate not verified")
+    assert re.search(r"to=<mo@bad\.dane\.test>, relay=mx\.bad\.dane\.test\[127\.0\.0\.166\]:25, .*dsn=4\.7\.5, "
+                     r"status=deferred", log), log
+    time.sleep(1)
+    assert mx.messages == [] and mx.attempts == 0
+    assert len(queued(p)) == 1
+
+
+@ROOT
+def test_dane_tlsa_servfail_skips_that_mx(make_postern, make_dns, make_mx, pki):
+    cert = pki.issue("mx2.fail.dane.test")
+    p, _ = dane_postern(make_postern, make_dns, pki, {
+        "fail.dane.test": {"MX": [(10, "mx1.fail.dane.test"), (20, "mx2.fail.dane.test")]},
+        "mx1.fail.dane.test": {"A": ["127.0.0.169"]},
+        "mx2.fail.dane.test": {"A": ["127.0.0.170"]},
+        "_25._tcp.mx1.fail.dane.test": {"TLSA": "SERVFAIL"},
+        "_25._tcp.mx2.fail.dane.test": {"TLSA": [(3, 1, 1, spki_sha256(cert[0]))]},
+    })
+    first = make_mx("127.0.0.169", starttls=True)
+    second = make_mx("127.0.0.170", starttls=True, certificate=cert)
+    submit(p, ["finn@fail.dane.test"])
+    arrived(p, second)
+    log = p.wait_log("status=sent")
+    assert "TLSA lookup error for _25._tcp.mx1.fail.dane.test" in log, log
+    assert first.connections == 0 and first.messages == []
+
+
+@ROOT
+def test_dane_with_an_insecure_zone_delivers_opportunistically(make_postern, make_dns, make_mx, pki):
+    p, dns = dane_postern(make_postern, make_dns, pki, {
+        "unsigned.test": {"MX": [(10, "mx.unsigned.test")]},
+        "mx.unsigned.test": {"A": ["127.0.0.167"]},
+        "_25._tcp.mx.unsigned.test": {"TLSA": [(3, 1, 1, "ab" * 32)]},  # not validated: not used
+    })
+    mx = make_mx("127.0.0.167", starttls=True)
+    submit(p, ["una@unsigned.test"])
+    (t,) = arrived(p, mx)
+    assert t.tls is True
+    log = p.wait_log("status=sent")
+    assert "Untrusted TLS connection established to mx.unsigned.test[127.0.0.167]:25" in log, log
+    assert dns.asked("_25._tcp.mx.unsigned.test") == 0
+
+
+@ROOT
+def test_dane_only_without_tlsa_defers(make_postern, make_dns, make_mx, pki):
+    p, _ = dane_postern(make_postern, make_dns, pki, {
+        "notlsa.dane.test": {"MX": [(10, "mx.notlsa.dane.test")]},
+        "mx.notlsa.dane.test": {"A": ["127.0.0.168"]},
+    }, level="dane-only", extra=SLOW)
+    mx = make_mx("127.0.0.168", starttls=True)
+    submit(p, ["nora@notlsa.dane.test"])
+    log = deferred_reason(p, "no DNSSEC-validated TLSA records for _25._tcp.mx.notlsa.dane.test")
+    assert re.search(r"to=<nora@notlsa\.dane\.test>, .*dsn=4\.7\.5, status=deferred", log), log
+    time.sleep(1)
+    assert mx.connections == 0 and mx.messages == []
+
+
+@ROOT
+def test_dane_ta_checks_the_mx_name(make_postern, make_dns, make_mx, pki):
+    # DANE-TA(2) names the test's CA: the first MX's certificate is for another name, the second's is right.
+    ta = [(2, 1, 1, spki_sha256(pki.ca))]
+    p, _ = dane_postern(make_postern, make_dns, pki, {
+        "ta.dane.test": {"MX": [(10, "mx1.ta.dane.test"), (20, "mx2.ta.dane.test")]},
+        "mx1.ta.dane.test": {"A": ["127.0.0.171"]},
+        "mx2.ta.dane.test": {"A": ["127.0.0.172"]},
+        "_25._tcp.mx1.ta.dane.test": {"TLSA": ta},
+        "_25._tcp.mx2.ta.dane.test": {"TLSA": ta},
+    })
+    first = make_mx("127.0.0.171", starttls=True, certificate=pki.issue("other.ta.dane.test"))
+    second = make_mx("127.0.0.172", starttls=True, certificate=pki.issue("mx2.ta.dane.test"))
+    submit(p, ["tara@ta.dane.test"])
+    arrived(p, second)
+    log = p.wait_log("status=sent")
+    assert "mx1.ta.dane.test[127.0.0.171]:25: Server certificate not verified" in log, log
+    assert "Verified TLS connection established to mx2.ta.dane.test[127.0.0.172]:25" in log, log
+    assert first.messages == [] and first.attempts == 0
