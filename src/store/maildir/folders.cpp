@@ -27,6 +27,7 @@
 #include "base/files.hpp"
 #include "base/mutf7.hpp"
 #include "base/strings.hpp"
+#include "store/maildir/mailbox.hpp"
 
 namespace postern::store::maildir {
 namespace {
@@ -299,11 +300,13 @@ FolderResult Folders::remove(std::string_view name) {
   }
   if (S_ISLNK(st.st_mode)) {
     // A folder that is a symlink (a shared folder): the link goes, whatever it points at stays.
+    Mailbox::forget(root_ + "/" + *dir);
     if (::unlinkat(root.fd, dir->c_str(), 0) != 0)
       return fail(FolderError::kIo, fmt::format("{}/{}: {}", root_, *dir, std::strerror(errno)));
     return {};
   }
   if (!S_ISDIR(st.st_mode)) return fail(FolderError::kNotFound, "mailbox does not exist");
+  Mailbox::forget(root_ + "/" + *dir);
   // Out of sight first; a trash left by an earlier crash is removed before it is reused.
   const std::string trash(kTrash);
   if (::renameat(root.fd, dir->c_str(), root.fd, trash.c_str()) != 0) {
@@ -357,6 +360,7 @@ FolderResult Folders::rename(std::string_view from, std::string_view to) {
     moves.emplace_back(entry, std::move(target));
   }
   if (moves.empty()) return fail(FolderError::kNotFound, "mailbox does not exist");
+  Mailbox::forget(root_ + "/" + *src);
   for (const auto& [old_dir, new_dir] : moves)
     if (::renameat(root.fd, old_dir.c_str(), root.fd, new_dir.c_str()) != 0)
       return fail(FolderError::kIo, fmt::format("rename {}/{}: {}", root_, old_dir, std::strerror(errno)));

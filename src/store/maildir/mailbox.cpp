@@ -19,6 +19,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <random>
@@ -289,8 +290,24 @@ struct Mailbox::Impl {
 };
 
 namespace {
-std::mutex g_registry_mu;
+std::mutex g_registry_mu;  // guards what follows
 std::map<std::string, std::weak_ptr<Mailbox>> g_registry;
+// The mailboxes opened last stay open after their last session ends, so that the next login (a POP3 client
+// polling, a phone reconnecting) finds the index in memory and only stats the directories.
+constexpr size_t kKeepOpen = 16;              // a 10,000-message mailbox holds about 2.5 MB
+std::deque<std::shared_ptr<Mailbox>> g_kept;  // the most recently opened last
+
+// Moves `mb` to the back of g_kept; the mailbox that falls out goes to `evicted`, to be released by the
+// caller after g_registry_mu (which its destructor takes).
+void keep(const std::shared_ptr<Mailbox>& mb, std::shared_ptr<Mailbox>& evicted) {
+  auto it = std::find(g_kept.begin(), g_kept.end(), mb);
+  if (it != g_kept.end()) g_kept.erase(it);
+  g_kept.push_back(mb);
+  if (g_kept.size() > kKeepOpen) {
+    evicted = std::move(g_kept.front());
+    g_kept.pop_front();
+  }
+}
 }  // namespace
 
 uint64_t Mailbox::Impl::next_modseq() {
@@ -1076,10 +1093,15 @@ Mailbox::~Mailbox() {
 Result<std::shared_ptr<Mailbox>> Mailbox::open(const std::string& maildir, const Owner& owner, bool create) {
   std::string path = maildir;
   while (path.size() > 1 && path.back() == '/') path.pop_back();
+  std::shared_ptr<Mailbox> evicted;  // released after the lock
   std::lock_guard lock(g_registry_mu);
   auto it = g_registry.find(path);
-  if (it != g_registry.end())
-    if (auto mb = it->second.lock()) return mb;
+  if (it != g_registry.end()) {
+    if (auto mb = it->second.lock()) {
+      keep(mb, evicted);
+      return mb;
+    }
+  }
   auto impl = std::make_unique<Impl>(path, owner);
   {
     std::lock_guard ilock(impl->mu_);
@@ -1087,6 +1109,7 @@ Result<std::shared_ptr<Mailbox>> Mailbox::open(const std::string& maildir, const
   }
   std::shared_ptr<Mailbox> mb(new Mailbox(std::move(impl)));
   g_registry[path] = mb;
+  keep(mb, evicted);
   return mb;
 }
 
@@ -1099,7 +1122,30 @@ void Mailbox::notify_changed(const std::string& maildir) {
     auto it = g_registry.find(path);
     if (it != g_registry.end()) mb = it->second.lock();
   }
-  if (mb) (void)mb->sync();
+  if (!mb) return;
+  {
+    // Nobody waits to hear of it (the instance is only kept open, or no session watches): the next sync,
+    // at the next command or login, finds the message.
+    std::lock_guard wlock(mb->impl_->watch_mu_);
+    if (mb->impl_->watchers_.empty()) return;
+  }
+  (void)mb->sync();
+}
+
+void Mailbox::forget(const std::string& maildir) {
+  std::string path = maildir;
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  std::vector<std::shared_ptr<Mailbox>> dropped;  // released after the lock
+  std::lock_guard lock(g_registry_mu);
+  for (auto it = g_kept.begin(); it != g_kept.end();) {
+    const std::string& p = (*it)->path();
+    if (p == path || (p.size() > path.size() && p.compare(0, path.size() + 1, path + ".") == 0)) {
+      dropped.push_back(std::move(*it));
+      it = g_kept.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 const std::string& Mailbox::path() const {

@@ -69,12 +69,17 @@ enum class CacheField { kEnvelope, kBodyStructure, kBody, kBinarySize };
 class Mailbox {
  public:
   // The shared instance for `maildir` (created, with cur/ new/ tmp/, when `create` and missing).
-  // Files written are owned by `owner`.
+  // Files written are owned by `owner`. The mailboxes opened last stay open for a while after their last
+  // user lets go (the next session only stats the directories).
   static Result<std::shared_ptr<Mailbox>> open(const std::string& maildir, const Owner& owner,
                                                bool create = false);
   // After a delivery into `maildir` by someone else (delivery/local): syncs the open instance, if any, so
-  // that watchers hear of the new message. Cheap when nobody has the mailbox open.
+  // that watchers hear of the new message. Cheap when nobody watches the mailbox.
   static void notify_changed(const std::string& maildir);
+  // A folder at `maildir` was deleted or renamed (with its Maildir++ children, "<maildir>.*"): the instances
+  // kept open after their last session (see open()) are dropped, so that a folder made again under the name
+  // starts from its own directory.
+  static void forget(const std::string& maildir);
 
   ~Mailbox();
   const std::string& path() const;

@@ -108,6 +108,11 @@ class MaildirMailbox : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().message);
     return r.ok() ? *r : nullptr;
   }
+  // As a new process would: from the files, not from the instance kept open after its last user.
+  std::shared_ptr<Mailbox> reopen() {
+    Mailbox::forget(dir_);
+    return open();
+  }
   void put(const std::string& rel, std::string_view content) { std::ofstream(dir_ + "/" + rel) << content; }
   std::string slurp(const std::string& rel) {
     std::ifstream in(dir_ + "/" + rel);
@@ -287,7 +292,7 @@ TEST_F(MaildirMailbox, UidsNeverReusedAcrossReopenAndIndexLoss) {
     highest = mb->snapshot()->highest_modseq;
   }
   {
-    auto mb = open();
+    auto mb = reopen();
     auto s = mb->snapshot();
     EXPECT_EQ(s->uidvalidity, validity);
     EXPECT_EQ(s->uidnext, 4u);
@@ -301,7 +306,7 @@ TEST_F(MaildirMailbox, UidsNeverReusedAcrossReopenAndIndexLoss) {
   }
   fs::remove(dir_ + "/postern-index");
   {
-    auto mb = open();
+    auto mb = reopen();
     auto s = mb->snapshot();
     EXPECT_EQ(s->uidvalidity, validity);
     ASSERT_EQ(s->messages.size(), 3u);
@@ -313,7 +318,7 @@ TEST_F(MaildirMailbox, UidsNeverReusedAcrossReopenAndIndexLoss) {
 
 TEST_F(MaildirMailbox, TruncatedIndexTailIsDropped) {
   {
-    auto mb = open();
+    auto mb = reopen();
     uint32_t uid = 0;
     ASSERT_TRUE(mb->append("m\n", 0, {}, 0, 0, uid).ok());
     mb->put_cache(1, CacheField::kEnvelope, "first");
@@ -322,14 +327,42 @@ TEST_F(MaildirMailbox, TruncatedIndexTailIsDropped) {
   auto size = fs::file_size(dir_ + "/postern-index");
   fs::resize_file(dir_ + "/postern-index", size - 3);
   {
-    auto mb = open();
+    auto mb = reopen();
     EXPECT_EQ(mb->cached(1, CacheField::kEnvelope).value_or(""), "first");
     EXPECT_FALSE(mb->cached(1, CacheField::kBodyStructure).has_value());
     mb->put_cache(1, CacheField::kBody, "third");
   }
-  auto mb = open();
+  auto mb = reopen();
   EXPECT_EQ(mb->cached(1, CacheField::kBody).value_or(""), "third");
   EXPECT_EQ(mb->snapshot()->messages.size(), 1u);
+}
+
+TEST_F(MaildirMailbox, KeptOpenAfterTheLastUser) {
+  const Mailbox* first = nullptr;
+  {
+    auto mb = open();
+    uint32_t uid = 0;
+    ASSERT_TRUE(mb->append("m\n", 0, {}, 0, 0, uid).ok());
+    mb->put_cache(uid, CacheField::kEnvelope, "(env)");
+    first = mb.get();
+  }
+  fs::remove(dir_ + "/postern-index");
+  {
+    auto mb = open();  // the same instance: its cache is in memory
+    EXPECT_EQ(mb.get(), first);
+    EXPECT_EQ(mb->cached(1, CacheField::kEnvelope).value_or(""), "(env)");
+  }
+  // A message another program delivered meanwhile is found by the next open's sync.
+  put("new/1700000000.x.host", "second\n");
+  {
+    auto mb = open();
+    ASSERT_TRUE(mb->sync().ok());
+    EXPECT_EQ(mb->snapshot()->messages.size(), 2u);
+  }
+  // Deleting the folder drops the kept instance: a folder made again starts from its own files.
+  Mailbox::forget(dir_);
+  auto mb = open();
+  EXPECT_FALSE(mb->cached(1, CacheField::kEnvelope).has_value());
 }
 
 TEST_F(MaildirMailbox, StaleLockIsOverridden) {
