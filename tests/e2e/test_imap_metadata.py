@@ -107,6 +107,15 @@ def test_set_get_and_remove_on_mailboxes(srv):
     r.ok("SETMETADATA INBOX (/private/comment NIL /private/never NIL)")
     assert get(r, "INBOX (/private/comment /shared/comment)")[1] == [
         ("/private/comment", None), ("/shared/comment", b"Shared one")]
+    # The files beside the messages disturb neither SELECT nor STATUS; the commands work while selected.
+    srv.deliver("alice", b"Subject: m\r\n\r\nbody\r\n")
+    _, untagged = r.ok("SELECT INBOX")
+    assert b"* 1 EXISTS" in untagged, untagged
+    assert get(r, "INBOX /shared/comment")[1] == [("/shared/comment", b"Shared one")]
+    r.ok('SETMETADATA INBOX (/private/selected "yes")')
+    _, untagged = r.ok("STATUS Work (MESSAGES)")
+    assert untagged == [b"* STATUS Work (MESSAGES 0)"], untagged
+    r.ok("CLOSE")
     # Another session sees the values (nothing is kept per session).
     other = srv.raw("alice")
     assert get(other, "Work /private/comment")[1] == [("/private/comment", b"work")]
