@@ -16,6 +16,7 @@
 #include "cli/commands.hpp"
 #include "config/config.hpp"
 #include "config/parameters.hpp"
+#include "delivery/remote.hpp"
 #include "dns/unbound.hpp"
 #include "net/listen.hpp"
 
@@ -143,6 +144,14 @@ int cmd_check(const std::string& dir, const Args& args) {
     if (auto l = net::listen_addresses(*cfg, key); !l) problem(l.error().message);
   for (const auto& server : cfg->get_list("dns_servers"))
     if (auto f = dns::forwarder(server); !f) problem("dns_servers: " + f.error().message);
+  if (auto remote = delivery::RemoteSettings::from_config(*cfg); !remote) {
+    problem(remote.error().message);
+  } else if (remote->tls_level == delivery::TlsLevel::kDane ||
+             remote->tls_level == delivery::TlsLevel::kDaneOnly) {
+    std::string anchor = cfg->get_path("dnssec_trust_anchor_file");
+    if (::access(anchor.c_str(), R_OK) != 0)
+      problem("dnssec_trust_anchor_file " + anchor + " is not readable: " + std::strerror(errno));
+  }
   auto host = net::host_facts(*cfg);
   for (std::string_view service : smtp::server::kSmtpServices)
     if (auto p = smtp::server::Policy::load(*cfg, service, host); !p) problem(p.error().message);

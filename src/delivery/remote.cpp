@@ -464,9 +464,8 @@ Result<RemoteSettings> RemoteSettings::from_config(const config::Config& cfg) {
         Timeout::kDataInit, Timeout::kDataXfer, Timeout::kDataDone, Timeout::kQuit})
     s.timeouts[t] = std::chrono::seconds(cfg.get_int(client::timeout_parameter(t)));
   s.tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-  std::string ca_file = cfg.get("smtp_tls_CAfile");
-  if (!ca_file.empty() && ca_file.front() != '/') ca_file = cfg.dir() + "/" + ca_file;
-  if (auto st = tls::configure_client_context(s.tls->native_handle(), ca_file); !st) return st.error();
+  if (auto st = tls::configure_client_context(s.tls->native_handle(), cfg.get_path("smtp_tls_CAfile")); !st)
+    return st.error();
   s.cache_time_limit = std::chrono::seconds(cfg.get_int("smtp_connection_cache_time_limit"));
   s.reuse_time_limit = std::chrono::seconds(cfg.get_int("smtp_connection_reuse_time_limit"));
   return s;

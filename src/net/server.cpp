@@ -1248,9 +1248,7 @@ void warn_unimplemented(const config::Config& cfg) {
 // dns_servers, and the trust anchor of DANE's validating lookups.
 dns::UnboundOptions resolver_options(const config::Config& config) {
   dns::UnboundOptions options{config.get_list("dns_servers")};
-  options.trust_anchor = config.get("dnssec_trust_anchor_file");
-  if (!options.trust_anchor.empty() && options.trust_anchor.front() != '/')
-    options.trust_anchor = config.dir() + "/" + options.trust_anchor;
+  options.trust_anchor = config.get_path("dnssec_trust_anchor_file");
   return options;
 }
 

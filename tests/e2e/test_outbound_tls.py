@@ -263,3 +263,19 @@ def test_dane_ta_checks_the_mx_name(make_postern, make_dns, make_mx, pki):
     assert "mx1.ta.dane.test[127.0.0.171]:25: Server certificate not verified" in log, log
     assert "Verified TLS connection established to mx2.ta.dane.test[127.0.0.172]:25" in log, log
     assert first.messages == [] and first.attempts == 0
+
+
+def test_check_names_bad_outbound_tls_settings(make_postern):
+    p = make_postern("smtp_tls_security_level = dane-ish\n", start=False)
+    r = p.run("check", check=False)
+    assert r.returncode != 0 and 'smtp_tls_security_level: "dane-ish" is not none, may' in r.stderr, r.stderr
+    p = make_postern("smtp_tls_security_level = verify\nsmtp_tls_CAfile = missing-ca.pem\n", start=False)
+    r = p.run("check", check=False)
+    assert r.returncode != 0 and "smtp_tls_CAfile" in r.stderr and "missing-ca.pem" in r.stderr, r.stderr
+    p = make_postern("smtp_tls_security_level = dane\ndnssec_trust_anchor_file = missing.key\n", start=False)
+    r = p.run("check", check=False)
+    assert r.returncode != 0 and f"dnssec_trust_anchor_file {p.dir}/missing.key is not readable" in r.stderr, \
+        r.stderr
+    p = make_postern("smtp_tls_security_level = dane\n", start=False)  # Debian's root key
+    r = p.run("check", check=False)
+    assert "smtp_tls" not in r.stderr and "dnssec" not in r.stderr, r.stderr
