@@ -1,3 +1,7 @@
+// imap/proto/metadata.cpp: METADATA entry names, command arguments and the metadata file codec (RFC 5464);
+// see metadata.hpp.
+// Security: untrusted input (commands, and files on disk); every read is bounded by its input.
+
 #include "imap/proto/metadata.hpp"
 
 #include <algorithm>

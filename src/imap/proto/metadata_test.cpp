@@ -1,3 +1,8 @@
+// imap/proto/metadata_test.cpp: entry names, GETMETADATA/SETMETADATA arguments (also framed by the reader
+// cut at every byte), DEPTH selection, values in responses, and the metadata file (cut at every byte,
+// damaged). Security: the refused names and damaged files here are the untrusted inputs the code must
+// survive.
+
 #include "imap/proto/metadata.hpp"
 
 #include <string>

@@ -1,3 +1,7 @@
+// imap/server/metadata_store.cpp: METADATA files in the user's Maildir (RFC 5464); see metadata_store.hpp.
+// Security: the file is opened without following symlinks, must be a regular file of at most
+// kMaxMetadataFile bytes, and is decoded by the bounded decoder of imap/proto/metadata.
+
 #include "imap/server/metadata_store.hpp"
 
 #include <fcntl.h>

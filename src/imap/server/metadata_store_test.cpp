@@ -1,5 +1,6 @@
 // imap/server/metadata_store_test.cpp: the METADATA files on disk: updates, removal of the last entry, the
 // entry limit, damaged and hostile files.
+// Security: damaged files and a symlink in the file's place are the hostile inputs tested here.
 
 #include "imap/server/metadata_store.hpp"
 
