@@ -23,3 +23,4 @@ int postern_fuzz_dkim_canon(const uint8_t* data, size_t size);
 int postern_fuzz_smtp_reply(const uint8_t* data, size_t size);
 int postern_fuzz_smtp_client(const uint8_t* data, size_t size);
 int postern_fuzz_dns_rdata(const uint8_t* data, size_t size);
+int postern_fuzz_mta_sts_policy(const uint8_t* data, size_t size);

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 # target:max_len (a command stream or a message needs a few KB; a path is at most 256 bytes plus parameters)
 targets=(smtp_command:4096 smtp_data:4096 smtp_address:512 main_cf:4096 mime_headers:4096 passwd_file:4096 mutf7:1024
-  mime_structure:4096 pop3_command:4096 imap_command:4096 sasl_exchange:2048 queue_file:8192 dkim_canon:8192 smtp_reply:4096 dns_rdata:512 smtp_client:4096)
+  mime_structure:4096 pop3_command:4096 imap_command:4096 sasl_exchange:2048 queue_file:8192 dkim_canon:8192 smtp_reply:4096 dns_rdata:512 smtp_client:4096
+  mta_sts_policy:4096)
 
 if ! { cmake --preset fuzz >/dev/null && cmake --build build-fuzz -j"${JOBS:-2}"; }; then
   echo "fuzz: build failed"

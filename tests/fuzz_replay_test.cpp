@@ -108,6 +108,9 @@ TEST(FuzzReplay, SmtpClient) {
 TEST(FuzzReplay, DnsRdata) {
   replay("dns_rdata", postern_fuzz_dns_rdata);
 }
+TEST(FuzzReplay, MtaStsPolicy) {
+  replay("mta_sts_policy", postern_fuzz_mta_sts_policy);
+}
 
 }  // namespace
 TEST(FuzzReplay, SaslExchange) {

@@ -164,6 +164,12 @@ constexpr std::array kParameters = std::to_array<Parameter>({
     {"smtp_listen", kList, "25",
      "inbound SMTP listener(s): port or host:port, comma-separated; empty disables", true},
     {"smtp_mail_timeout", kTime, "300s", "time to wait for the remote server's reply to MAIL FROM", true},
+    {"smtp_mta_sts", kBool, "yes",
+     "apply the MTA-STS policy (RFC 8461) a recipient domain publishes: in enforce mode only its listed MX "
+     "hosts, over TLS with a verified certificate (Postern)",
+     true},
+    {"smtp_mta_sts_timeout", kTime, "60s",
+     "time to fetch an MTA-STS policy over HTTPS, all included (Postern)", true},
     {"smtp_quit_timeout", kTime, "300s", "time to wait for the remote server's reply to QUIT", true},
     {"smtp_rcpt_timeout", kTime, "300s", "time to wait for the remote server's reply to RCPT TO", true},
     {"smtp_sasl_auth_enable", kBool, "no",
@@ -175,8 +181,8 @@ constexpr std::array kParameters = std::to_array<Parameter>({
     {"smtp_starttls_timeout", kTime, "300s",
      "time to wait for the remote server's reply to STARTTLS and for the TLS handshake", true},
     {"smtp_tls_CAfile", kString, "",
-     "trusted CA certificates (PEM) for verify/secure and the Trusted/Untrusted log words; empty: the system "
-     "store",
+     "trusted CA certificates (PEM) for verify/secure, MTA-STS and the Trusted/Untrusted log words; empty: "
+     "the system store",
      true},
     {"smtp_tls_security_level", kString, "may",
      "outbound TLS: none, may (STARTTLS when offered), encrypt (refuse to deliver without TLS), dane (DANE "
