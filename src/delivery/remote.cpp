@@ -195,8 +195,11 @@ asio::awaitable<void> run_session(const RemoteSettings& settings, Connection& co
       trust = tls::peer_trust(conn.ssl());
       log_tls(conn.ssl(), trust, relay);
       if (security.check != HostSecurity::Check::kNone && trust != tls::Trust::kVerified) {
-        log::info("smtp", "{}: Server certificate not verified: {}", relay, tls::verify_error(conn.ssl()));
-        step = session.tls_done(false, "Server certificate not verified");
+        std::string why = security.required_by.empty()
+                              ? std::string("Server certificate not verified")
+                              : fmt::format("Server certificate not verified ({})", security.required_by);
+        log::info("smtp", "{}: {}: {}", relay, why, tls::verify_error(conn.ssl()));
+        step = session.tls_done(false, why);
       } else {
         step = session.tls_done(true);
       }
@@ -466,6 +469,7 @@ Result<RemoteSettings> RemoteSettings::from_config(const config::Config& cfg) {
   s.tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
   if (auto st = tls::configure_client_context(s.tls->native_handle(), cfg.get_path("smtp_tls_CAfile")); !st)
     return st.error();
+  if (!s.relayhost) s.mta_sts = MtaSts::from_config(cfg, s.tls, s.want_v4, s.want_v6);
   s.cache_time_limit = std::chrono::seconds(cfg.get_int("smtp_connection_cache_time_limit"));
   s.reuse_time_limit = std::chrono::seconds(cfg.get_int("smtp_connection_reuse_time_limit"));
   return s;
@@ -502,11 +506,20 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
     }
     return results;
   };
+  // RFC 8461: the domain's MTA-STS policy. In enforce mode a cached connection must be to a host of the
+  // policy, with a verified certificate.
+  std::optional<StsPolicy> sts;
+  if (settings.mta_sts) sts = co_await settings.mta_sts->policy(resolver, domain);
+  bool sts_enforce = sts && sts->mode == StsMode::kEnforce;
   // A cached connection first; one that no longer works is closed and the next is tried.
   std::vector<RemoteResult> results;
   while (cache) {
     auto entry = cache->take(domain);
     if (!entry) break;
+    if (sts_enforce && (entry->trust != tls::Trust::kVerified || !sts_mx_matches(*sts, entry->host))) {
+      entry->conn->close();
+      continue;
+    }
     client::Session session(policy, {message}, entry->resume);
     co_await run_session(settings, *entry->conn, entry->host, entry->relay, HostSecurity(), session,
                          entry->trust);
@@ -575,6 +588,24 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
       last_enhanced = "4.7.5";
       continue;
     }
+    // MTA-STS, unless DANE applies (RFC 8461 2): enforce uses only the policy's hosts, over verified TLS;
+    // testing only reports.
+    StsCheck sts_check_result;
+    if (sts && security.check != HostSecurity::Check::kDane) {
+      sts_check_result = sts_check(*sts, domain, host.name);
+      if (!sts_check_result.problem.empty()) log::info("smtp", "{}", sts_check_result.problem);
+      if (sts_check_result.refuse) {
+        last_problem = sts_check_result.problem;
+        last_enhanced = "4.7.5";
+        continue;
+      }
+      if (sts_check_result.require_pkix && security.check == HostSecurity::Check::kNone) {
+        security.tls = client::TlsPolicy::kEncrypt;
+        security.check = HostSecurity::Check::kPkix;
+        security.names = {host.name};
+        security.required_by = fmt::format("MTA-STS policy of {}", domain);
+      }
+    }
     policy.tls = security.tls;
     for (const auto& address : addresses.records) {
       if (tried++ >= kMaxAddresses) break;
@@ -598,6 +629,10 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
       client::Session session(policy, {message});
       co_await run_session(settings, *entry->conn, host.name, entry->relay, security, session, entry->trust);
       results = results_of(session, std::move(entry));
+      if (sts_check_result.report && results.front().tls != tls::Trust::kVerified)
+        log::info("smtp",
+                  "MTA-STS policy of {} (testing mode): TLS to {} not verified ({}); delivery goes on",
+                  domain, results.front().relay, tls::trust_name(results.front().tls));
       if (!try_next_host(session.outcomes().front())) co_return done(std::move(results));
     }
   }

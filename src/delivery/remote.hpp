@@ -7,7 +7,9 @@
 // over Asio with the smtp_*_timeout of each stage and opportunistic or required STARTTLS. With
 // smtp_tls_security_level = dane/dane-only the MX, address and TLSA (RFC 7672) answers are DNSSEC-validated
 // and a host with usable TLSA records must match them; verify/secure check the certificate against the trust
-// store and the host name (PKIX). A host that fails its check is skipped (4.7.5), as Postfix does.
+// store and the host name (PKIX). A host that fails its check is skipped (4.7.5), as Postfix does. The
+// recipient domain's MTA-STS policy (delivery/mta_sts.hpp, smtp_mta_sts) in enforce mode leaves out MX hosts
+// it does not list and asks the others for PKIX; in testing mode it only logs; DANE takes precedence.
 // Security: everything the remote server sends is untrusted and only reaches smtp/client's bounded parser;
 // the peer's certificate is only trusted as tls/client.hpp decides (may/encrypt: encryption without
 // authentication, as in Postfix); TLSA records count only from validated answers; the relayhost password is
@@ -28,6 +30,7 @@
 
 #include "base/result.hpp"
 #include "config/config.hpp"
+#include "delivery/mta_sts.hpp"
 #include "dns/resolver.hpp"
 #include "smtp/client/session.hpp"
 #include "tls/client.hpp"
@@ -62,6 +65,9 @@ struct RemoteSettings {
   // smtp_connection_cache_time_limit: how long a connection waits for the next message; 0 turns the cache
   // off. smtp_connection_reuse_time_limit: a connection older than this is not kept.
   std::chrono::seconds cache_time_limit{2}, reuse_time_limit{300};
+  // smtp_mta_sts: the recipient domains' MTA-STS policies; nullptr when off or with a relayhost (the next hop
+  // is then not the domain's MX).
+  std::shared_ptr<MtaSts> mta_sts;
 
   static Result<RemoteSettings> from_config(const config::Config& cfg);
 };
@@ -103,6 +109,7 @@ struct HostSecurity {
   std::vector<std::string> names;  // reference identifiers: PKIX, DANE-TA (the TLSA base domain first)
   std::vector<dns::Tlsa> tlsa;     // kDane: the usable records
   std::string defer;               // not empty: the host is not used (4.7.5, this reason)
+  std::string required_by;         // for the deferral text: who asks for the check ("MTA-STS policy of x")
 };
 
 // The security of `host` (reached on `port`) for the next hop `nexthop` at `level`. `dnssec`: the MX answer
