@@ -13,7 +13,7 @@ import time
 import pytest
 
 from test_outbound import ROOT, SLOW, arrived, queued, start, submit
-from test_outbound_tls import deferred_reason, pki  # noqa: F401  (pki: the CA fixture)
+from test_outbound_tls import Pki, deferred_reason, pki  # noqa: F401  (pki: the CA fixture)
 
 
 def domain_records(domain, mx_host, mx_ip, https_ip, sts_id="1"):
@@ -31,6 +31,7 @@ RECORDS = {
     **domain_records("notls.test", "mx.notls.test", "127.0.0.183", "127.0.0.193"),
     **domain_records("try.test", "mx.elsewhere-try.test", "127.0.0.184", "127.0.0.194"),
     **domain_records("badcert.test", "mx.badcert.test", "127.0.0.186", "127.0.0.196"),
+    **domain_records("fakeweb.test", "mx.fakeweb.test", "127.0.0.187", "127.0.0.197"),
     **domain_records("cached.test", "mx.cached.test", "127.0.0.185", "127.0.0.195", sts_id="new"),
 }
 
@@ -188,3 +189,23 @@ def test_failed_fetch_keeps_the_cached_policy(make_postern, dns, make_mx, pki): 
     log = assert_deferred(p, mx, "none", r"mx\.cached\.test is not an MX host of the MTA-STS policy of cached\.test")
     assert re.search(r"MTA-STS policy of cached\.test \(id new\): connect to mta-sts\.cached\.test\[127\.0\.0\.195\]"
                      r":443: .*; the cached policy stays in force", log), log
+
+
+@ROOT
+def test_a_policy_host_without_a_valid_certificate_gives_no_policy(make_postern, dns, make_mx, pki,  # noqa: F811
+                                                                   make_policy_server, tmp_path):
+    # The policy would refuse this MX (no STARTTLS), but its HTTPS server's certificate comes from a CA that
+    # smtp_tls_CAfile does not hold: the policy is not taken, and the mail goes as without one.
+    other = tmp_path / "other-ca"
+    other.mkdir()
+    web = make_policy_server("127.0.0.197", Pki(str(other)).issue("mta-sts.fakeweb.test"),
+                             policy("enforce", "*.fakeweb.test"))
+    mx = make_mx("127.0.0.187")
+    p = start_sts(make_postern, dns, pki)
+    submit(p, ["fay@fakeweb.test"])
+    (t,) = arrived(p, mx)
+    assert t.tls is False and web.requests == []
+    log = p.wait_log("status=sent")
+    assert re.search(r"MTA-STS policy of fakeweb\.test \(id 1\): the certificate of mta-sts\.fakeweb\.test is not "
+                     r"verified: .*certificate", log), log
+    assert not os.path.exists(os.path.join(p.root, "queue", "mta-sts", "fakeweb.test"))
