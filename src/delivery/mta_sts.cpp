@@ -105,7 +105,7 @@ Status StsCache::store(const std::string& domain, const std::string& id, std::st
 
 asio::awaitable<Result<std::string>> fetch_sts_policy(dns::Resolver& resolver, asio::ssl::context& tls,
                                                       std::string domain, bool want_v4, bool want_v6,
-                                                      std::chrono::seconds timeout) {
+                                                      std::chrono::seconds timeout, uint16_t port) {
   std::string host = "mta-sts." + domain;
   auto executor = co_await asio::this_coro::executor;
   // One deadline for the whole fetch: when it expires the socket in use is closed, which ends whatever
@@ -127,9 +127,9 @@ asio::awaitable<Result<std::string>> fetch_sts_policy(dns::Resolver& resolver, a
     // A failed connect leaves the TLS state untouched: the next address reuses the stream.
     asio::error_code ignored;
     stream->lowest_layer().close(ignored);
-    auto [ec] = co_await stream->next_layer().async_connect(tcp::endpoint(address, 443), kAsTuple);
+    auto [ec] = co_await stream->next_layer().async_connect(tcp::endpoint(address, port), kAsTuple);
     if (ec) {
-      result = Error{fmt::format("connect to {}[{}]:443: {}", host, address.to_string(), ec.message())};
+      result = Error{fmt::format("connect to {}[{}]:{}: {}", host, address.to_string(), port, ec.message())};
       continue;
     }
     result = co_await get_policy(*stream, host);

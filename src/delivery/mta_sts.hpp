@@ -54,10 +54,10 @@ class StsCache {
 };
 
 // The policy file of `domain` over HTTPS (RFC 8461 3.3), its addresses from `resolver` (inet_protocols as
-// want_v4/want_v6), the whole fetch within `timeout`: the body, or why it failed.
+// want_v4/want_v6), the whole fetch within `timeout`: the body, or why it failed. `port`: 443 but in tests.
 asio::awaitable<Result<std::string>> fetch_sts_policy(dns::Resolver& resolver, asio::ssl::context& tls,
                                                       std::string domain, bool want_v4, bool want_v6,
-                                                      std::chrono::seconds timeout);
+                                                      std::chrono::seconds timeout, uint16_t port = 443);
 
 class MtaSts {
  public:

@@ -4,6 +4,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
 #include <asio/ssl/context.hpp>
 #include <filesystem>
 #include <fstream>
@@ -171,6 +172,31 @@ TEST(MtaStsFetch, NoAddressIsAnError) {
   };
   std::string why = run(fetch());
   EXPECT_TRUE(why.starts_with("no address for mta-sts.example.com")) << why;
+}
+
+TEST(MtaStsFetch, ASilentServerTimesOut) {
+  // Accepts the connection and says nothing: the TLS handshake waits until the fetch's deadline.
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  asio::ip::tcp::socket peer(io);
+  acceptor.async_accept(peer, [](const asio::error_code&) {});
+  dns::StaticResolver resolver;
+  resolver.add_address("mta-sts.example.com", "127.0.0.1");
+  asio::ssl::context tls(asio::ssl::context::tls_client);
+  std::string why;
+  auto fetch = [&]() -> asio::awaitable<void> {
+    auto r = co_await fetch_sts_policy(resolver, tls, "example.com", true, false, std::chrono::seconds(1),
+                                       acceptor.local_endpoint().port());
+    why = r ? "fetched" : r.error().message;
+  };
+  auto started = std::chrono::steady_clock::now();
+  asio::co_spawn(io, fetch(), [](std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);
+  });
+  io.run();
+  EXPECT_EQ(why, "fetching the policy of example.com timed out");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(5));
+  EXPECT_TRUE(peer.is_open());
 }
 
 }  // namespace
