@@ -4,6 +4,7 @@
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
+#include <asio/ssl/context.hpp>
 #include <asio/use_future.hpp>
 #include <filesystem>
 #include <fstream>
@@ -54,10 +55,16 @@ TEST(RemoteSettings, FromConfig) {
   EXPECT_EQ(s->tls_level, TlsLevel::kEncrypt);
   EXPECT_EQ(s->policy.helo_name, "mail.example.test");
   EXPECT_EQ(s->timeouts.at(smtp::client::Timeout::kHelo), std::chrono::seconds(7));
+  EXPECT_FALSE(s->mta_sts);  // not with a relayhost
   std::ofstream(dir + "/main.cf") << "smtp_tls_security_level = dane-only\n";
   cfg = config::Config::load(dir);
   ASSERT_TRUE(cfg.ok()) << cfg.error().message;
   EXPECT_EQ(RemoteSettings::from_config(*cfg)->tls_level, TlsLevel::kDaneOnly);
+  EXPECT_TRUE(RemoteSettings::from_config(*cfg)->mta_sts);
+  std::ofstream(dir + "/main.cf") << "smtp_mta_sts = no\n";
+  cfg = config::Config::load(dir);
+  ASSERT_TRUE(cfg.ok()) << cfg.error().message;
+  EXPECT_FALSE(RemoteSettings::from_config(*cfg)->mta_sts);
   std::ofstream(dir + "/main.cf") << "smtp_tls_security_level = dane-ish\n";
   cfg = config::Config::load(dir);
   EXPECT_FALSE(cfg.ok() && RemoteSettings::from_config(*cfg).ok());
@@ -164,6 +171,36 @@ TEST_F(HostSecurityTest, FailedTlsaLookupDefersTheHost) {
     auto s = decide(TlsLevel::kDane, "mx.example.org", true);
     EXPECT_NE(s.defer.find("TLSA lookup error for _25._tcp.mx.example.org"), std::string::npos) << s.defer;
   }
+}
+
+TEST(MtaStsDelivery, EnforceLeavesOutMxHostsThePolicyDoesNotList) {
+  std::string dir = ::testing::TempDir() + "remote_mta_sts";
+  std::filesystem::remove_all(dir);
+  RemoteSettings settings;
+  settings.tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  settings.timeouts[smtp::client::Timeout::kConnect] = std::chrono::seconds(1);
+  MtaSts::Fetcher fetch = [](dns::Resolver&, std::string) -> asio::awaitable<Result<std::string>> {
+    co_return std::string("version: STSv1\nmode: enforce\nmx: mx.example.org\nmax_age: 600\n");
+  };
+  settings.mta_sts = std::make_shared<MtaSts>(dir, fetch, [] { return int64_t{1000}; });
+  dns::StaticResolver resolver;
+  resolver.add_txt("_mta-sts.example.org", "v=STSv1; id=1");
+  resolver.add_mx("example.org", 10, "mx.elsewhere.example");
+  resolver.add_address("mx.elsewhere.example", "192.0.2.1");  // never connected to
+  smtp::client::Message message;
+  message.sender = "alice@example.test";
+  message.recipients = {{"bob@example.org", "", ""}};
+  asio::io_context io;
+  auto done = asio::co_spawn(io, deliver_remote(settings, resolver, "example.org", message, nullptr),
+                             asio::use_future);
+  io.run();
+  auto results = done.get();
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].outcome.fate, smtp::client::Fate::kDeferred);
+  EXPECT_EQ(results[0].outcome.enhanced, "4.7.5");
+  EXPECT_EQ(results[0].outcome.text,
+            "mx.elsewhere.example is not an MX host of the MTA-STS policy of example.org");
+  EXPECT_EQ(results[0].relay, "none");
 }
 
 }  // namespace
