@@ -16,6 +16,7 @@
 #include "base/files.hpp"
 #include "base/log.hpp"
 #include "base/strings.hpp"
+#include "mime/headers.hpp"
 #include "queue/dsn.hpp"
 
 namespace postern::delivery {
@@ -31,6 +32,12 @@ constexpr size_t kMaxInFlight = 100;
 
 std::chrono::seconds seconds_of(const config::Config& cfg, std::string_view name) {
   return std::chrono::seconds(cfg.get_int(name));
+}
+
+// RFC 8689 3: the sender's "TLS-Required: No" header field.
+bool tls_required_no(std::string_view message) {
+  auto value = mime::find_field(mime::parse_header(message), "tls-required");
+  return value && iequals(trim(*value), "no");
 }
 
 bool has_8bit(std::string_view s) {
@@ -324,6 +331,7 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
     m.sender = q.sender;
     m.envid = q.envid;
     m.requiretls = q.requiretls;
+    m.tls_optional = tls_required_no(message);
     m.ret = std::string(smtp::proto::ret_text(q.ret));
     m.content = message;
     m.eight_bit = has_8bit(message);

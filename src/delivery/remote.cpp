@@ -262,6 +262,28 @@ struct Host {
   uint16_t port = 25;
 };
 
+// RFC 8689 4.2.1: a REQUIRETLS message goes only to a host whose name comes from DNSSEC-validated MX
+// records (or the administrator's relayhost), over TLS with a certificate that DANE or PKIX verifies for
+// that name, whatever smtp_tls_security_level says.
+void require_authenticated(HostSecurity& security, const std::string& host, bool mx_secure) {
+  if (!security.defer.empty() || security.check != HostSecurity::Check::kNone) return;
+  if (!mx_secure) {
+    security.defer = fmt::format(
+        "REQUIRETLS: the MX records that name {} are not DNSSEC-validated, nor listed by an MTA-STS policy",
+        host);
+    return;
+  }
+  security.tls = client::TlsPolicy::kEncrypt;
+  security.check = HostSecurity::Check::kPkix;
+  security.names = {host};
+}
+
+// RFC 8689 4.2.2: "TLS-Required: No": the recipient's policy (DANE) does not stop delivery; TLS is still
+// used when offered. The administrator's own verify/secure level stands.
+void relax(TlsLevel level, HostSecurity& security) {
+  if (level == TlsLevel::kDane || level == TlsLevel::kDaneOnly) security = HostSecurity();
+}
+
 // Sends QUIT to a cached connection that is no longer wanted and closes it.
 asio::awaitable<void> retire(std::unique_ptr<ConnectionCache::Entry> entry, std::chrono::seconds limit);
 
@@ -498,22 +520,33 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
     for (auto& entry : idle) cache->put(domain, std::move(entry));
     idle.clear();
   };
+  // RFC 8689 4.2.1: a REQUIRETLS message that no host could take over authenticated TLS to a server offering
+  // REQUIRETLS is returned (5.7.30) rather than retried; a host that could not be reached is retried.
   auto done = [&](std::vector<RemoteResult> results) {
     keep_idle();
-    if (std::all_of(results.begin(), results.end(),
-                    [](const RemoteResult& r) { return refused_requiretls({r.outcome}); })) {
-      for (auto& r : results) r.outcome.fate = client::Fate::kBounced;
+    auto refused = [&](const RemoteResult& r) {
+      const auto& o = r.outcome;
+      return refused_requiretls({o}) || (message.requiretls && o.fate == client::Fate::kDeferred &&
+                                         o.code == 0 && o.enhanced.starts_with("4.7."));
+    };
+    if (!results.empty() && std::all_of(results.begin(), results.end(), refused)) {
+      for (auto& r : results) {
+        r.outcome.fate = client::Fate::kBounced;
+        if (r.outcome.enhanced != "5.7.30") r.outcome.text = "REQUIRETLS: " + r.outcome.text;
+        r.outcome.enhanced = "5.7.30";
+      }
     }
     return results;
   };
   // RFC 8461: the domain's MTA-STS policy. In enforce mode a cached connection must be to a host of the
-  // policy, with a verified certificate.
+  // policy, with a verified certificate. "TLS-Required: No" (RFC 8689 4.2.2): no policy applies.
   std::optional<StsPolicy> sts;
-  if (settings.mta_sts) sts = co_await settings.mta_sts->policy(resolver, domain);
+  if (settings.mta_sts && !message.tls_optional) sts = co_await settings.mta_sts->policy(resolver, domain);
   bool sts_enforce = sts && sts->mode == StsMode::kEnforce;
-  // A cached connection first; one that no longer works is closed and the next is tried.
+  // A cached connection first; one that no longer works is closed and the next is tried. Not for a
+  // REQUIRETLS message, whose host must first prove itself (below).
   std::vector<RemoteResult> results;
-  while (cache) {
+  while (cache && !message.requiretls) {
     auto entry = cache->take(domain);
     if (!entry) break;
     if (sts_enforce && (entry->trust != tls::Trust::kVerified || !sts_mx_matches(*sts, entry->host))) {
@@ -528,6 +561,8 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
   }
   keep_idle();  // after the loop, not in it: take() would hand the same connection out again
 
+  // DANE needs validated MX and address records (RFC 7672 2.2); REQUIRETLS validated MX records (RFC 8689
+  // 4.2.1), the certificate then vouches for the address.
   bool validate = settings.tls_level == TlsLevel::kDane || settings.tls_level == TlsLevel::kDaneOnly;
   std::string name = settings.relayhost ? settings.relayhost->host : domain;  // the next hop
   std::vector<Host> hosts;
@@ -536,7 +571,7 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
     hosts.push_back({settings.relayhost->host, settings.relayhost->port});
   } else {
     uint16_t port = settings.relayhost ? settings.relayhost->port : 25;
-    auto mx = co_await resolver.mx(name, validate);
+    auto mx = co_await resolver.mx(name, validate || message.requiretls);
     mx_secure = mx.secure;
     if (mx.status == dns::Status::kFound && dns::is_null_mx(mx))
       co_return all(n, client::Fate::kBounced, "5.1.10",
@@ -582,6 +617,13 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
     }
     auto security = co_await host_security(settings.tls_level, resolver, name, host.name, host.port,
                                            mx_secure && addresses.secure);
+    if (message.requiretls) {
+      // The MX name vouched for by DNSSEC, or by an MTA-STS policy in enforce mode (RFC 8689 4.2.1).
+      require_authenticated(security, host.name,
+                            mx_secure || (sts_enforce && sts_mx_matches(*sts, host.name)));
+    } else if (message.tls_optional) {
+      relax(settings.tls_level, security);
+    }
     if (!security.defer.empty()) {
       log::info("smtp", "{}: {}", host.name, security.defer);
       last_problem = security.defer;
@@ -636,7 +678,7 @@ asio::awaitable<std::vector<RemoteResult>> deliver_remote(const RemoteSettings& 
       if (!try_next_host(session.outcomes().front())) co_return done(std::move(results));
     }
   }
-  if (results.empty()) co_return all(n, client::Fate::kDeferred, last_enhanced, last_problem);
+  if (results.empty()) co_return done(all(n, client::Fate::kDeferred, last_enhanced, last_problem));
   co_return done(std::move(results));
 }
 

@@ -96,12 +96,13 @@ struct Recipient {
 struct Message {
   std::string sender;  // empty: the null sender <>
   std::vector<Recipient> recipients;
-  std::string envid;         // DSN ENVID, not encoded; empty: none
-  std::string ret;           // DSN RET: "FULL" or "HDRS"; empty: none
-  std::string_view content;  // the message, LF line ends; must outlive the session
-  bool eight_bit = false;    // content has 8-bit bytes (BODY=8BITMIME)
-  bool smtputf8 = false;     // an address or header needs SMTPUTF8
-  bool requiretls = false;   // RFC 8689: deliver only over TLS to a REQUIRETLS server
+  std::string envid;          // DSN ENVID, not encoded; empty: none
+  std::string ret;            // DSN RET: "FULL" or "HDRS"; empty: none
+  std::string_view content;   // the message, LF line ends; must outlive the session
+  bool eight_bit = false;     // content has 8-bit bytes (BODY=8BITMIME)
+  bool smtputf8 = false;      // an address or header needs SMTPUTF8
+  bool requiretls = false;    // RFC 8689: deliver only over TLS to a REQUIRETLS server
+  bool tls_optional = false;  // RFC 8689 "TLS-Required: No": recipient TLS policies (DANE) do not apply
 };
 
 // Where a recipient's fate was decided.
