@@ -263,8 +263,8 @@ struct Host {
 };
 
 // RFC 8689 4.2.1: a REQUIRETLS message goes only to a host whose name comes from DNSSEC-validated MX
-// records (or the administrator's relayhost), over TLS with a certificate that DANE or PKIX verifies for
-// that name, whatever smtp_tls_security_level says.
+// records, an MTA-STS policy in enforce mode or the administrator's relayhost, over TLS with a certificate
+// that DANE or PKIX verifies for that name, whatever smtp_tls_security_level says.
 void require_authenticated(HostSecurity& security, const std::string& host, bool mx_secure) {
   if (!security.defer.empty() || security.check != HostSecurity::Check::kNone) return;
   if (!mx_secure) {
