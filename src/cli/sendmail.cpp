@@ -192,7 +192,7 @@ int cmd_sendmail(const std::string& dir, const Args& args) {
   switch (outcome.error.kind) {
     case store::ErrorKind::kNone:
       // The running queue manager takes outbound mail at once (else at its next scan or start).
-      if (pid_t pid = env.outbound.empty() ? 0 : running_pid(*cfg)) ::kill(pid, SIGUSR1);
+      if (pid_t pid = outcome.queued ? running_pid(*cfg) : 0) ::kill(pid, SIGUSR1);
       return 0;
     case store::ErrorKind::kQuotaExceeded:
       fmt::print(stderr, "postern: sendmail: mailbox full: {}\n", outcome.error.detail);

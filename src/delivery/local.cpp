@@ -3,6 +3,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include <fmt/format.h>
@@ -144,19 +145,19 @@ Resolution LocalDelivery::expand(const std::string& key, const std::vector<std::
     std::string target = to_lower(tl) + "@" + to_lower(td);
     bool self = target == key || to_lower(tl) == key;
     Resolution sub = resolve_depth(tl, td, depth + 1, self);
-    if (sub.status != RcptStatus::kLocal) {
-      if (sub.status == RcptStatus::kNotOurDomain) {
-        sub.status = RcptStatus::kUnsupported;
-        sub.detail = "alias " + key + " expands to the remote address " + printable(t) +
-                     ": outbound delivery is not available yet";
-      }
-      return sub;
+    if (sub.status == RcptStatus::kNotOurDomain) {  // forwarded: the outbound queue takes it
+      sub.status = RcptStatus::kLocal;
+      sub.forward.push_back(tl + "@" + to_lower(td));
     }
+    if (sub.status != RcptStatus::kLocal) return sub;
     for (auto& mb : sub.mailboxes) {
       bool dup = false;
       for (const auto& have : r.mailboxes) dup |= have.maildir == mb.maildir;
       if (!dup) r.mailboxes.push_back(std::move(mb));
     }
+    for (auto& f : sub.forward)
+      if (std::find(r.forward.begin(), r.forward.end(), f) == r.forward.end())
+        r.forward.push_back(std::move(f));
   }
   return r;
 }
@@ -364,9 +365,29 @@ void report_delivered(LocalDelivery& local, const queue::Spool& spool, const que
 }  // namespace
 
 DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spool, const dkim::KeyTable* dkim,
-                                  const queue::Envelope& env, std::string_view received_header,
+                                  const queue::Envelope& received, std::string_view received_header,
                                   std::string_view content) {
   DeliveryOutcome out;
+  // Local recipients whose aliases forward to other domains ("bob: bob@example.net"): those addresses join
+  // the outbound recipients, each with the local recipient as its DSN original recipient (RFC 3461 ORCPT).
+  // One that only forwards is no local recipient any more (no "delivered" report for it).
+  queue::Envelope env = received;
+  env.recipients.clear();
+  for (const auto& r : received.recipients) {
+    std::string local_part, domain;
+    split_address(r, local_part, domain);
+    Resolution res = local.resolve(local_part, domain);
+    if (!res.mailboxes.empty() || res.forward.empty()) env.recipients.push_back(r);
+    for (auto& f : res.forward) {
+      log::info("local", "{}: to=<{}>, relay=local, status=sent (forwarded to {})", env.queue_id, r, f);
+      if (std::find(env.outbound.begin(), env.outbound.end(), f) != env.outbound.end()) continue;
+      queue::DsnRequest dsn;
+      if (auto asked = received.dsn.find(r); asked != received.dsn.end()) dsn = asked->second;
+      if (!dsn.orcpt) dsn.orcpt = smtp::proto::OriginalRecipient{"rfc822", r};
+      env.dsn[f] = dsn;
+      env.outbound.push_back(std::move(f));
+    }
+  }
   bool queued = !env.outbound.empty();
   if (queued) {
     queue::QueueFile q;
@@ -404,6 +425,7 @@ DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spoo
     uint64_t size = received_header.size() + content.size();
     log::info("qmgr", "{}: from=<{}>, size={}, nrcpt={} (queue active)", env.queue_id, env.sender, size,
               env.outbound.size());
+    out.queued = true;
   }
   report_delivered(local, spool, env, received_header, content);
   return out;

@@ -45,11 +45,13 @@ enum class RcptStatus {
 struct Resolution {
   RcptStatus status = RcptStatus::kUnknownUser;
   std::vector<Mailbox> mailboxes;
+  std::vector<std::string> forward;  // addresses of other domains an alias expands to (outbound queue)
   std::string detail;
 };
 
 struct DeliveryOutcome {
   store::StoreError error;  // kNone: delivered to every mailbox
+  bool queued = false;      // deliver_and_queue: outbound recipients went into the queue (wake the manager)
 };
 
 class LocalDelivery {
@@ -102,7 +104,9 @@ class LocalDelivery {
 // A failure removes the queue file; a crash leaves it in incoming/, never acknowledged. The queued copy gets
 // a DKIM signature from `dkim` (if not null) when the message is from one of its domains.
 // Then local recipients that asked NOTIFY=SUCCESS (RFC 3461) are reported "delivered" to the sender, as
-// Postfix's local(8) does: the DSN goes the same way, into the sender's mailbox or the queue.
+// Postfix's local(8) does: the DSN goes the same way, into the sender's mailbox or the queue. A local
+// recipient whose alias forwards to another domain has those addresses queued too (its NOTIFY goes with
+// them, the recipient itself becomes their ORCPT).
 DeliveryOutcome deliver_and_queue(LocalDelivery& local, const queue::Spool& spool, const dkim::KeyTable* dkim,
                                   const queue::Envelope& env, std::string_view received_header,
                                   std::string_view content);

@@ -1153,16 +1153,15 @@ class Server {
     c.delivering = true;
     c.deadline = Clock::time_point::max();
     std::string header = session.received_header();
-    auto work = [&]() -> awaitable<store::StoreError> {
+    auto work = [&]() -> awaitable<delivery::DeliveryOutcome> {
       co_return delivery::deliver_and_queue(*rt.delivery, *rt.spool, rt.dkim.get(), session.envelope(),
-                                            header, session.content())
-          .error;
+                                            header, session.content());
     };
-    auto [ep, err] = co_await asio::co_spawn(pool_->get_executor(), std::move(work), kAsTuple);
+    auto [ep, outcome] = co_await asio::co_spawn(pool_->get_executor(), std::move(work), kAsTuple);
     c.delivering = false;
     if (ep) co_return store::StoreError{store::ErrorKind::kTemporary, "delivery failed with an exception"};
-    if (err.ok() && queue_manager_ && !session.envelope().outbound.empty()) queue_manager_->wake();
-    co_return err;
+    if (outcome.error.ok() && queue_manager_ && outcome.queued) queue_manager_->wake();
+    co_return outcome.error;
   }
 
   asio::io_context& io_;

@@ -229,3 +229,26 @@ def test_recipient_limit_splits_transactions(make_postern, make_mx):
     got = mx.wait_messages(3, timeout=20)
     assert sorted(len(t.recipients) for t in got) == [1, 2, 2]
     assert sorted(r for t in got for r in t.recipients) == rcpts
+
+
+def test_alias_forwarding_to_another_domain(make_postern, make_mx):
+    """Forwarding through virtual_alias_maps ("fwd@ friend@far.example", "bob@ bob@, bob@far.example"): mail
+    for an alias that names addresses of other domains is queued to them (from any client: it is our
+    recipient), the local copy still lands, and the forward-only alias has no mailbox of its own."""
+    port = free_port()
+    mx = make_mx("127.0.0.1", port)
+    srv = make_postern(f"relayhost = [127.0.0.1]:{port}\nvirtual_alias_maps = hash:virtual\n", start=False)
+    with open(os.path.join(srv.dir, "virtual"), "w") as f:
+        f.write(f"fwd@{DOMAIN} friend@far.example\nbob@{DOMAIN} bob@{DOMAIN}, bob@far.example\n")
+    srv.start()
+    with smtplib.SMTP("127.0.0.1", srv.port) as s:
+        refused = s.sendmail("stranger@elsewhere.example", [f"fwd@{DOMAIN}", f"bob@{DOMAIN}"],
+                             b"Subject: pass it on\r\n\r\nhello\r\n")
+        assert refused == {}
+    (t,) = mx.wait_messages(1, timeout=20)
+    assert sorted(t.recipients) == ["bob@far.example", "friend@far.example"]
+    assert t.sender == "stranger@elsewhere.example" and b"pass it on" in t.data
+    (mine,) = srv.messages("bob")
+    assert b"pass it on" in mine
+    log = srv.wait_log("status=sent (250")
+    assert f"to=<fwd@{DOMAIN}>, relay=local, status=sent (forwarded to friend@far.example)" in log, log
