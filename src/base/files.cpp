@@ -96,8 +96,8 @@ namespace {
 struct DirSync {
   std::mutex mutex;
   std::condition_variable done;
-  uint64_t renamed = 0;  // renames into the directory so far (sequence numbers)
-  uint64_t synced = 0;   // every rename up to this one is durable
+  uint64_t renamed = 0;  // renames and unlinks in the directory so far (sequence numbers)
+  uint64_t synced = 0;   // every change up to this one is durable
   bool in_progress = false;
 };
 
@@ -111,12 +111,13 @@ std::shared_ptr<DirSync> dir_sync(const std::string& dir) {
   return entry;
 }
 
-}  // namespace
-
-int rename_durably(const std::string& from, const std::string& to, const std::string& dir) {
+// Runs `change` (a rename or unlink inside `dir`: 0 or an errno value), then waits until an fsync of `dir`
+// that started after it has succeeded, starting one when none is under way.
+template <class Change>
+int change_durably(const std::string& dir, Change change) {
   auto ds = dir_sync(dir);
   std::unique_lock lock(ds->mutex);
-  if (::rename(from.c_str(), to.c_str()) != 0) return errno;
+  if (int err = change(); err != 0) return err;
   uint64_t mine = ++ds->renamed;
   while (ds->synced < mine) {
     if (ds->in_progress) {
@@ -134,6 +135,16 @@ int rename_durably(const std::string& from, const std::string& to, const std::st
     if (err != 0) return err;
   }
   return 0;
+}
+
+}  // namespace
+
+int rename_durably(const std::string& from, const std::string& to, const std::string& dir) {
+  return change_durably(dir, [&] { return ::rename(from.c_str(), to.c_str()) == 0 ? 0 : errno; });
+}
+
+int unlink_durably(const std::string& path, const std::string& dir) {
+  return change_durably(dir, [&] { return ::unlink(path.c_str()) == 0 ? 0 : errno; });
 }
 
 bool FileVersion::changed(const std::string& path, bool& exists) {

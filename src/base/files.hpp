@@ -27,6 +27,9 @@ int fsync_dir(const std::string& path);
 // commit: one fsync of `dir` covers every rename into it that finished before the fsync started, so
 // concurrent writers into one directory share fsyncs instead of queueing for one each.
 int rename_durably(const std::string& from, const std::string& to, const std::string& dir);
+// Removes `path` (inside `dir`) and returns once the removal is durable, with the same group commit: 0, or an
+// errno value.
+int unlink_durably(const std::string& path, const std::string& dir);
 
 // Tells whether a file changed (inode or mtime) since the last call that returned true.
 class FileVersion {

@@ -236,7 +236,7 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
     if (rescan) wake();
   };
   // Deleted or put on hold since the scan: nothing to do.
-  auto taken = spool_->move(id, QueueState::kDeferred, QueueState::kActive);
+  auto taken = spool_->move(id, QueueState::kDeferred, QueueState::kActive, false);
   if (!taken || !*taken) {
     if (!taken) log::error("qmgr", "{}", taken.error().message);
     finish();
@@ -385,7 +385,7 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
     if (auto written = write_file_atomically(active, queue::encode(q, message), 0600); !written)
       log::error("qmgr", "{}: cannot record the delivery state: {}", id, written.error().message);
     (void)spool_->touch(id, QueueState::kActive, now + backoff);
-    if (auto moved = spool_->move(id, QueueState::kActive, QueueState::kDeferred); !moved)
+    if (auto moved = spool_->move(id, QueueState::kActive, QueueState::kDeferred, false); !moved)
       log::error("qmgr", "{}", moved.error().message);
   }
   finish();

@@ -1301,12 +1301,15 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   if (auto st = (*rt)->spool->create_directories(); !st) return st;
   Server server(io, *rt);
   server.set_resolver(**resolver);
-  // Outbound delivery runs on a thread and io_context of its own with its own resolver: a stop abandons what
-  // is under way (the files stay in active/ and are tried again at the next start, as after a crash)
+  // Outbound delivery runs on threads and an io_context of its own with its own resolver: a stop abandons
+  // what is under way (the files stay in active/ and are tried again at the next start, as after a crash)
   // instead of waiting for remote servers.
   auto remote = delivery::RemoteSettings::from_config(*config);
   if (!remote) return remote.error();
-  asio::io_context outbound_io(1);
+  // The queue manager's deliveries block on their queue files' fsyncs: a few threads let them overlap (and
+  // share the directory fsyncs, base/files.hpp).
+  constexpr int kOutboundThreads = 4;
+  asio::io_context outbound_io(kOutboundThreads);
   auto outbound_resolver = dns::UnboundResolver::create(outbound_io, resolver_options(*config));
   if (!outbound_resolver) return outbound_resolver.error();
   delivery::QueueManager queue_manager(outbound_io, *config, std::move(*remote), (*rt)->spool,
@@ -1353,10 +1356,9 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   wait_flush();
   server.start(helper.get());
   queue_manager.start();
-  std::thread outbound([&outbound_io] {
-    auto busy = asio::make_work_guard(outbound_io);
-    outbound_io.run();
-  });
+  auto busy = asio::make_work_guard(outbound_io);
+  std::vector<std::thread> outbound;
+  for (int i = 0; i < kOutboundThreads; ++i) outbound.emplace_back([&outbound_io] { outbound_io.run(); });
   log::info("master", "daemon started -- configuration {}", config->dir());
   if (ready) ready();
   // Each thread returns once the listeners are closed and every session has ended.
@@ -1365,7 +1367,7 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   io.run();
   for (auto& t : threads) t.join();
   outbound_io.stop();
-  outbound.join();
+  for (auto& t : outbound) t.join();
   server.join_pool();
   log::info("master", "stopped");
   return Ok{};

@@ -186,13 +186,18 @@ Result<std::vector<std::string>> Spool::ids(QueueState state) const {
   return out;
 }
 
-Result<bool> Spool::move(std::string_view queue_id, QueueState from, QueueState to) const {
+Result<bool> Spool::move(std::string_view queue_id, QueueState from, QueueState to, bool durable) const {
   std::string src = path(from, queue_id);
-  if (int err = rename_durably(src, path(to, queue_id), directory(to)); err != 0) {
+  std::string dst = path(to, queue_id);
+  int err = durable                                   ? rename_durably(src, dst, directory(to))
+            : ::rename(src.c_str(), dst.c_str()) == 0 ? 0
+                                                      : errno;
+  if (err != 0) {
     // ENOENT also when `to`'s directory is missing: only a missing source is "no such file".
     if (err == ENOENT && ::access(src.c_str(), F_OK) != 0) return false;
     return Error{fmt::format("rename {} into {}/: {}", src, state_name(to), std::strerror(err))};
   }
+  if (!durable) return true;
   if (int err = fsync_dir(directory(from)); err != 0)
     return Error{fmt::format("fsync {}: {}", directory(from), std::strerror(err))};
   return true;
@@ -200,12 +205,10 @@ Result<bool> Spool::move(std::string_view queue_id, QueueState from, QueueState 
 
 Result<bool> Spool::remove(std::string_view queue_id, QueueState state) const {
   std::string p = path(state, queue_id);
-  if (::unlink(p.c_str()) != 0) {
-    if (errno == ENOENT) return false;
-    return Error{fmt::format("remove {}: {}", p, std::strerror(errno))};
+  if (int err = unlink_durably(p, directory(state)); err != 0) {
+    if (err == ENOENT) return false;
+    return Error{fmt::format("remove {} and fsync: {}", p, std::strerror(err))};
   }
-  if (int err = fsync_dir(directory(state)); err != 0)
-    return Error{fmt::format("fsync {}: {}", directory(state), std::strerror(err))};
   return true;
 }
 

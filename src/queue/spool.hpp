@@ -58,10 +58,12 @@ class Spool {
   Result<std::vector<std::string>> ids(QueueState state) const;
 
   // State changes, each durable on return (rename, then fsync of both directories; unlink, then fsync of
-  // the directory). They answer true when done, false when there is no such file in `from`/`state`
-  // (another process moved or removed it first), and an Error naming the file otherwise. The file keeps its
-  // mode, owner and mtime.
-  Result<bool> move(std::string_view queue_id, QueueState from, QueueState to) const;
+  // the directory; concurrent changes share the fsyncs). They answer true when done, false when there is no
+  // such file in `from`/`state` (another process moved or removed it first), and an Error naming the file
+  // otherwise. The file keeps its mode, owner and mtime. `durable` = false: the rename only, for the queue
+  // manager's moves between deferred/ and active/, where a crash may leave the file in either (both are
+  // delivered from after a restart).
+  Result<bool> move(std::string_view queue_id, QueueState from, QueueState to, bool durable = true) const;
   Result<bool> remove(std::string_view queue_id, QueueState state) const;
   // Sets the file's mtime: in deferred/, the time of the next delivery attempt (due when mtime <= now).
   Result<bool> touch(std::string_view queue_id, QueueState state,
