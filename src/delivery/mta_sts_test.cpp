@@ -1,5 +1,7 @@
 #include "delivery/mta_sts.hpp"
 
+#include <stdlib.h>
+
 #include <gtest/gtest.h>
 
 #include <asio/co_spawn.hpp>
@@ -31,11 +33,11 @@ T run(asio::awaitable<T> op) {
   return std::move(*out);
 }
 
+// A directory of this test's own: ctest runs the tests of this file in parallel processes.
 std::string fresh_dir(const std::string& name) {
-  std::string dir = ::testing::TempDir() + name;
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  return dir;
+  std::string tmpl = ::testing::TempDir() + name + ".XXXXXX";
+  EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
+  return tmpl;
 }
 
 constexpr std::string_view kEnforce = "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 1000\n";
@@ -78,6 +80,7 @@ class MtaStsTest : public ::testing::Test {
  protected:
   MtaStsTest()
       : dir_(fresh_dir("mta_sts_policy")), sts_(dir_, MtaSts::Fetcher(fetcher()), [this] { return now_; }) {}
+  ~MtaStsTest() override { fs::remove_all(dir_); }
 
   MtaSts::Fetcher fetcher() {
     return [this](dns::Resolver&, std::string domain) -> asio::awaitable<Result<std::string>> {
