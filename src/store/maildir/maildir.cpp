@@ -173,7 +173,8 @@ std::string unique_name(uint64_t size, uint64_t crlf) {
   static const std::string host = maildir_host();
   timeval tv;
   ::gettimeofday(&tv, nullptr);
-  return fmt::format("{}.M{}P{}Q{}.{},S={},W={}", tv.tv_sec, tv.tv_usec, ::getpid(),
+  // Microseconds with six digits: name order is delivery order (new files get their UIDs in name order).
+  return fmt::format("{}.M{:06}P{}Q{}.{},S={},W={}", tv.tv_sec, tv.tv_usec, ::getpid(),
                      g_counter.fetch_add(1) + 1, host, size, crlf);
 }
 

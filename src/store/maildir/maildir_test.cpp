@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
@@ -38,6 +40,19 @@ TEST(Maildir, UniqueNamesCarrySizes) {
   EXPECT_EQ(n.find('/'), std::string::npos);
   EXPECT_EQ(n.find(':'), std::string::npos);
   EXPECT_EQ(crlf_size("a\nb\r\nc\n"), 9u);
+}
+
+TEST(Maildir, UniqueNamesSortInTheOrderMade) {
+  // New files get their UIDs in name order: that must be the order of delivery, across microsecond rollovers.
+  std::vector<std::string> names;
+  for (int i = 0; i < 2000; ++i) names.push_back(unique_name(1, 1));
+  EXPECT_TRUE(std::is_sorted(names.begin(), names.end()));
+  // "<seconds>.M<microseconds, six digits>P...": 99999 must not sort after 100000.
+  for (const auto& n : names) {
+    size_t m = n.find(".M"), p = n.find('P');
+    ASSERT_NE(m, std::string::npos);
+    EXPECT_EQ(p - m - 2, 6u) << n;
+  }
 }
 
 TEST(Maildir, TwoPhaseDelivery) {
