@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -39,7 +38,9 @@ ErrorKind error_kind_from_errno(int err) {
 namespace postern::store::maildir {
 namespace {
 
-std::atomic<uint64_t> g_counter{0};
+std::mutex g_name_mutex;
+uint64_t g_counter = 0;
+uint64_t g_last_usec = 0;  // the time in the last name made, in microseconds since the epoch
 
 std::string maildir_host() {
   char buf[256] = {};
@@ -173,9 +174,18 @@ std::string unique_name(uint64_t size, uint64_t crlf) {
   static const std::string host = maildir_host();
   timeval tv;
   ::gettimeofday(&tv, nullptr);
-  // Microseconds with six digits: name order is delivery order (new files get their UIDs in name order).
-  return fmt::format("{}.M{:06}P{}Q{}.{},S={},W={}", tv.tv_sec, tv.tv_usec, ::getpid(),
-                     g_counter.fetch_add(1) + 1, host, size, crlf);
+  uint64_t usec = uint64_t(tv.tv_sec) * 1000000 + uint64_t(tv.tv_usec), counter;
+  {
+    // Name order is delivery order (new files get their UIDs in name order): each name made here carries a
+    // later time than the one before, even within one microsecond or when the clock steps back, so the
+    // counter (whose decimal digits do not sort) never decides the order.
+    std::lock_guard lock(g_name_mutex);
+    usec = std::max(usec, g_last_usec + 1);
+    g_last_usec = usec;
+    counter = ++g_counter;
+  }
+  return fmt::format("{}.M{:06}P{}Q{}.{},S={},W={}", usec / 1000000, usec % 1000000, ::getpid(), counter,
+                     host, size, crlf);
 }
 
 uint64_t crlf_size(std::string_view content) {
