@@ -141,8 +141,10 @@ class UserIpLimiter {
 };
 
 // One connection's state, shared by its session coroutine and its watchdog. Everything of one connection
-// (socket, timers, these coroutines) runs on the connection's strand: the I/O threads serve many connections
-// at once, each connection one step at a time.
+// (socket, timers, these coroutines) runs on the io_context it was accepted onto, which one thread runs: each
+// I/O thread serves many connections, each connection one step at a time, and a connection's steps never
+// wake another thread (one io_context run by several threads did, for every read and write: a third of the
+// CPU time of a POP3 session went to futexes).
 struct Connection {
   Connection(tcp::socket s, Server& srv, Endpoint ep)
       : socket(std::move(s)),
@@ -189,7 +191,13 @@ void set_deadline(Connection& c, Clock::time_point t) {
 
 class Server {
  public:
-  Server(asio::io_context& io, std::shared_ptr<Runtime> rt) : io_(io), runtime_(std::move(rt)) {}
+  // `io`: the listeners' (and the caller's: serve() runs the signals on it); `more_io_threads`: further
+  // I/O threads, each running an io_context of its own (start() starts them, join() waits for them).
+  // Connections are spread over `io` and those in turn.
+  Server(asio::io_context& io, std::shared_ptr<Runtime> rt, int more_io_threads = 0)
+      : io_(io), runtime_(std::move(rt)) {
+    for (int i = 0; i < more_io_threads; ++i) workers_.push_back(std::make_unique<Worker>());
+  }
   // The resolver of the SMTP restrictions that ask DNS; it outlives the server. Without one (a user's session
   // process, which speaks no SMTP) a lookup is a temporary failure.
   void set_resolver(dns::Resolver& resolver) { resolver_ = &resolver; }
@@ -219,7 +227,7 @@ class Server {
       auto addr = asio::ip::make_address(a.host, ec);
       if (ec) return Error{fmt::format("{}: {}: {}", key, a.host, ec.message())};
       tcp::endpoint ep(addr, a.port);
-      tcp::acceptor acc(asio::make_strand(io_));
+      tcp::acceptor acc(io_);
       acc.open(ep.protocol(), ec);
       if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
       if (!ec && addr.is_v6()) acc.set_option(asio::ip::v6_only(true), ec);
@@ -242,6 +250,7 @@ class Server {
         static_cast<size_t>(std::max(1LL, runtime_->config->get_int("delivery_threads"))));
     for (auto& acc : acceptors_)
       asio::co_spawn(acc.acceptor->get_executor(), accept_loop(*acc.acceptor, acc.endpoint), asio::detached);
+    for (auto& w : workers_) w->thread = std::thread([&io = w->io] { io.run(); });
   }
 
   void stop() {
@@ -261,6 +270,8 @@ class Server {
           asio::error_code ec;
           c->socket.cancel(ec);
         });
+    // Each I/O thread returns once its sessions have ended.
+    for (auto& w : workers_) w->busy.reset();
   }
 
   // New sessions use the new configuration and certificates; open ones finish with theirs.
@@ -301,7 +312,10 @@ class Server {
       });
   }
 
-  void join_pool() {
+  // After the caller's io_context has returned from run().
+  void join() {
+    for (auto& w : workers_)
+      if (w->thread.joinable()) w->thread.join();
     if (pool_) pool_->join();
   }
   bool stopping() const { return stopping_; }
@@ -370,7 +384,7 @@ class Server {
 
   awaitable<void> accept_loop(tcp::acceptor& acc, Endpoint endpoint) {
     while (!stopping_) {
-      auto [ec, sock] = co_await acc.async_accept(asio::make_strand(io_), kAsTuple);
+      auto [ec, sock] = co_await acc.async_accept(next_context(), kAsTuple);
       if (ec) {
         if (stopping_ || ec == asio::error::operation_aborted) co_return;
         log::warning("master", "accept: {}", ec.message());
@@ -381,13 +395,13 @@ class Server {
       asio::error_code nodelay_ec;
       sock.set_option(tcp::no_delay(true), nodelay_ec);
       auto c = std::make_shared<Connection>(std::move(sock), *this, endpoint);
-      auto strand = c->socket.get_executor();
+      auto ex = c->socket.get_executor();
       if (endpoint.protocol == Service::kImap) {
-        asio::co_spawn(strand, imap_connection(std::move(c)), asio::detached);
+        asio::co_spawn(ex, imap_connection(std::move(c)), asio::detached);
       } else if (endpoint.protocol == Service::kPop3) {
-        asio::co_spawn(strand, pop3_connection(std::move(c)), asio::detached);
+        asio::co_spawn(ex, pop3_connection(std::move(c)), asio::detached);
       } else {
-        asio::co_spawn(strand, connection(std::move(c)), asio::detached);
+        asio::co_spawn(ex, connection(std::move(c)), asio::detached);
       }
     }
   }
@@ -887,8 +901,8 @@ class Server {
                                   });
     // Woken from any thread when the selected mailbox changes: hop to the I/O thread, flag, cancel the wait.
     std::weak_ptr<Connection> weak = c;
-    session.set_wake([weak, strand = c->socket.get_executor()] {
-      asio::post(strand, [weak] {
+    session.set_wake([weak, ex = c->socket.get_executor()] {
+      asio::post(ex, [weak] {
         if (auto conn = weak.lock()) {
           conn->woken = true;
           conn->wake.cancel();
@@ -1117,7 +1131,10 @@ class Server {
         next = session.line_too_long(out);
       } else {
         std::string command(line);
-        next = co_await login_step(c, session, [&] { return session.command(command, out); });
+        if (session.may_block(command))
+          next = co_await login_step(c, session, [&] { return session.command(command, out); });
+        else
+          next = session.command(command, out);
         while (next == Next::kAuthenticate) {
           if (!co_await flush(c, out, write_timeout)) co_return;
           while ((status = lines.next(line)) == Status::kNeedMore)
@@ -1164,7 +1181,20 @@ class Server {
     co_return outcome.error;
   }
 
+  // The I/O contexts new connections go to, in turn.
+  asio::io_context& next_context() {
+    size_t n = next_io_.fetch_add(1) % (workers_.size() + 1);
+    return n == 0 ? io_ : workers_[n - 1]->io;
+  }
+
   asio::io_context& io_;
+  struct Worker {
+    asio::io_context io{1};
+    asio::executor_work_guard<asio::io_context::executor_type> busy{io.get_executor()};
+    std::thread thread;
+  };
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::atomic<size_t> next_io_ = 0;
   std::unique_ptr<asio::thread_pool> pool_;
   delivery::PrivilegedHelper* helper_ = nullptr;
   dns::Resolver* resolver_ = nullptr;
@@ -1273,7 +1303,7 @@ Status serve_session(std::shared_ptr<const config::Config> config, const std::ve
   server.start_user_session(3, args[0] == "imap" ? Service::kImap : Service::kPop3, std::move(account),
                             args[2] == "-" ? "" : args[2], args[3] == "1", args[4]);
   io.run();
-  server.join_pool();
+  server.join();
   return Ok{};
 }
 
@@ -1285,7 +1315,7 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   // TLS handshakes and record encryption run on the I/O threads: one per CPU by default.
   int io_threads = static_cast<int>(config->get_int("io_threads"));
   if (io_threads <= 0) io_threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
-  asio::io_context io(io_threads);
+  asio::io_context io(1);
   warn_unimplemented(*config);
   // One resolver for the life of the server (dns_servers is read at start, not on reload).
   auto resolver = dns::UnboundResolver::create(io, resolver_options(*config));
@@ -1299,7 +1329,7 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   auto rt = make_runtime(config, tls::read_directly);
   if (!rt) return rt.error();
   if (auto st = (*rt)->spool->create_directories(); !st) return st;
-  Server server(io, *rt);
+  Server server(io, *rt, io_threads - 1);
   server.set_resolver(**resolver);
   // Outbound delivery runs on threads and an io_context of its own with its own resolver: a stop abandons
   // what is under way (the files stay in active/ and are tried again at the next start, as after a crash)
@@ -1323,10 +1353,10 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
     helper = std::move(*h);
   }
 
-  auto signals = asio::make_strand(io);  // the two handlers touch each other's signal set
-  asio::signal_set stop_signals(signals, SIGTERM, SIGINT);
-  asio::signal_set hup(signals, SIGHUP);
-  asio::signal_set flush(signals, SIGUSR1);  // postern queue flush
+  // The handlers run on this thread (`io`'s only one), so they may touch each other's signal sets.
+  asio::signal_set stop_signals(io, SIGTERM, SIGINT);
+  asio::signal_set hup(io, SIGHUP);
+  asio::signal_set flush(io, SIGUSR1);  // postern queue flush
   std::function<void()> wait_stop = [&] {
     stop_signals.async_wait([&](const asio::error_code& ec, int) {
       if (ec) return;
@@ -1361,14 +1391,11 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   for (int i = 0; i < kOutboundThreads; ++i) outbound.emplace_back([&outbound_io] { outbound_io.run(); });
   log::info("master", "daemon started -- configuration {}", config->dir());
   if (ready) ready();
-  // Each thread returns once the listeners are closed and every session has ended.
-  std::vector<std::thread> threads;
-  for (int i = 1; i < io_threads; ++i) threads.emplace_back([&io] { io.run(); });
+  // Returns once the listeners are closed and every session on this thread has ended.
   io.run();
-  for (auto& t : threads) t.join();
+  server.join();
   outbound_io.stop();
   for (auto& t : outbound) t.join();
-  server.join_pool();
   log::info("master", "stopped");
   return Ok{};
 }

@@ -204,6 +204,11 @@ Next Session::update(std::string& out) {
   return Next::kClose;
 }
 
+bool Session::may_block(std::string_view line) const {
+  proto::Command c;
+  return !account_ || (proto::parse_command(line, c) && c.verb == "QUIT");
+}
+
 Next Session::command(std::string_view line, std::string& out) {
   proto::Command c;
   if (!proto::parse_command(line, c)) return err("Unknown command.", out);

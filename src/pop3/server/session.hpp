@@ -1,6 +1,6 @@
 // pop3/server/session.hpp: one POP3 server session (RFC 1939, CAPA RFC 2449, RESP-CODES and AUTH-RESP-CODE
 // RFC 3206, SASL AUTH RFC 5034, STLS RFC 2595): lines in, responses out; no sockets (the net/ driver runs
-// command() on a worker thread: RETR reads Maildir files, PASS runs crypt). The maildrop is the user's INBOX
+// the commands that may_block() on a worker thread). The maildrop is the user's INBOX
 // (store::maildir::Mailbox) as it was at login: messages delivered later show up in the next session. DELE
 // only marks; the UPDATE state (QUIT) expunges the marked messages and sets \Seen on those retrieved, so a
 // dropped connection changes nothing. One session per user at a time
@@ -49,6 +49,9 @@ class Session {
 
   std::string greeting() const;
   Next command(std::string_view line, std::string& out);
+  // Whether command(line) may block the thread: a login (crypt, opening the maildrop) or QUIT (the expunge,
+  // its unlinks and fsyncs). The driver runs those on a worker thread and the rest where it reads them.
+  bool may_block(std::string_view line) const;
   // A client response in an AUTH exchange, after "+ ...".
   Next auth_line(std::string_view line, std::string& out);
   Next line_too_long(std::string& out);
