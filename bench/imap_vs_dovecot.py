@@ -235,6 +235,7 @@ virtual_mailbox_base = {self.mail}
 mailbox_size_limit = {QUOTA}
 imap_connection_limit = {connections + 100}
 mail_max_userip_connections = {connections + 100}
+login_client_connection_count_limit = {connections + 100}
 """)
         for u in (USER, BIG_USER):
             r = subprocess.run([binary, "-c", self.dir, "user", "add", u, "--password-stdin"],

@@ -604,16 +604,20 @@ std::string filter_header(std::string_view header, const std::vector<std::string
   return out;
 }
 
-size_t root_header_end(std::string_view msg) {
+}  // namespace
+
+size_t root_header_end(std::string_view message) {
   size_t pos = 0;
-  while (pos < msg.size()) {
-    size_t lf = msg.find('\n', pos);
-    if (lf == std::string_view::npos) return msg.size();
-    if (lf == pos || (lf == pos + 1 && msg[pos] == '\r')) return lf + 1;
+  while (pos < message.size()) {
+    size_t lf = message.find('\n', pos);
+    if (lf == std::string_view::npos) return message.size();
+    if (lf == pos || (lf == pos + 1 && message[pos] == '\r')) return lf + 1;
     pos = lf + 1;
   }
   return pos;
 }
+
+namespace {
 
 // ---- BINARY ----
 // As Dovecot 2.3 converts (observed against it): a part's encoding is that of the last

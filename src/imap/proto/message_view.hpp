@@ -22,6 +22,9 @@ std::string body_structure(std::string_view message, bool extended, bool utf8 = 
 // The bytes of BODY[section] (before <partial>) as sent: bare LF as CRLF, NUL as 0x80; empty when the part
 // does not exist (as Dovecot: "").
 std::string section_bytes(std::string_view message, const Section& section);
+// Where the message's header ends: after its first empty line (the whole message when it has none). A
+// top-level HEADER, HEADER.FIELDS or HEADER.FIELDS.NOT section of the bytes before it is that of the message.
+size_t root_header_end(std::string_view message);
 // BINARY[path]: the part's body with its transfer encoding undone (for a multipart or message/rfc822 part,
 // and for BINARY[] with an empty path, the bytes with every base64 / quoted-printable part decoded and its
 // Content-Transfer-Encoding made "binary", as Dovecot does). Nothing when a part has an unknown encoding

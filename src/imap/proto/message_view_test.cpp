@@ -10,12 +10,14 @@
 
 #include <cctype>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
 #include <map>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -218,6 +220,34 @@ TEST(MessageView, Sections) {
   // BINARY[] of the whole message: decoded parts, their encoding now "binary".
   EXPECT_EQ(binary_bytes("Content-Transfer-Encoding: base64\nX: y\n\naGk=\n", {}),
             "X: y\r\nContent-Transfer-Encoding: binary\r\n\r\nhi");
+}
+
+// The index caches each message's header (root_header_end) and answers the message's own HEADER,
+// HEADER.FIELDS and HEADER.FIELDS.NOT from it: the same bytes as from the whole message, for every message
+// of the corpus and a few without an empty line.
+TEST(MessageView, HeaderSectionsFromTheHeaderAlone) {
+  std::vector<std::string> messages = {"",
+                                       "Subject: x",
+                                       "Subject: x\r\nFrom: a@b\r\n",
+                                       "not a header\n\nbody\n",
+                                       "Subject: x\r\n\r\n",
+                                       "Subject: x\n\n\nbody"};
+  for (const auto& entry : std::filesystem::directory_iterator(kDataDir))
+    if (entry.path().extension() == ".eml") messages.push_back(read_file(entry.path()));
+  ASSERT_GT(messages.size(), 50u);
+  using K = Section::Kind;
+  for (const auto& msg : messages) {
+    std::string header = msg.substr(0, root_header_end(msg));
+    for (auto [kind, fields] : std::vector<std::pair<K, std::vector<std::string>>>{
+             {K::kHeader, {}},
+             {K::kHeaderFields, {"Subject", "from", "Content-Type", "X-Missing"}},
+             {K::kHeaderFieldsNot, {"subject", "Received"}}}) {
+      Section s;
+      s.kind = kind;
+      s.fields = fields;
+      EXPECT_EQ(section_bytes(header, s), section_bytes(msg, s)) << msg.substr(0, 200);
+    }
+  }
 }
 
 double seconds(const std::function<void()>& f) {

@@ -19,6 +19,20 @@ using proto::Command;
 using proto::Token;
 namespace md = store::maildir;
 
+std::optional<std::string> cached_header(md::Mailbox& mailbox, uint32_t uid, const std::string* content) {
+  if (auto header = mailbox.cached(uid, md::CacheField::kHeader)) return header;
+  std::optional<std::string> read;
+  if (!content) {
+    auto r = mailbox.read(uid);
+    if (!r) return std::nullopt;
+    read = std::move(*r);
+    content = &*read;
+  }
+  std::string header = content->substr(0, proto::root_header_end(*content));
+  mailbox.put_cache(uid, md::CacheField::kHeader, header);
+  return header;
+}
+
 namespace {
 
 struct FetchItem {
@@ -336,14 +350,20 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
         case K::kRfc822Header:
         case K::kRfc822Text:
         case K::kSection: {
-          const std::string* msg = load();
+          using SK = proto::Section::Kind;
+          proto::Section s = i.section;
+          if (i.kind == K::kRfc822Header) s.kind = SK::kHeader;
+          if (i.kind == K::kRfc822Text) s.kind = SK::kText;
+          // The message's own header fields need only its header (header-only clients read no file).
+          bool header_only = s.path.empty() && (s.kind == SK::kHeader || s.kind == SK::kHeaderFields ||
+                                                s.kind == SK::kHeaderFieldsNot);
+          std::optional<std::string> header;
+          if (header_only) header = cached_header(*sel.mailbox, uid, content ? &*content : nullptr);
+          const std::string* msg = header_only ? (header ? &*header : nullptr) : load();
           if (!msg) {
             failed = true;
             break;
           }
-          proto::Section s = i.section;
-          if (i.kind == K::kRfc822Header) s.kind = proto::Section::Kind::kHeader;
-          if (i.kind == K::kRfc822Text) s.kind = proto::Section::Kind::kText;
           // section_bytes already gives the data as sent: bare LF as CRLF.
           std::string data = proto::section_bytes(*msg, s);
           line += i.name + ' ';

@@ -264,7 +264,10 @@ bool eval(const Key& k, Loaded& l, md::Mailbox& mb, const md::Snapshot& snap,
     return *l.content;
   };
   auto fields = [&]() -> const std::vector<mime::Field>& {
-    if (!l.fields) l.fields = mime::parse_header(content());
+    if (!l.fields) {
+      auto header = cached_header(mb, m.uid, l.content ? &*l.content : nullptr);
+      l.fields = mime::parse_header(header ? *header : std::string());
+    }
     return *l.fields;
   };
   auto keyword_bit = [&](const std::string& name) -> int {

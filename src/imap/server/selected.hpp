@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -23,5 +24,10 @@ struct Session::Selected {
   std::set<uint32_t> silent;          // our own STORE .SILENT changes, not to be reported back
   int watch = -1;
 };
+
+// The header of message `uid` (proto::root_header_end): from the index's cache, else cut from `content` (the
+// message, or null to read it) and cached. Nothing when the message is gone.
+std::optional<std::string> cached_header(store::maildir::Mailbox& mailbox, uint32_t uid,
+                                         const std::string* content);
 
 }  // namespace postern::imap::server

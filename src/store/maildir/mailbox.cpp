@@ -57,7 +57,7 @@ constexpr size_t kMaxExpunged = 50000;
 constexpr char kIndexMagic[8] = {'P', 'S', 'T', 'N', 'I', 'D', 'X', '\n'};
 constexpr uint32_t kIndexVersion = 1;
 constexpr size_t kIndexHeader = 16;
-constexpr size_t kCacheFields = 4;
+constexpr size_t kCacheFields = 5;
 
 int64_t now_us() {
   timeval tv;

@@ -64,7 +64,9 @@ struct Snapshot {
 
 enum class FlagOp { kSet, kAdd, kRemove };
 
-enum class CacheField { kEnvelope, kBodyStructure, kBody, kBinarySize };
+// kHeader: the message's header as stored, up to and with its first empty line (header searches and
+// BODY[HEADER...] fetches read it instead of the file).
+enum class CacheField { kEnvelope, kBodyStructure, kBody, kBinarySize, kHeader };
 
 class Mailbox {
  public:
