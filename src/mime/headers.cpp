@@ -69,8 +69,9 @@ std::optional<int64_t> parse_date(std::string_view value) {
          mm * 60 + ss - offset;
 }
 
-std::vector<Field> parse_header(std::string_view message, size_t* body_offset) {
+std::vector<Field> parse_header(std::string_view message, size_t* body_offset, std::string_view only) {
   std::vector<Field> fields;
+  bool skipping = false;  // in a field that `only` leaves out
   size_t pos = 0;
   while (pos < message.size()) {
     size_t eol = message.find('\n', pos);
@@ -81,13 +82,19 @@ std::vector<Field> parse_header(std::string_view message, size_t* body_offset) {
       pos = next;
       break;
     }
-    if ((line[0] == ' ' || line[0] == '\t') && !fields.empty()) {
+    if ((line[0] == ' ' || line[0] == '\t') && (skipping || !fields.empty())) {
+      if (skipping) {
+        pos = next;
+        continue;
+      }
       if (!fields.back().value.empty()) fields.back().value += " ";
       fields.back().value += trim(line);
     } else {
       size_t colon = line.find(':');
       if (colon == std::string_view::npos) break;  // not a header line: the body starts here
-      fields.push_back({std::string(trim(line.substr(0, colon))), std::string(trim(line.substr(colon + 1)))});
+      std::string_view name = trim(line.substr(0, colon));
+      skipping = !only.empty() && !iequals(name, only);
+      if (!skipping) fields.push_back({std::string(name), std::string(trim(line.substr(colon + 1)))});
     }
     pos = next;
   }

@@ -16,8 +16,10 @@ struct Field {
   std::string value;  // unfolded, leading white space removed
 };
 
-// The header fields of `message` (LF or CRLF line ends) and the offset where the body starts.
-std::vector<Field> parse_header(std::string_view message, size_t* body_offset = nullptr);
+// The header fields of `message` (LF or CRLF line ends) and the offset where the body starts; with `only`,
+// just the fields of that name (case-insensitive).
+std::vector<Field> parse_header(std::string_view message, size_t* body_offset = nullptr,
+                                std::string_view only = {});
 std::optional<std::string> find_field(const std::vector<Field>& fields, std::string_view name);
 // The addr-spec of every mailbox in an address list; comments and display names are dropped.
 std::vector<std::string> parse_address_list(std::string_view value);

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "base/strings.hpp"
+#include "mime/headers.hpp"
 
 namespace postern::mime {
 namespace {
@@ -19,6 +20,24 @@ std::string_view body(std::string_view msg, const Part& p) {
 }
 std::string_view header(std::string_view msg, const Part& p) {
   return msg.substr(p.header_begin, p.body_begin - p.header_begin);
+}
+
+TEST(MimeHeader, FieldsAndOnlyOneName) {
+  std::string msg =
+      "From: a@b\r\nSubject: one\r\n two\r\nX: y\r\n\tz\r\nsubject:three\r\n\r\nSubject: body\r\n";
+  size_t body = 0;
+  auto all = parse_header(msg, &body);
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[1].value, "one two");
+  EXPECT_EQ(all[2].value, "y z");
+  EXPECT_EQ(msg.substr(body), "Subject: body\r\n");
+  auto subjects = parse_header(msg, &body, "SUBJECT");
+  ASSERT_EQ(subjects.size(), 2u);
+  EXPECT_EQ(subjects[0].value, "one two");  // the folded lines of the fields left out are not joined in
+  EXPECT_EQ(subjects[1].name, "subject");
+  EXPECT_EQ(subjects[1].value, "three");
+  EXPECT_EQ(msg.substr(body), "Subject: body\r\n");
+  EXPECT_TRUE(parse_header(msg, nullptr, "Cc").empty());
 }
 
 TEST(MimeParse, PlainMessage) {

@@ -66,6 +66,7 @@ struct Key {
 // What a message's evaluation may need, loaded on first use.
 struct Loaded {
   const md::MessageMeta* meta;
+  std::optional<std::string> header;  // proto::root_header_end
   std::optional<std::string> content;
   std::optional<std::vector<mime::Field>> fields;
   std::optional<std::string> headers, body;
@@ -252,6 +253,14 @@ class SearchParser {
   size_t pos_ = 0;
 };
 
+// Whether the key looks at header fields (not TEXT or BODY, which read the whole message anyway).
+bool reads_header(const Key& k) {
+  using O = Key::Op;
+  if (k.op == O::kHeader || k.op == O::kSentBefore || k.op == O::kSentOn || k.op == O::kSentSince)
+    return true;
+  return std::any_of(k.kids.begin(), k.kids.end(), reads_header);
+}
+
 bool eval(const Key& k, Loaded& l, md::Mailbox& mb, const md::Snapshot& snap,
           const std::set<uint32_t>& recent) {
   using O = Key::Op;
@@ -263,11 +272,12 @@ bool eval(const Key& k, Loaded& l, md::Mailbox& mb, const md::Snapshot& snap,
     }
     return *l.content;
   };
+  auto header = [&]() -> std::string_view {
+    if (!l.header) l.header = cached_header(mb, m.uid, l.content ? &*l.content : nullptr);
+    return l.header ? *l.header : std::string_view();
+  };
   auto fields = [&]() -> const std::vector<mime::Field>& {
-    if (!l.fields) {
-      auto header = cached_header(mb, m.uid, l.content ? &*l.content : nullptr);
-      l.fields = mime::parse_header(header ? *header : std::string());
-    }
+    if (!l.fields) l.fields = mime::parse_header(header());
     return *l.fields;
   };
   auto keyword_bit = [&](const std::string& name) -> int {
@@ -333,7 +343,10 @@ bool eval(const Key& k, Loaded& l, md::Mailbox& mb, const md::Snapshot& snap,
     case O::kModseq:
       return static_cast<int64_t>(m.modseq) >= k.n;
     case O::kHeader: {
-      for (const auto& f : fields()) {
+      // One field wanted: only that one is parsed (unless all were already).
+      std::optional<std::vector<mime::Field>> own;
+      if (!l.fields) own = mime::parse_header(header(), nullptr, k.a);
+      for (const auto& f : own ? *own : *l.fields) {
         if (!iequals(f.name, k.a)) continue;
         if (k.b.empty()) return true;
         if (mime::fold_case(mime::decode_header_value(f.value)).find(k.b) != std::string::npos) return true;
@@ -380,10 +393,20 @@ std::optional<Next> Session::match_keys(const Command& c, size_t first, std::vec
   }
   Selected& sel = *selected_;
   auto snap = sel.mailbox->snapshot();
-  for (uint32_t uid : sel.uids) {
+  // Header keys: the cached headers of a batch of messages are fetched together.
+  constexpr size_t kBatch = 1000;
+  bool headers = reads_header(root);
+  std::vector<std::optional<std::string>> batch;
+  for (size_t i = 0; i < sel.uids.size(); ++i) {
+    if (headers && i % kBatch == 0) {
+      std::vector<uint32_t> next(sel.uids.begin() + i,
+                                 sel.uids.begin() + std::min(i + kBatch, sel.uids.size()));
+      batch = sel.mailbox->cached(next, md::CacheField::kHeader);
+    }
+    uint32_t uid = sel.uids[i];
     const md::MessageMeta* m = snap->find(uid);
     if (!m) continue;
-    Loaded l{m, {}, {}, {}, {}};
+    Loaded l{m, headers ? std::move(batch[i % kBatch]) : std::nullopt, {}, {}, {}, {}};
     if (eval(root, l, *sel.mailbox, *snap, sel.recent)) {
       found.push_back(uid);
       info.max_modseq = std::max(info.max_modseq, m->modseq);

@@ -235,6 +235,8 @@ struct Mailbox::Impl {
   void publish();
   void notify();
   void flush_index();
+  // A cached FETCH item (under mu_).
+  std::optional<std::string> cached_locked(uint32_t uid, CacheField field) const;
   void maybe_compact();
   StoreError lock_uidlist(int& fd);
   StoreError commit_uidlist(int fd);
@@ -1406,17 +1408,30 @@ Result<std::string> Mailbox::read(uint32_t uid) const {
   return Error{fmt::format("UID {} expunged", uid)};
 }
 
-std::optional<std::string> Mailbox::cached(uint32_t uid, CacheField field) const {
-  std::lock_guard lock(impl_->mu_);
-  auto it = impl_->cache_.find(uid);
-  if (it == impl_->cache_.end() || impl_->index_fd_ < 0) return std::nullopt;
+std::optional<std::string> Mailbox::Impl::cached_locked(uint32_t uid, CacheField field) const {
+  auto it = cache_.find(uid);
+  if (it == cache_.end() || index_fd_ < 0) return std::nullopt;
   const CacheRef& ref = it->second[static_cast<size_t>(field)];
   if (!ref.present) return std::nullopt;
   std::string value(ref.length, '\0');
-  if (::pread(impl_->index_fd_, value.data(), ref.length, static_cast<off_t>(ref.offset)) !=
+  if (::pread(index_fd_, value.data(), ref.length, static_cast<off_t>(ref.offset)) !=
       static_cast<ssize_t>(ref.length))
     return std::nullopt;
   return value;
+}
+
+std::optional<std::string> Mailbox::cached(uint32_t uid, CacheField field) const {
+  std::lock_guard lock(impl_->mu_);
+  return impl_->cached_locked(uid, field);
+}
+
+std::vector<std::optional<std::string>> Mailbox::cached(const std::vector<uint32_t>& uids,
+                                                        CacheField field) const {
+  std::vector<std::optional<std::string>> out;
+  out.reserve(uids.size());
+  std::lock_guard lock(impl_->mu_);
+  for (uint32_t uid : uids) out.push_back(impl_->cached_locked(uid, field));
+  return out;
 }
 
 void Mailbox::put_cache(uint32_t uid, CacheField field, std::string value) {

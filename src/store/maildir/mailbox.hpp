@@ -112,6 +112,8 @@ class Mailbox {
 
   // Postern's cache of computed FETCH items, kept in postern-index.
   std::optional<std::string> cached(uint32_t uid, CacheField field) const;
+  // The same for many messages at once (one lock: sessions searching one mailbox side by side).
+  std::vector<std::optional<std::string>> cached(const std::vector<uint32_t>& uids, CacheField field) const;
   void put_cache(uint32_t uid, CacheField field, std::string value);
 
   // \Recent (IMAP4rev1): the first caller to ask about a UID at or above the mark gets it. Returns the old
