@@ -1082,6 +1082,13 @@ void put_utf8(std::string& out, uint32_t cp) {
   }
 }
 
+// How many bytes from s[i] on are ASCII (the fast path of the UTF-8 walks below: most text is).
+size_t ascii_run(std::string_view s, size_t i) {
+  size_t k = i;
+  while (k < s.size() && static_cast<unsigned char>(s[k]) < 0x80) ++k;
+  return k - i;
+}
+
 // Decodes one UTF-8 sequence at s[i]; returns its length, 0 when invalid (no overlongs or surrogates).
 size_t next_utf8(std::string_view s, size_t i, uint32_t* cp) {
   auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
@@ -1116,6 +1123,11 @@ std::string sanitize_utf8(std::string_view s) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
+    if (size_t n = ascii_run(s, i)) {
+      out.append(s.substr(i, n));
+      i += n;
+      continue;
+    }
     uint32_t cp;
     size_t len = next_utf8(s, i, &cp);
     if (len == 0) {
@@ -1510,6 +1522,14 @@ std::string fold_case(std::string_view utf8) {
   std::string out;
   out.reserve(utf8.size());
   for (size_t i = 0; i < utf8.size();) {
+    if (size_t n = ascii_run(utf8, i)) {
+      size_t at = out.size();
+      out.append(utf8.substr(i, n));
+      for (size_t k = at; k < out.size(); ++k)
+        if (out[k] >= 'A' && out[k] <= 'Z') out[k] = static_cast<char>(out[k] + 32);
+      i += n;
+      continue;
+    }
     uint32_t cp;
     size_t len = next_utf8(utf8, i, &cp);
     if (len == 0) {  // not UTF-8: kept as it is
