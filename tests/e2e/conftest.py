@@ -21,10 +21,19 @@ DOMAIN = "example.test"
 PASSWORD = "demo-password"
 
 
+_issued_ports = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port of 127.0.0.1 that this test run has not handed out before: two picks in a row can get the
+    same port from the kernel, and the server given it twice then fails to start."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _issued_ports:
+            _issued_ports.add(port)
+            return port
 
 
 def wait_port(port, timeout=10.0):
@@ -89,7 +98,12 @@ class Postern:
     def start(self):
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([BIN, "-c", self.dir, "serve"], stdout=self.logf, stderr=subprocess.STDOUT)
-        wait_port(self.port)
+        try:
+            wait_port(self.port)
+        except RuntimeError as e:
+            with open(self.log_path, errors="replace") as f:
+                log = f.read()[-3000:]
+            raise RuntimeError(f"{e} (exit status {self.proc.poll()}); its log ends:\n{log}") from e
         return self
 
     def stop(self, sig=signal.SIGTERM):

@@ -217,7 +217,7 @@ def smtp_deliver(postern, user, message):
 
 
 def start_postern_pop3(make_postern, extra="", plaintext=True):
-    pop3_port, imap_port = free_port_pair()
+    pop3_port, imap_port = free_port(), free_port()
     config = f"pop3_listen = 127.0.0.1:{pop3_port}\nimap_listen = 127.0.0.1:{imap_port}\n"
     if plaintext:
         config += "disable_plaintext_auth = no\n"
@@ -228,14 +228,6 @@ def start_postern_pop3(make_postern, extra="", plaintext=True):
     srv.postern = p
     srv.imap_port = imap_port
     return srv
-
-
-def free_port_pair():
-    a = free_port()
-    b = free_port()
-    while b == a:
-        b = free_port()
-    return a, b
 
 
 @pytest.fixture
