@@ -770,6 +770,8 @@ TRICKY_FILES = [
     b"Subject: empty body\n\n",
     b"Subject: bare cr\n\nbare\rcr\n",
     b"Subject: folded\n header\n\n\n\nthree blank lines before\n",
+    # over 1 MiB: Postern sends it from a worker thread, not the connection's I/O thread
+    b"Subject: big\n\n" + b"".join(b".%06d dotted and bare LF\n" % i for i in range(50000)) + b"\r\nend",
 ]
 
 

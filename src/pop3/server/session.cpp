@@ -206,7 +206,15 @@ Next Session::update(std::string& out) {
 
 bool Session::may_block(std::string_view line) const {
   proto::Command c;
-  return !account_ || (proto::parse_command(line, c) && c.verb == "QUIT");
+  if (!account_) return true;
+  if (!proto::parse_command(line, c)) return false;
+  if (c.verb == "QUIT") return true;
+  if ((c.verb != "RETR" && c.verb != "TOP") || c.args.empty()) return false;
+  // Reading and byte-stuffing a big message takes milliseconds, which other connections on the thread
+  // would wait for.
+  constexpr uint64_t kBigMessage = 1 << 20;
+  unsigned n = proto::parse_msg_number(c.args[0]);
+  return n != 0 && n <= messages_.size() && messages_[n - 1].size > kBigMessage;
 }
 
 Next Session::command(std::string_view line, std::string& out) {

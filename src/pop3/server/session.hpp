@@ -49,8 +49,9 @@ class Session {
 
   std::string greeting() const;
   Next command(std::string_view line, std::string& out);
-  // Whether command(line) may block the thread: a login (crypt, opening the maildrop) or QUIT (the expunge,
-  // its unlinks and fsyncs). The driver runs those on a worker thread and the rest where it reads them.
+  // Whether command(line) may block the thread: a login (crypt, opening the maildrop), QUIT (the expunge,
+  // its unlinks and fsyncs), or RETR/TOP of a message over 1 MiB. The driver runs those on a worker thread
+  // and the rest where it reads them.
   bool may_block(std::string_view line) const;
   // A client response in an AUTH exchange, after "+ ...".
   Next auth_line(std::string_view line, std::string& out);
