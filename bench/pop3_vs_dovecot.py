@@ -6,14 +6,18 @@ Maildir cur/ of each server before they start; then, Postern and Dovecot alterna
 
   1. the first session: USER/PASS, STAT, UIDL, QUIT (neither server has an index of the Maildir yet)
   2. S more such sessions (default 100), one after the other (--parallel P: P at a time)
-  3. one session: RETR + DELE of every message, then QUIT (the deletions happen at QUIT)
+  3. one session: RETR + DELE of every message, then QUIT (the deletions happen at QUIT), by a client in C
+     (bench/pop3_retr.c, compiled here): one command at a time, so a Python client would cost as much time
+     per command as the servers and be most of what is measured
 
-Python 3 standard library only; run as root.
+Python 3 standard library and a C compiler; run as root.
 """
 
 import argparse
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -124,16 +128,24 @@ def sessions(port, count, parallel):
             "uidl": counts[0][1] if counts else 0, "distinct": len(counts)}
 
 
-def retr_dele(port, maildir):
-    p = Pop(port)
-    p.login()
-    n = int(p.cmd("STAT").split()[1])
-    total = 0
-    for i in range(1, n + 1):
-        _first, body = p.cmd(f"RETR {i}", multi=True)
-        total += len(body)
-        p.cmd(f"DELE {i}")
-    p.quit()
+def build_retr_client(work):
+    """Compiles bench/pop3_retr.c, the RETR + DELE client, into the work directory."""
+    out = os.path.join(work, "pop3_retr")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise BenchError("no C compiler (cc) to build bench/pop3_retr.c (Debian: apt-get install gcc)")
+    r = subprocess.run([cc, "-O2", "-o", out, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                           "pop3_retr.c")], capture_output=True)
+    if r.returncode != 0:
+        raise BenchError(f"building bench/pop3_retr.c failed:\n{r.stderr.decode(errors='replace')}")
+    return out
+
+
+def retr_dele(client, port, maildir):
+    r = subprocess.run([client, str(port), ib.USER, ib.PASSWORD], capture_output=True, timeout=ib.STALL * 10)
+    if r.returncode != 0:
+        raise BenchError(r.stderr.decode(errors="replace").strip())
+    n, total = map(int, r.stdout.split())
     left = sum(len([x for x in os.listdir(os.path.join(maildir, d)) if not x.startswith(".")])
                for d in ("cur", "new"))
     return {"count": n, "bytes": total, "left": left}
@@ -158,6 +170,7 @@ def main():
     work, servers, meta = ib.setup(args, "pop3-bench-")
     problems, results = [], {}
     try:
+        retr_client = build_retr_client(work)
         log(f"generating {args.messages} messages (seed {args.seed}) and writing them into each server's cur/")
         msgs = ib.corpus(args.messages, args.seed)
         meta.append(("corpus", f"{len(msgs)} messages, seed {args.seed}, {sum(map(len, msgs)) / 1048576:.1f} MiB "
@@ -179,7 +192,7 @@ def main():
                     problems.append(f"{n}: STAT/UIDL reported {r['stat']}/{r['uidl']} messages, "
                                     f"{args.messages} expected")
         ib.run_phase(args, servers, f"RETR + DELE of {args.messages}, QUIT",
-                     lambda s: retr_dele(s.pop3_port, s.maildir()), problems, results, "retr")
+                     lambda s: retr_dele(retr_client, s.pop3_port, s.maildir()), problems, results, "retr")
         ib.check_same(results, "retr", "bytes", "RETR", problems)
         for n, r in results["retr"].items():
             if not r.get("failed") and r["left"]:
@@ -217,7 +230,8 @@ def main():
     row(f"{args.sessions} sessions: USER/PASS, STAT, UIDL, QUIT ({args.parallel} at a time)", "sessions", "session")
     row(f"1 session: RETR + DELE of {args.messages} msgs, QUIT", "retr", "msg")
     notes = [
-        "Times are wall-clock seconds of the client (Python, on the same CPUs); rates in (..) per second.",
+        "Times are wall-clock seconds of the client (Python; RETR + DELE: C), on the same CPUs; rates in (..) per "
+        "second.",
         "ratio D/P = Dovecot time / Postern time (> 1: Postern is faster).",
         "CPU s = user+system CPU seconds of all processes of the server during the test (its own cgroup); "
         "mem = sum of PSS over the server's processes at the end of the test.",
