@@ -447,7 +447,7 @@ StoreError Mailbox::Impl::refresh_uidlist(bool& reset) {
       uidlist_.guid = random_guid();
       uidlist_.next_uid = 1;
       uidlist_.entries.clear();
-      for (const auto& m : cur_.messages) uidlist_.entries.push_back({m.uid, "", m.name});
+      for (const auto& m : cur_.messages) uidlist_.entries.push_back({m.uid, "", *m.name});
       uidlist_.next_uid = std::max(uidlist_.next_uid, cur_.uidnext);
     }
     if (auto e = commit_uidlist(fd); !e.ok()) return e;
@@ -710,8 +710,8 @@ void Mailbox::Impl::maybe_compact() {
 MessageMeta Mailbox::Impl::make_meta(uint32_t uid, const std::string& fname, bool in_new, uint64_t& modseq) {
   MessageMeta m;
   m.uid = uid;
-  m.name = std::string(maildir_base(fname));
-  m.path = path_ + (in_new ? "/new/" : "/cur/") + fname;
+  m.name = shared_text(std::string(maildir_base(fname)));
+  m.path = shared_text(path_ + (in_new ? "/new/" : "/cur/") + fname);
   MaildirInfo info = parse_info(fname, cur_.keywords.size());
   m.flags = info.flags;
   m.keywords = info.keywords;
@@ -733,9 +733,9 @@ MessageMeta Mailbox::Impl::make_meta(uint32_t uid, const std::string& fname, boo
     put_meta(pending_, m);
     return m;
   }
-  bool have_size = name_field(m.name, 'S', m.size);
-  bool have_vsize = name_field(m.name, 'W', m.vsize);
-  auto ul = uidlist_names_.find(m.name);
+  bool have_size = name_field(*m.name, 'S', m.size);
+  bool have_vsize = name_field(*m.name, 'W', m.vsize);
+  auto ul = uidlist_names_.find(*m.name);
   if (ul != uidlist_names_.end()) {
     auto e = std::lower_bound(uidlist_.entries.begin(), uidlist_.entries.end(), ul->second,
                               [](const UidlistEntry& x, uint32_t u) { return x.uid < u; });
@@ -745,12 +745,12 @@ MessageMeta Mailbox::Impl::make_meta(uint32_t uid, const std::string& fname, boo
     }
   }
   struct stat st;
-  if (::stat(m.path.c_str(), &st) == 0) {
+  if (::stat(m.path->c_str(), &st) == 0) {
     m.internal_date = st.st_mtime;
     if (!have_size) m.size = static_cast<uint64_t>(st.st_size);
     if (!have_vsize) {
       std::string content;
-      m.vsize = read_file(m.path, content) == 0 ? crlf_size(content) : m.size;
+      m.vsize = read_file(*m.path, content) == 0 ? crlf_size(content) : m.size;
     }
   }
   m.save_date = ::time(nullptr);
@@ -767,7 +767,7 @@ void Mailbox::Impl::record_expunges(const std::vector<uint32_t>& uids) {
   int64_t freed = 0;
   for (const auto& m : cur_.messages)
     if (set.count(m.uid)) {
-      by_name_.erase(m.name);
+      by_name_.erase(*m.name);
       freed += static_cast<int64_t>(m.size);
     }
   usage_changed(root_, -freed);
@@ -850,9 +850,9 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
   auto match = [&](MessageMeta& m, Found& f) {
     f.matched = true;
     std::string now_path = path_ + (f.in_new ? "/new/" : "/cur/") + f.file;
-    if (now_path == m.path) return;
+    if (now_path == *m.path) return;
     MaildirInfo info = parse_info(f.file, cur_.keywords.size());
-    m.path = std::move(now_path);
+    m.path = shared_text(std::move(now_path));
     changed = true;
     if (info.flags != m.flags || info.keywords != m.keywords) {
       m.flags = info.flags;
@@ -863,7 +863,7 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
     }
   };
   for (auto& m : cur_.messages) {
-    auto it = found.find(m.name);
+    auto it = found.find(*m.name);
     if (it == found.end())
       missing.push_back(m.uid);
     else
@@ -877,11 +877,11 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
     std::vector<uint32_t> really;
     for (uint32_t uid : missing) {
       MessageMeta* m = find(uid);
-      auto it = again.find(m->name);
+      auto it = again.find(*m->name);
       if (it == again.end()) {
         really.push_back(uid);
       } else {
-        auto [pos, ins] = found.insert_or_assign(m->name, it->second);
+        auto [pos, ins] = found.insert_or_assign(*m->name, it->second);
         match(*m, pos->second);
       }
     }
@@ -939,13 +939,14 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
 
   // new/ -> cur/, as Dovecot does for a mailbox opened read-write.
   for (auto& m : cur_.messages) {
-    std::string_view fname = file_part(m.path);
-    if (m.path.size() < path_.size() + 5 || m.path.compare(path_.size(), 5, "/new/") != 0) continue;
-    std::string to = path_ + "/cur/" +
-                     (fname.find(":2,") == std::string_view::npos ? file_name_with_info(m.name, MaildirInfo{})
-                                                                  : std::string(fname));
-    if (::rename(m.path.c_str(), to.c_str()) == 0) {
-      m.path = std::move(to);
+    std::string_view fname = file_part(*m.path);
+    if (m.path->size() < path_.size() + 5 || m.path->compare(path_.size(), 5, "/new/") != 0) continue;
+    std::string to =
+        path_ + "/cur/" +
+        (fname.find(":2,") == std::string_view::npos ? file_name_with_info(*m.name, MaildirInfo{})
+                                                     : std::string(fname));
+    if (::rename(m.path->c_str(), to.c_str()) == 0) {
+      m.path = shared_text(std::move(to));
       changed = true;
     } else {
       dirty_ = true;  // moved by someone else: the next sync finds it
@@ -1065,10 +1066,10 @@ StoreError Mailbox::Impl::add_files(std::vector<NewFile>& files, std::vector<uin
     m.internal_date = files[i].internal_date;
     m.save_date = now;
     m.modseq = ms;
-    m.name = files[i].base;
-    m.path = finals[i];
+    m.name = shared_text(files[i].base);
+    m.path = shared_text(finals[i]);
     put_meta(pending_, m);
-    by_name_[m.name] = m.uid;
+    by_name_[*m.name] = m.uid;
     cur_.messages.push_back(std::move(m));
   }
   if (!std::is_sorted(cur_.messages.begin(), cur_.messages.end(),
@@ -1242,14 +1243,14 @@ StoreError Mailbox::store(const std::vector<uint32_t>& uids, FlagOp op, uint8_t 
                       : op == FlagOp::kAdd ? (m->keywords | kbits)
                                            : (m->keywords & ~kbits);
         if (nf == m->flags && nk == m->keywords) break;
-        std::string_view cur_file = file_part(m->path);
+        std::string_view cur_file = file_part(*m->path);
         MaildirInfo info = parse_info(cur_file, im.cur_.keywords.size());
         info.flags = nf;
         info.keywords = nk;
-        std::string to = im.path_ + "/cur/" + file_name_with_info(m->name, info);
-        if (::rename(m->path.c_str(), to.c_str()) != 0) {
+        std::string to = im.path_ + "/cur/" + file_name_with_info(*m->name, info);
+        if (::rename(m->path->c_str(), to.c_str()) != 0) {
           if (errno != ENOENT) {
-            e = io_error(errno, "rename " + m->path);
+            e = io_error(errno, "rename " + *m->path);
             break;
           }
           // Renamed or expunged by another program meanwhile: look again.
@@ -1262,7 +1263,7 @@ StoreError Mailbox::store(const std::vector<uint32_t>& uids, FlagOp op, uint8_t 
         if (!ms) ms = im.next_modseq();
         m->flags = nf;
         m->keywords = nk;
-        m->path = std::move(to);
+        m->path = shared_text(std::move(to));
         m->modseq = ms;
         put_meta(im.pending_, *m);
         changed = true;
@@ -1290,12 +1291,12 @@ StoreError Mailbox::expunge(const std::vector<uint32_t>& uids) {
       for (int attempt = 0; attempt < 3; ++attempt) {
         MessageMeta* m = im.find(uids[i]);
         if (!m) break;
-        if (::unlink(m->path.c_str()) == 0) {
+        if (::unlink(m->path->c_str()) == 0) {
           done.push_back(m->uid);
           break;
         }
         if (errno != ENOENT) {
-          e = io_error(errno, "unlink " + m->path);
+          e = io_error(errno, "unlink " + *m->path);
           break;
         }
         // Finish what is done first: a rescan would otherwise see these as vanished too.
@@ -1341,10 +1342,10 @@ StoreError Mailbox::copy_to(const std::vector<uint32_t>& uids, Mailbox& dest, st
       for (int k = 0; k < 26; ++k)
         if ((m->keywords & (1u << k)) && static_cast<size_t>(k) < im.cur_.keywords.size())
           nf.keywords.push_back(im.cur_.keywords[k]);
-      nf.other = parse_info(file_part(m->path), im.cur_.keywords.size()).other;
-      if (::link(m->path.c_str(), nf.tmp_path.c_str()) != 0) {
+      nf.other = parse_info(file_part(*m->path), im.cur_.keywords.size()).other;
+      if (::link(m->path->c_str(), nf.tmp_path.c_str()) != 0) {
         std::string content;
-        int err = read_file(m->path, content);
+        int err = read_file(*m->path, content);
         if (err == ENOENT) continue;  // expunged meanwhile
         int fd = err == 0 ? ::open(nf.tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
         if (err == 0 && fd < 0) err = errno;
@@ -1396,7 +1397,7 @@ Result<std::string> Mailbox::read(uint32_t uid) const {
         if (changed) impl_->publish();
       }
       const MessageMeta* m = impl_->find(uid);
-      if (m) path = m->path;
+      if (m) path = *m->path;
     }
     if (changed) impl_->notify();
     if (path.empty()) break;

@@ -37,6 +37,13 @@ enum Flag : uint8_t {
   kDraft = 16,
 };
 
+// Text shared by every snapshot that holds it: a mailbox publishes a new snapshot for each change, and
+// copying a MessageMeta then copies no characters (appending to a mailbox of n messages copied 2n strings).
+using SharedText = std::shared_ptr<const std::string>;
+inline SharedText shared_text(std::string text) {
+  return std::make_shared<const std::string>(std::move(text));
+}
+
 struct MessageMeta {
   uint32_t uid = 0;
   uint8_t flags = 0;          // Flag bits
@@ -46,8 +53,8 @@ struct MessageMeta {
   int64_t internal_date = 0;  // seconds since the epoch (the file's mtime, as Dovecot)
   int64_t save_date = 0;      // when it was added to this mailbox (SAVEDATE, RFC 8514)
   uint64_t modseq = 1;        // CONDSTORE: last change of this message's flags (or its arrival)
-  std::string name;           // file name without the ":2," suffix (the dovecot-uidlist key)
-  std::string path;           // full path of the file now
+  SharedText name;            // file name without the ":2," suffix (the dovecot-uidlist key)
+  SharedText path;            // full path of the file now
 };
 
 // The mailbox at one instant; never changes once published (a change publishes a new one).

@@ -136,9 +136,9 @@ TEST_F(MaildirMailbox, SyncsNewFilesInNameOrderAndMovesThemToCur) {
   ASSERT_TRUE(mb);
   auto s = mb->snapshot();
   ASSERT_EQ(s->messages.size(), 3u);
-  EXPECT_EQ(s->messages[0].name, "100.a,S=99");
+  EXPECT_EQ(*s->messages[0].name, "100.a,S=99");
   EXPECT_EQ(s->messages[0].size, 99u);  // from S=, no stat
-  EXPECT_EQ(s->messages[1].name, "200.b");
+  EXPECT_EQ(*s->messages[1].name, "200.b");
   EXPECT_EQ(s->messages[1].size, 14u);
   EXPECT_EQ(s->messages[1].vsize, 17u);
   EXPECT_EQ(s->messages[2].flags, kFlagged | kSeen);
@@ -170,11 +170,11 @@ TEST_F(MaildirMailbox, ReadsDovecotUidlistAndKeywords) {
   EXPECT_EQ(s->messages[0].flags, kSeen);
   EXPECT_EQ(s->messages[0].keywords, 3u);
   EXPECT_EQ(s->keywords, (std::vector<std::string>{"$Forwarded", "Junk"}));
-  EXPECT_EQ(s->messages[2].name, "0000abc");
-  EXPECT_EQ(s->messages[3].name, "plainname");
+  EXPECT_EQ(*s->messages[2].name, "0000abc");
+  EXPECT_EQ(*s->messages[3].name, "plainname");
   EXPECT_EQ(s->messages[3].vsize, 27u);  // Dovecot's size.virtual
   EXPECT_EQ(s->messages[4].uid, 5u);
-  EXPECT_EQ(s->messages[4].name, "zzz-new");
+  EXPECT_EQ(*s->messages[4].name, "zzz-new");
   EXPECT_EQ(s->uidnext, 6u);
 }
 
@@ -218,10 +218,10 @@ TEST_F(MaildirMailbox, AppendStoreExpungeCopy) {
   EXPECT_EQ(m.size, 18u);
   EXPECT_EQ(m.vsize, 21u);
   EXPECT_EQ(m.keywords, 3u);
-  EXPECT_NE(m.path.find("/cur/"), std::string::npos);
-  EXPECT_EQ(m.path.substr(m.path.size() - 6), ":2,Sab");
+  EXPECT_NE(m.path->find("/cur/"), std::string::npos);
+  EXPECT_EQ(m.path->substr(m.path->size() - 6), ":2,Sab");
   struct stat st;
-  ASSERT_EQ(::stat(m.path.c_str(), &st), 0);
+  ASSERT_EQ(::stat(m.path->c_str(), &st), 0);
   EXPECT_EQ(st.st_mtime, 1600000000);
   EXPECT_EQ(slurp("dovecot-keywords"), "0 Junk\n1 $Label1\n");
 
@@ -232,7 +232,7 @@ TEST_F(MaildirMailbox, AppendStoreExpungeCopy) {
   EXPECT_EQ(s->messages[0].flags, kSeen | kFlagged | kDeleted);
   EXPECT_EQ(s->messages[0].keywords, 7u);
   EXPECT_GT(s->messages[0].modseq, ms);
-  EXPECT_EQ(s->messages[0].path.substr(s->messages[0].path.size() - 9), ":2,FSTabc");
+  EXPECT_EQ(s->messages[0].path->substr(s->messages[0].path->size() - 9), ":2,FSTabc");
   // CONDSTORE: an older unchanged_since fails without change.
   ASSERT_TRUE(mb->store({1}, FlagOp::kRemove, kSeen, {}, ms, &failed).ok());
   EXPECT_EQ(failed, std::vector<uint32_t>{1});
@@ -419,7 +419,7 @@ TEST_F(MaildirMailbox, OpenHundredThousand) {
   put("new/zz.delivered", "x\n");
   ASSERT_TRUE(mb->sync().ok());  // a full rescan of cur/ and new/
   auto t5 = std::chrono::steady_clock::now();
-  EXPECT_EQ(mb->snapshot()->messages.back().name, "zz.delivered");
+  EXPECT_EQ(*mb->snapshot()->messages.back().name, "zz.delivered");
   auto ms = [](auto a, auto b) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
   };
