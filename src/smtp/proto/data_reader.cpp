@@ -25,13 +25,14 @@ void CrlfToLf::finish(std::string& out) {
   pending_cr_ = false;
 }
 
-void DataReader::emit(std::string& out, char c) {
-  ++size_;
-  if (max_size_ != 0 && size_ > max_size_) {
+void DataReader::emit(std::string& out, std::string_view run) {
+  uint64_t room = max_size_ == 0 ? run.size() : size_ >= max_size_ ? 0 : max_size_ - size_;
+  size_ += run.size();
+  if (run.size() > room) {
     too_big_ = true;
-    return;
+    run = run.substr(0, room);
   }
-  out += c;
+  out += run;
 }
 
 size_t DataReader::feed(std::string_view in, std::string& out) {
@@ -45,7 +46,7 @@ size_t DataReader::feed(std::string_view in, std::string& out) {
         } else if (c == '\r') {
           state_ = State::kCr;
         } else {
-          emit(out, c);
+          emit(out, std::string_view(&c, 1));
           state_ = State::kMid;
         }
         break;
@@ -54,7 +55,7 @@ size_t DataReader::feed(std::string_view in, std::string& out) {
         if (c == '\r') {
           state_ = State::kDotCr;
         } else {
-          emit(out, c);
+          emit(out, std::string_view(&c, 1));
           state_ = State::kMid;
         }
         break;
@@ -62,11 +63,11 @@ size_t DataReader::feed(std::string_view in, std::string& out) {
         if (c == '\n') {
           state_ = State::kDone;
         } else {
-          emit(out, '\r');
+          emit(out, "\r");
           if (c == '\r') {
             state_ = State::kCr;
           } else {
-            emit(out, c);
+            emit(out, std::string_view(&c, 1));
             state_ = State::kMid;
           }
         }
@@ -75,18 +76,22 @@ size_t DataReader::feed(std::string_view in, std::string& out) {
         if (c == '\r') {
           state_ = State::kCr;
         } else {
-          emit(out, c);
+          // The rest of the line up to its CR goes out in one piece.
+          size_t cr = in.find('\r', i);
+          if (cr == std::string_view::npos) cr = in.size();
+          emit(out, in.substr(i - 1, cr - i + 1));
+          i = cr;
         }
         break;
       case State::kCr:
         if (c == '\n') {
-          emit(out, '\n');
+          emit(out, "\n");
           state_ = State::kLineStart;
         } else if (c == '\r') {
-          emit(out, '\r');
+          emit(out, "\r");
         } else {
-          emit(out, '\r');
-          emit(out, c);
+          emit(out, "\r");
+          emit(out, std::string_view(&c, 1));
           state_ = State::kMid;
         }
         break;

@@ -40,7 +40,7 @@ class DataReader {
 
  private:
   enum class State { kLineStart, kDot, kDotCr, kMid, kCr, kDone };
-  void emit(std::string& out, char c);
+  void emit(std::string& out, std::string_view run);
 
   State state_ = State::kLineStart;
   uint64_t max_size_;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 namespace postern::smtp::proto {
 namespace {
 
@@ -66,6 +68,36 @@ TEST(DataReader, SizeLimitStillFindsTheEnd) {
   EXPECT_TRUE(r.done());
   EXPECT_TRUE(r.too_big());
   EXPECT_EQ(out.size(), 10u);
+}
+
+TEST(DataReader, AnyPiecesGiveWhatOneByteAtATimeGives) {
+  // Lines go out in runs up to their CR; fed one byte at a time, every byte takes the single-byte path.
+  std::mt19937 rng(7);
+  for (int round = 0; round < 2000; ++round) {
+    std::string in;
+    size_t len = rng() % 60;
+    for (size_t i = 0; i < len; ++i) in += "ab.\r\n"[rng() % 5];
+    if (rng() % 2) in += "\r\n.\r\nNEXT";
+    uint64_t max = rng() % 3 == 0 ? 0 : rng() % 40;
+    DataReader bytewise(max), pieces(max);
+    std::string want, got;
+    size_t want_used = 0, got_used = 0;
+    for (size_t i = 0; i < in.size() && !bytewise.done(); ++i)
+      want_used += bytewise.feed(in.substr(i, 1), want);
+    for (size_t i = 0; i < in.size() && !pieces.done();) {
+      size_t n = 1 + rng() % 20;
+      got_used += pieces.feed(in.substr(i, n), got);
+      i += n;
+    }
+    ASSERT_EQ(got, want) << round;
+    ASSERT_EQ(pieces.done(), bytewise.done()) << round;
+    ASSERT_EQ(got_used, want_used) << round;
+    ASSERT_EQ(pieces.size(), bytewise.size()) << round;
+    ASSERT_EQ(pieces.too_big(), bytewise.too_big()) << round;
+    if (max != 0) {
+      ASSERT_LE(got.size(), max) << round;
+    }
+  }
 }
 
 TEST(CrlfToLf, AcrossPieces) {
