@@ -23,6 +23,10 @@ Status write_file_atomically(const std::string& path, const std::string& text, m
 int write_all(int fd, const std::vector<std::string_view>& parts);
 // fsync of a directory (makes the names in it durable): 0, or an errno value.
 int fsync_dir(const std::string& path);
+// Removes every file of `paths`, on several threads when there are many (each unlink may wait for the disk,
+// e.g. for the discard of the freed blocks with the `discard` mount option; the waits then overlap). One
+// errno value per path, 0 where it was removed.
+std::vector<int> unlink_many(const std::vector<std::string>& paths);
 // Renames `from` to `to` (inside `dir`) and returns once the rename is durable: 0, or an errno value. Group
 // commit: one fsync of `dir` covers every rename into it that finished before the fsync started, so
 // concurrent writers into one directory share fsyncs instead of queueing for one each.

@@ -1286,10 +1286,29 @@ StoreError Mailbox::expunge(const std::vector<uint32_t>& uids) {
     Impl& im = *impl_;
     e = im.sync_locked(false, changed, true);
     Stamp cur_before = stamp_of(im.path_ + "/cur");
-    std::vector<uint32_t> done;
-    for (size_t i = 0; e.ok() && i < uids.size(); ++i) {
+    std::vector<uint32_t> done, again;
+    if (e.ok()) {
+      std::vector<std::string> paths;
+      std::vector<uint32_t> which;
+      for (uint32_t uid : uids) {
+        if (const MessageMeta* m = im.find(uid)) {
+          paths.push_back(*m->path);
+          which.push_back(uid);
+        }
+      }
+      std::vector<int> errs = unlink_many(paths);
+      for (size_t i = 0; i < paths.size(); ++i) {
+        if (errs[i] == 0)
+          done.push_back(which[i]);
+        else if (errs[i] == ENOENT)
+          again.push_back(which[i]);  // renamed meanwhile (a flag change elsewhere), or gone
+        else if (e.ok())
+          e = io_error(errs[i], "unlink " + paths[i]);
+      }
+    }
+    for (size_t i = 0; e.ok() && i < again.size(); ++i) {
       for (int attempt = 0; attempt < 3; ++attempt) {
-        MessageMeta* m = im.find(uids[i]);
+        MessageMeta* m = im.find(again[i]);
         if (!m) break;
         if (::unlink(m->path->c_str()) == 0) {
           done.push_back(m->uid);

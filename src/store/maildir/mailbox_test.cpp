@@ -395,6 +395,27 @@ TEST_F(MaildirMailbox, SharedInstanceAndWatchers) {
   EXPECT_EQ(b->take_recent(3), 3u);
 }
 
+TEST_F(MaildirMailbox, ExpungeOfManyWithOneRenamedBehindItsBack) {
+  // Enough messages for unlink_many to use several threads; one file gets a flag from another process
+  // first, so its unlink under the old name fails and the expunge must find it again.
+  for (int i = 0; i < 300; ++i) put(fmt::format("cur/{}.M1P1Q{}.host:2,", 1700000000 + i, i), "x\n");
+  auto mb = open();
+  ASSERT_EQ(mb->snapshot()->messages.size(), 300u);
+  ASSERT_EQ(::rename((dir_ + "/cur/1700000123.M1P1Q123.host:2,").c_str(),
+                     (dir_ + "/cur/1700000123.M1P1Q123.host:2,S").c_str()),
+            0);
+  std::vector<uint32_t> uids;
+  for (uint32_t u = 1; u <= 300; ++u)
+    if (u != 7) uids.push_back(u);
+  ASSERT_TRUE(mb->expunge(uids).ok());
+  auto s = mb->snapshot();
+  ASSERT_EQ(s->messages.size(), 1u);
+  EXPECT_EQ(s->messages[0].uid, 7u);
+  EXPECT_EQ(s->expunged.size(), 299u);
+  EXPECT_EQ(files("cur").size(), 1u);
+  EXPECT_EQ(reopen()->snapshot()->messages.size(), 1u);
+}
+
 TEST_F(MaildirMailbox, OpenHundredThousand) {
   constexpr int kCount = 100000;
   for (int i = 0; i < kCount; ++i) {
