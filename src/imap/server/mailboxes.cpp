@@ -162,11 +162,12 @@ void Session::report_changes(std::string& out, bool allow_expunge, bool with_uid
   } else {
     // Keep the expunged metadata available: build a view snapshot with them kept.
     auto merged = std::make_shared<md::Snapshot>(*snap);
+    std::vector<md::MessageMeta> all(snap->messages.begin(), snap->messages.end());
     for (uint32_t u : sel.uids)
       if (!snap->find(u))
-        if (const auto* m = old.find(u)) merged->messages.push_back(*m);
-    std::sort(merged->messages.begin(), merged->messages.end(),
-              [](const auto& a, const auto& b) { return a.uid < b.uid; });
+        if (const auto* m = old.find(u)) all.push_back(*m);
+    std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.uid < b.uid; });
+    merged->messages = md::MessageList(all);
     sel.reported = merged;
   }
 }

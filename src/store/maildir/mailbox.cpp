@@ -34,6 +34,34 @@
 
 namespace postern::store::maildir {
 
+namespace {
+
+bool same_meta(const MessageMeta& a, const MessageMeta& b) {
+  return a.uid == b.uid && a.flags == b.flags && a.keywords == b.keywords && a.size == b.size &&
+         a.vsize == b.vsize && a.internal_date == b.internal_date && a.save_date == b.save_date &&
+         a.modseq == b.modseq && a.name == b.name && a.path == b.path;
+}
+
+}  // namespace
+
+MessageList::MessageList(const std::vector<MessageMeta>& all, const MessageList* before) : size_(all.size()) {
+  chunks_.reserve((all.size() + kChunk - 1) / kChunk);
+  for (size_t start = 0; start < all.size(); start += kChunk) {
+    auto first = all.begin() + static_cast<std::ptrdiff_t>(start);
+    auto last = first + static_cast<std::ptrdiff_t>(std::min(kChunk, all.size() - start));
+    size_t k = chunks_.size();
+    if (before && k < before->chunks_.size()) {
+      const auto& old = before->chunks_[k];
+      if (old->size() == static_cast<size_t>(last - first) &&
+          std::equal(first, last, old->begin(), same_meta)) {
+        chunks_.push_back(old);
+        continue;
+      }
+    }
+    chunks_.push_back(std::make_shared<const std::vector<MessageMeta>>(first, last));
+  }
+}
+
 const MessageMeta* Snapshot::find(uint32_t uid) const {
   auto it = std::lower_bound(messages.begin(), messages.end(), uid,
                              [](const MessageMeta& m, uint32_t u) { return m.uid < u; });
@@ -266,7 +294,16 @@ struct Mailbox::Impl {
   const std::string path_;
   const Owner owner_;
   std::mutex mu_;
-  Snapshot cur_;
+  // The mailbox as this process knows it, what publish() makes the next snapshot of.
+  struct State {
+    uint32_t uidvalidity = 0;
+    uint32_t uidnext = 1;
+    uint64_t highest_modseq = 1;
+    std::vector<std::string> keywords;
+    std::vector<MessageMeta> messages;
+    std::vector<std::pair<uint32_t, uint64_t>> expunged;
+  };
+  State cur_;
   std::unordered_map<std::string, uint32_t> by_name_;
   Uidlist uidlist_;
   std::unordered_map<std::string, uint32_t> uidlist_names_;
@@ -325,7 +362,18 @@ MessageMeta* Mailbox::Impl::find(uint32_t uid) {
 }
 
 void Mailbox::Impl::publish() {
-  auto snap = std::make_shared<const Snapshot>(cur_);
+  std::shared_ptr<const Snapshot> before;
+  {
+    std::lock_guard lock(pub_mu_);
+    before = pub_;
+  }
+  auto snap = std::make_shared<Snapshot>();
+  snap->uidvalidity = cur_.uidvalidity;
+  snap->uidnext = cur_.uidnext;
+  snap->highest_modseq = cur_.highest_modseq;
+  snap->keywords = cur_.keywords;
+  snap->messages = MessageList(cur_.messages, before ? &before->messages : nullptr);
+  snap->expunged = cur_.expunged;
   std::lock_guard lock(pub_mu_);
   pub_ = std::move(snap);
 }

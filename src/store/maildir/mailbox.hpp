@@ -14,8 +14,11 @@
 // every method may be called from any thread (an internal mutex). Sessions read immutable snapshots.
 #pragma once
 
+#include <compare>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -57,13 +60,71 @@ struct MessageMeta {
   SharedText path;            // full path of the file now
 };
 
+// Messages in UID order, immutable, in shared chunks of kChunk: the list a snapshot publishes after a change
+// shares every chunk that did not change with the one before (an APPEND to a mailbox of n messages copied
+// all n before). Read like a const std::vector.
+class MessageList {
+ public:
+  static constexpr size_t kChunk = 256;
+
+  class const_iterator {
+   public:
+    using iterator_concept = std::random_access_iterator_tag;
+    using iterator_category = std::random_access_iterator_tag;
+    using value_type = MessageMeta;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const MessageMeta*;
+    using reference = const MessageMeta&;
+
+    const_iterator() = default;
+    const_iterator(const MessageList* list, size_t i) : list_(list), i_(i) {}
+    reference operator*() const { return (*list_)[i_]; }
+    pointer operator->() const { return &(*list_)[i_]; }
+    reference operator[](difference_type n) const { return (*list_)[i_ + n]; }
+    const_iterator& operator++() { return ++i_, *this; }
+    const_iterator operator++(int) { return {list_, i_++}; }
+    const_iterator& operator--() { return --i_, *this; }
+    const_iterator operator--(int) { return {list_, i_--}; }
+    const_iterator& operator+=(difference_type n) { return i_ += n, *this; }
+    const_iterator& operator-=(difference_type n) { return i_ -= n, *this; }
+    friend const_iterator operator+(const_iterator it, difference_type n) { return it += n; }
+    friend const_iterator operator+(difference_type n, const_iterator it) { return it += n; }
+    friend const_iterator operator-(const_iterator it, difference_type n) { return it -= n; }
+    friend difference_type operator-(const const_iterator& a, const const_iterator& b) {
+      return static_cast<difference_type>(a.i_) - static_cast<difference_type>(b.i_);
+    }
+    friend bool operator==(const const_iterator& a, const const_iterator& b) { return a.i_ == b.i_; }
+    friend auto operator<=>(const const_iterator& a, const const_iterator& b) { return a.i_ <=> b.i_; }
+
+   private:
+    const MessageList* list_ = nullptr;
+    size_t i_ = 0;
+  };
+
+  MessageList() = default;
+  // `all` in chunks, sharing those equal to `before`'s at the same place.
+  explicit MessageList(const std::vector<MessageMeta>& all, const MessageList* before = nullptr);
+
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  const MessageMeta& operator[](size_t i) const { return (*chunks_[i / kChunk])[i % kChunk]; }
+  const MessageMeta& front() const { return (*this)[0]; }
+  const MessageMeta& back() const { return (*this)[size_ - 1]; }
+  const_iterator begin() const { return {this, 0}; }
+  const_iterator end() const { return {this, size_}; }
+
+ private:
+  std::vector<std::shared_ptr<const std::vector<MessageMeta>>> chunks_;
+  size_t size_ = 0;
+};
+
 // The mailbox at one instant; never changes once published (a change publishes a new one).
 struct Snapshot {
   uint32_t uidvalidity = 0;
   uint32_t uidnext = 1;
   uint64_t highest_modseq = 1;
   std::vector<std::string> keywords;  // index = keyword bit
-  std::vector<MessageMeta> messages;  // sorted by uid
+  MessageList messages;               // sorted by uid
   // Expunges as (uid, modseq of the expunge), for QRESYNC VANISHED (EARLIER); may be trimmed, oldest first.
   std::vector<std::pair<uint32_t, uint64_t>> expunged;
   const MessageMeta* find(uint32_t uid) const;  // binary search; null when absent

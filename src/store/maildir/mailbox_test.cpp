@@ -95,6 +95,45 @@ TEST(MaildirUidlist, KeywordsAndInfo) {
   EXPECT_EQ(file_name_with_info("y", {kDraft | kFlagged | kSeen, 0, ""}), "y:2,DFS");
 }
 
+TEST(MaildirMessageList, ReadsLikeAVectorAndSharesUnchangedChunks) {
+  std::vector<MessageMeta> all;
+  for (uint32_t u = 1; u <= 1000; ++u) {
+    MessageMeta m;
+    m.uid = u * 2;
+    m.name = shared_text(std::to_string(u));
+    all.push_back(m);
+  }
+  MessageList before(all);
+  ASSERT_EQ(before.size(), 1000u);
+  EXPECT_EQ(before.front().uid, 2u);
+  EXPECT_EQ(before.back().uid, 2000u);
+  EXPECT_EQ(before[MessageList::kChunk].uid, 2 * (MessageList::kChunk + 1));
+  auto it = std::lower_bound(before.begin(), before.end(), 1001u,
+                             [](const MessageMeta& m, uint32_t u) { return m.uid < u; });
+  EXPECT_EQ(it - before.begin(), 500);
+  EXPECT_EQ(it->uid, 1002u);
+  EXPECT_EQ(std::count_if(before.begin(), before.end(), [](const MessageMeta& m) { return m.uid % 4 == 0; }),
+            500);
+  size_t n = 0;
+  for (const auto& m : before) EXPECT_EQ(m.uid, 2 * ++n);
+  EXPECT_EQ(n, 1000u);
+
+  // An append and a flag change in the first chunk: only the first and the last chunk are new.
+  all[3].flags = kSeen;
+  all.push_back(all.back());
+  all.back().uid = 2002;
+  MessageList after(all, &before);
+  ASSERT_EQ(after.size(), 1001u);
+  EXPECT_NE(&after[3], &before[3]);
+  EXPECT_EQ(after[3].flags, kSeen);
+  EXPECT_EQ(before[3].flags, 0);
+  EXPECT_EQ(&after[MessageList::kChunk], &before[MessageList::kChunk]);
+  EXPECT_EQ(&after[2 * MessageList::kChunk + 5], &before[2 * MessageList::kChunk + 5]);
+  EXPECT_NE(&after[999], &before[999]);
+  EXPECT_EQ(after.back().uid, 2002u);
+  EXPECT_TRUE(MessageList().empty());
+}
+
 class MaildirMailbox : public ::testing::Test {
  protected:
   void SetUp() override {
