@@ -36,6 +36,15 @@ namespace postern::store::maildir {
 
 namespace {
 
+// Puts `messages` back in UID order after messages were added at its end; the first `kept` were in order, so
+// only the added ones, from the last kept one on, need a look.
+void sort_added(std::vector<MessageMeta>& messages, size_t kept) {
+  auto by_uid = [](const MessageMeta& a, const MessageMeta& b) { return a.uid < b.uid; };
+  if (!std::is_sorted(messages.begin() + static_cast<std::ptrdiff_t>(kept > 0 ? kept - 1 : 0), messages.end(),
+                      by_uid))
+    std::sort(messages.begin(), messages.end(), by_uid);
+}
+
 bool same_meta(const MessageMeta& a, const MessageMeta& b) {
   return a.uid == b.uid && a.flags == b.flags && a.keywords == b.keywords && a.size == b.size &&
          a.vsize == b.vsize && a.internal_date == b.internal_date && a.save_date == b.save_date &&
@@ -973,6 +982,7 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
     if (auto e = commit_uidlist(fd); !e.ok()) return e;
   }
   uint64_t arrival = 0;
+  size_t kept = cur_.messages.size();
   for (auto& [uid, base] : adopt) {
     if (find(uid)) continue;  // two names for one UID in a damaged uidlist: keep the first
     const Found& f = found[*base];
@@ -980,10 +990,7 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
     by_name_[*base] = uid;
     changed = true;
   }
-  if (!adopt.empty() && !std::is_sorted(cur_.messages.begin(), cur_.messages.end(),
-                                        [](const auto& a, const auto& b) { return a.uid < b.uid; }))
-    std::sort(cur_.messages.begin(), cur_.messages.end(),
-              [](const auto& a, const auto& b) { return a.uid < b.uid; });
+  sort_added(cur_.messages, kept);
 
   // new/ -> cur/, as Dovecot does for a mailbox opened read-write.
   for (auto& m : cur_.messages) {
@@ -1104,6 +1111,7 @@ StoreError Mailbox::Impl::add_files(std::vector<NewFile>& files, std::vector<uin
   }
   uint64_t ms = next_modseq();
   int64_t now = ::time(nullptr);
+  size_t kept = cur_.messages.size();
   for (size_t i = 0; i < files.size(); ++i) {
     MessageMeta m;
     m.uid = assigned[i];
@@ -1120,10 +1128,7 @@ StoreError Mailbox::Impl::add_files(std::vector<NewFile>& files, std::vector<uin
     by_name_[*m.name] = m.uid;
     cur_.messages.push_back(std::move(m));
   }
-  if (!std::is_sorted(cur_.messages.begin(), cur_.messages.end(),
-                      [](const auto& a, const auto& b) { return a.uid < b.uid; }))
-    std::sort(cur_.messages.begin(), cur_.messages.end(),
-              [](const auto& a, const auto& b) { return a.uid < b.uid; });
+  sort_added(cur_.messages, kept);
   cur_.uidnext = std::max(cur_.uidnext, uidlist_.next_uid);
   uids = std::move(assigned);
   changed = true;
