@@ -895,8 +895,9 @@ def print_report(args, cells, ceil_runs, local_ceil, meta):
     for (size, sess), c in local_ceil.items():
         w(f"fsync ceiling (just before the {fmt_size(size)} x {sess} sessions runs): {sess} threads {c:.0f} ops/s\n")
     if par:
-        w("  (one op = create a 2 KiB file, write, fsync it, rename it into new/, fsync new/: what a Maildir\n"
-          "   delivery must do at least; Python threads, same file system as the servers' directories)\n")
+        w("  (one op = create a file (2 KiB before and after the runs, the cell's message size next to a cell),\n"
+          "   write, fsync it, rename it into new/, fsync new/: what a Maildir delivery must do at least; Python\n"
+          "   threads, same file system as the servers' directories)\n")
     goals = []
     for (size, sess), runs in cells:
         if sess != top:
@@ -1027,7 +1028,7 @@ def main():
                     # the disk's speed drifts (shared host): measure the parallel ceiling right next to the cell
                     if args.quiet_wait > 0:
                         wait_quiet(args.quiet_wait, args.quiet_threshold)
-                    c = fsync_ceiling(work, sess, args.fsync_seconds)
+                    c = fsync_ceiling(work, sess, args.fsync_seconds, size)
                     local_ceil[(size, sess)] = c
                     log(f"fsync ceiling just before this cell, {sess} threads: {c:.0f} ops/s")
                 cells.append(((size, sess), runs))  # now, so that an interrupted run still reports
