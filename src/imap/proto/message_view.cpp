@@ -9,6 +9,7 @@
 #include "imap/proto/message_view.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -293,8 +294,13 @@ class VirtualSizes {
   static constexpr size_t kBlock = 4096;
   uint64_t bare_lf(size_t a, size_t b) const {
     uint64_t n = 0;
-    for (size_t i = a; i < b; ++i) {
-      if (msg_[i] == '\n' && (i == 0 || msg_[i - 1] != '\r')) ++n;
+    const char* p = msg_.data();
+    for (size_t i = a; i < b;) {
+      const void* lf = std::memchr(p + i, '\n', b - i);
+      if (!lf) break;
+      i = static_cast<size_t>(static_cast<const char*>(lf) - p);
+      if (i == 0 || p[i - 1] != '\r') ++n;
+      ++i;
     }
     return n;
   }
