@@ -195,7 +195,10 @@ Next Session::execute(std::string_view text, std::string& out) {
     if (state != kSelBit && (it->second.second & kSelBit)) return bad(c.tag, "No mailbox selected.", out);
     return bad(c.tag, "Already logged in.", out);
   }
-  return (this->*(it->second.first))(c, out);
+  Next next = (this->*(it->second.first))(c, out);
+  // What FETCH and SEARCH put into the cache goes to the index once per command, not once per message.
+  if (selected_) selected_->mailbox->write_cache();
+  return next;
 }
 
 // --- not authenticated, or any state ---------------------------------------------------------------------

@@ -256,7 +256,10 @@ struct NewFile {
 struct Mailbox::Impl {
   Impl(std::string path, Owner owner) : path_(std::move(path)), owner_(owner) {}
   ~Impl() {
-    if (index_fd_ >= 0) ::close(index_fd_);
+    if (index_fd_ >= 0) {
+      if (!pending_.empty()) (void)write_all(index_fd_, pending_);
+      ::close(index_fd_);
+    }
   }
 
   StoreError open(bool create);
@@ -1486,6 +1489,11 @@ std::optional<std::string> Mailbox::Impl::cached_locked(uint32_t uid, CacheField
   if (it == cache_.end() || index_fd_ < 0) return std::nullopt;
   const CacheRef& ref = it->second[static_cast<size_t>(field)];
   if (!ref.present) return std::nullopt;
+  if (ref.offset + ref.length > index_size_) {  // not written yet (put_cache)
+    size_t at = static_cast<size_t>(ref.offset - index_size_);
+    if (at + ref.length > pending_.size()) return std::nullopt;
+    return pending_.substr(at, ref.length);
+  }
   std::string value(ref.length, '\0');
   if (::pread(index_fd_, value.data(), ref.length, static_cast<off_t>(ref.offset)) !=
       static_cast<ssize_t>(ref.length))
@@ -1511,16 +1519,22 @@ void Mailbox::put_cache(uint32_t uid, CacheField field, std::string value) {
   std::lock_guard lock(impl_->mu_);
   Impl& im = *impl_;
   if (!im.find(uid) || im.index_fd_ < 0) return;
-  im.flush_index();
   std::string p = "C";
   put_u32(p, uid);
   p += static_cast<char>(field);
   p += value;
-  // The reference first: a compaction right after the write carries the value over.
-  im.cache_[uid][static_cast<size_t>(field)] = {im.index_size_ + 4 + 6, static_cast<uint32_t>(value.size()),
-                                                true};
+  // The reference first: a compaction right after the write carries the value over. The record waits in
+  // pending_ with others (a cold FETCH of n messages wrote 2n times); cached_locked reads it from there.
+  im.cache_[uid][static_cast<size_t>(field)] = {im.index_size_ + im.pending_.size() + 4 + 6,
+                                                static_cast<uint32_t>(value.size()), true};
   put_record(im.pending_, p);
-  im.flush_index();
+  constexpr size_t kFlushAt = 64 * 1024;
+  if (im.pending_.size() >= kFlushAt) im.flush_index();
+}
+
+void Mailbox::write_cache() {
+  std::lock_guard lock(impl_->mu_);
+  impl_->flush_index();
 }
 
 uint32_t Mailbox::take_recent(uint32_t uidnext) {

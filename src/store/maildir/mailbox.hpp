@@ -182,7 +182,11 @@ class Mailbox {
   std::optional<std::string> cached(uint32_t uid, CacheField field) const;
   // The same for many messages at once (one lock: sessions searching one mailbox side by side).
   std::vector<std::optional<std::string>> cached(const std::vector<uint32_t>& uids, CacheField field) const;
+  // Caches a FETCH item; cached() has it at once, the index file after write_cache() (or when many are
+  // queued, or when the mailbox closes).
   void put_cache(uint32_t uid, CacheField field, std::string value);
+  // Writes the cache records put_cache() queued into the index (one write for a whole FETCH).
+  void write_cache();
 
   // \Recent (IMAP4rev1): the first caller to ask about a UID at or above the mark gets it. Returns the old
   // mark and moves it to `uidnext`.

@@ -362,6 +362,8 @@ TEST_F(MaildirMailbox, TruncatedIndexTailIsDropped) {
     ASSERT_TRUE(mb->append("m\n", 0, {}, 0, 0, uid).ok());
     mb->put_cache(1, CacheField::kEnvelope, "first");
     mb->put_cache(1, CacheField::kBodyStructure, "second value");
+    EXPECT_EQ(mb->cached(1, CacheField::kBodyStructure).value_or(""), "second value");  // still queued
+    mb->write_cache();
   }
   auto size = fs::file_size(dir_ + "/postern-index");
   fs::resize_file(dir_ + "/postern-index", size - 3);
