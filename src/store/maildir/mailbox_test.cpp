@@ -436,9 +436,10 @@ TEST_F(MaildirMailbox, SharedInstanceAndWatchers) {
   EXPECT_EQ(b->take_recent(3), 3u);
 }
 
-TEST_F(MaildirMailbox, ExpungeOfManyWithOneRenamedBehindItsBack) {
-  // Enough messages for unlink_many to use several threads; one file gets a flag from another process
-  // first, so its unlink under the old name fails and the expunge must find it again.
+TEST_F(MaildirMailbox, ExpungeOfManyOnSeveralThreads) {
+  // Enough messages for unlink_many to use several threads. One file gets a flag from another process
+  // first: the sync that starts the expunge finds its new name (the ENOENT retry after a rename that lands
+  // between that sync and the unlink cannot be staged from here).
   for (int i = 0; i < 300; ++i) put(fmt::format("cur/{}.M1P1Q{}.host:2,", 1700000000 + i, i), "x\n");
   auto mb = open();
   ASSERT_EQ(mb->snapshot()->messages.size(), 300u);
