@@ -118,24 +118,26 @@ struct Connection;
 void set_deadline(Connection& c, Clock::time_point t);
 
 // Logged-in IMAP sessions per (user, client address): mail_max_userip_connections. Used from the worker
-// threads (logins) and the I/O thread (disconnects).
-class UserIpLimiter {
+// threads (logins, LOGOUT) and the I/O threads (disconnects).
+class UserIpLimiter : public std::enable_shared_from_this<UserIpLimiter> {
  public:
-  bool acquire(const std::string& user, const std::string& ip, long long limit) {
+  // A slot, given back when the last copy of the handle goes; null when the user is at `limit` (0: none).
+  std::shared_ptr<void> acquire(const std::string& user, const std::string& ip, long long limit) {
     std::lock_guard lock(mutex_);
     auto key = std::make_pair(user, ip);
     auto it = counts_.find(key);
-    if (limit > 0 && it != counts_.end() && it->second >= limit) return false;
+    if (limit > 0 && it != counts_.end() && it->second >= limit) return nullptr;
     ++counts_[key];
-    return true;
-  }
-  void release(const std::string& user, const std::string& ip) {
-    std::lock_guard lock(mutex_);
-    auto it = counts_.find({user, ip});
-    if (it != counts_.end() && --it->second <= 0) counts_.erase(it);
+    return std::shared_ptr<void>(this, [self = shared_from_this(), key](void*) { self->release(key); });
   }
 
  private:
+  void release(const std::pair<std::string, std::string>& key) {
+    std::lock_guard lock(mutex_);
+    auto it = counts_.find(key);
+    if (it != counts_.end() && --it->second <= 0) counts_.erase(it);
+  }
+
   std::mutex mutex_;
   std::map<std::pair<std::string, std::string>, long long> counts_;
 };
@@ -893,7 +895,9 @@ class Server {
                                   *passdb, [passdb, limiter, ip, per_user_ip](std::string_view u) {
                                     imap::server::Session::LoginResult r;
                                     r.account = passdb->account(u);
-                                    if (r.account && !limiter->acquire(r.account->user, ip, per_user_ip)) {
+                                    if (!r.account) return r;
+                                    r.slot = limiter->acquire(r.account->user, ip, per_user_ip);
+                                    if (!r.slot) {
                                       r.account.reset();
                                       r.over_limit = true;
                                     }
@@ -914,7 +918,6 @@ class Server {
       if (implicit) session.set_tls(*implicit);
       co_await run_imap(*c, session, *rt, session.greeting());
     }
-    if (session.authenticated()) user_ip_->release(session.user(), c->ip);
     log::info("imap", "Disconnected{}: user=<{}>, rip={}, {}", stopping_ ? " for shutdown" : "",
               session.user(), c->ip, session.summary());
     co_await close(*c);

@@ -1,5 +1,6 @@
 """Postern's IMAP limits a Dovecot admin expects: mail_max_userip_connections (NO [LIMIT] for one more login of
-the same user from the same address; other users unaffected; a logout frees a slot)."""
+the same user from the same address; other users unaffected; a LOGOUT frees its slot before
+its tagged OK)."""
 import imaplib
 
 from conftest import free_port
@@ -24,8 +25,12 @@ def test_userip_limit(make_postern):
     # another user from the same address is not affected
     d = imaplib.IMAP4("127.0.0.1", port, timeout=10)
     assert d.login("bob@example.test", PASSWORD)[0] == "OK"
-    # a logout frees a slot
+    # a logout frees its slot before its tagged OK: a login right after it is accepted, every time
     a.logout()
     assert c.login("alice@example.test", PASSWORD)[0] == "OK"
+    for _ in range(20):
+        b.logout()
+        b = imaplib.IMAP4("127.0.0.1", port, timeout=10)
+        assert b.login("alice@example.test", PASSWORD)[0] == "OK"
     for m in (b, c, d):
         m.logout()

@@ -224,6 +224,7 @@ Next Session::cmd_check(const Command& c, std::string& out) {
 }
 
 Next Session::cmd_logout(const Command& c, std::string& out) {
+  login_slot_.reset();
   out += "* BYE Logging out\r\n";
   ok(c.tag, "Logout completed.", out);
   close_selected();
@@ -353,6 +354,7 @@ Next Session::finish_login(const std::string& tag, std::string_view method, Logi
     return no(tag, "[AUTHENTICATIONFAILED] Authentication failed.", out);
   }
   account_ = std::move(account);
+  login_slot_ = std::move(result.slot);
   log::info("imap-login", "Login: user=<{}>, method={}, rip={}", account_->user, method, ip_);
   if (!account_->session_token.empty()) {
     handoff_tag_ = tag;

@@ -63,10 +63,12 @@ enum class Next {
 class Session {
  public:
   // Opens the account of an authenticated login name. `over_limit`: the user has too many sessions from
-  // this address (mail_max_userip_connections); the driver counts them.
+  // this address (mail_max_userip_connections); the driver counts them, and `slot` gives the count back when
+  // the session lets it go: at LOGOUT, before the tagged OK, so that a client may log in again at once.
   struct LoginResult {
     std::optional<auth::Account> account;
     bool over_limit = false;
+    std::shared_ptr<void> slot;
   };
   using Login = std::function<LoginResult(std::string_view user)>;
 
@@ -201,6 +203,7 @@ class Session {
   Login login_;
   std::unique_ptr<auth::sasl::Exchange> sasl_;
   std::optional<auth::Account> account_;
+  std::shared_ptr<void> login_slot_;  // LoginResult::slot
   std::unique_ptr<store::maildir::Folders> folders_;
   std::unique_ptr<Selected> selected_;
   std::function<void()> wake_;
