@@ -12,10 +12,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <system_error>
-#include <thread>
 
 #include <fmt/format.h>
+
+#include "base/parallel.hpp"
 
 namespace postern {
 
@@ -94,21 +94,8 @@ int fsync_dir(const std::string& path) {
 
 std::vector<int> unlink_many(const std::vector<std::string>& paths) {
   std::vector<int> result(paths.size());
-  auto run = [&](size_t first, size_t step) {
-    for (size_t i = first; i < paths.size(); i += step)
-      result[i] = ::unlink(paths[i].c_str()) == 0 ? 0 : errno;
-  };
-  constexpr size_t kPerThread = 64, kMaxThreads = 8;
-  size_t threads = std::clamp<size_t>(paths.size() / kPerThread, 1, kMaxThreads);
-  std::vector<std::thread> helpers;
-  size_t started = 1;
-  try {
-    for (; started < threads; ++started) helpers.emplace_back(run, started, threads);
-  } catch (const std::system_error&) {
-  }
-  for (size_t t = started; t < threads; ++t) run(t, threads);  // shares no thread could be started for
-  run(0, threads);
-  for (auto& t : helpers) t.join();
+  parallel_for(paths.size(), 64, 8,
+               [&](size_t i) { result[i] = ::unlink(paths[i].c_str()) == 0 ? 0 : errno; });
   return result;
 }
 

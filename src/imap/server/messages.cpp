@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "base/log.hpp"
+#include "base/parallel.hpp"
 #include "base/strings.hpp"
 #include "imap/proto/message_view.hpp"
 #include "imap/proto/writer.hpp"
@@ -148,6 +149,97 @@ std::optional<FetchItem> parse_fetch_item(std::string_view att, std::string& err
   return item;
 }
 
+// ENVELOPE, BODY and BODYSTRUCTURE of the messages one FETCH answers, a window of messages at a time: from
+// the mailbox's cache, else computed from the file and cached. A window's missing values (a cold cache: an
+// index deleted, a Maildir filled by another program) are computed on every core, each message's file read
+// and parsed once for all of them.
+class Structures {
+ public:
+  using K = FetchItem::Kind;
+  Structures(md::Mailbox& mailbox, const std::vector<uint32_t>& uids, const std::vector<FetchItem>& items,
+             bool utf8)
+      : mailbox_(mailbox), uids_(uids), utf8_(utf8) {
+    for (const auto& i : items)
+      if (auto k = slot(i.kind)) wanted_[*k] = true;
+  }
+
+  static std::optional<size_t> slot(K kind) {
+    switch (kind) {
+      case K::kEnvelope:
+        return 0;
+      case K::kBody:
+        return 1;
+      case K::kBodyStructure:
+        return 2;
+      default:
+        return std::nullopt;
+    }
+  }
+
+  // The value for uids[pos]: nullptr when its file could not be read (expunged meanwhile).
+  const std::string* get(size_t pos, K kind) {
+    if (pos < start_ || pos >= start_ + values_.size()) load(pos);
+    auto& v = values_[pos - start_][*slot(kind)];
+    return v ? &*v : nullptr;
+  }
+
+ private:
+  static constexpr size_t kWindow = 512;
+  static constexpr md::CacheField kFields[3] = {md::CacheField::kEnvelope, md::CacheField::kBody,
+                                                md::CacheField::kBodyStructure};
+
+  void load(size_t from) {
+    start_ = from;
+    size_t n = std::min(kWindow, uids_.size() - from);
+    std::vector<uint32_t> window(uids_.begin() + from, uids_.begin() + from + n);
+    values_.assign(n, {});
+    std::vector<bool> missing(n, false);
+    for (size_t f = 0; f < 3; ++f) {
+      if (!wanted_[f]) continue;
+      if (utf8_) {  // 8-bit header text as sent after ENABLE UTF8=ACCEPT: never cached
+        missing.assign(n, true);
+        break;
+      }
+      auto cached = mailbox_.cached(window, kFields[f]);
+      for (size_t k = 0; k < n; ++k) {
+        if (cached[k])
+          values_[k][f] = std::move(cached[k]);
+        else
+          missing[k] = true;
+      }
+    }
+    std::vector<size_t> todo;
+    for (size_t k = 0; k < n; ++k)
+      if (missing[k]) todo.push_back(k);
+    parallel_for(todo.size(), 64, cpu_threads(),
+                 [&](size_t t) { compute(window[todo[t]], values_[todo[t]]); });
+    if (utf8_) return;
+    for (size_t k : todo)
+      for (size_t f = 0; f < 3; ++f)
+        if (wanted_[f] && values_[k][f]) mailbox_.put_cache(window[k], kFields[f], *values_[k][f]);
+  }
+
+  // Runs on several threads at once: reads only the file and `values` (the message's own).
+  void compute(uint32_t uid, std::array<std::optional<std::string>, 3>& values) const {
+    auto msg = mailbox_.read(uid);
+    if (!msg) {
+      values = {};
+      return;
+    }
+    for (size_t f = 0; f < 3; ++f) {
+      if (!wanted_[f] || values[f]) continue;
+      values[f] = f == 0 ? proto::envelope(*msg, utf8_) : proto::body_structure(*msg, f == 2, utf8_);
+    }
+  }
+
+  md::Mailbox& mailbox_;
+  const std::vector<uint32_t>& uids_;
+  bool utf8_;
+  std::array<bool, 3> wanted_{};
+  size_t start_ = 0;
+  std::vector<std::array<std::optional<std::string>, 3>> values_;
+};
+
 std::string_view partial(std::string_view data, const FetchItem& i) {
   if (!i.partial) return data;
   if (i.offset >= data.size()) return {};
@@ -270,10 +362,17 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
   }
   auto snap = sel.mailbox->snapshot();
   bool ghost_seen = false;
+  // The messages answered, with what this session knows of each: one expunged by someone else and not yet
+  // reported is still answered from what this session last saw of it (as Dovecot does); only its content is
+  // gone.
+  struct Shown {
+    const md::MessageMeta* meta;
+    const md::Snapshot* of;
+  };
+  std::vector<uint32_t> shown_uids;
+  std::vector<Shown> shown;
   for (uint32_t uid : *uids) {
     const md::MessageMeta* m = snap->find(uid);
-    // Expunged by someone else and not yet reported: what this session last saw of it is still answered
-    // (as Dovecot does); only its content is gone.
     const md::Snapshot* of = snap.get();
     if (!m) {
       m = sel.reported->find(uid);
@@ -284,6 +383,14 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
       continue;
     }
     if (changed_since && m->modseq <= changed_since) continue;
+    shown_uids.push_back(uid);
+    shown.push_back({m, of});
+  }
+  Structures structures(*sel.mailbox, shown_uids, items, utf8_);
+  for (size_t pos = 0; pos < shown.size(); ++pos) {
+    uint32_t uid = shown_uids[pos];
+    const md::MessageMeta* m = shown[pos].meta;
+    const md::Snapshot* of = shown[pos].of;
     std::optional<std::string> content;
     auto load = [&]() -> const std::string* {
       if (!content) {
@@ -329,21 +436,12 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
         case K::kEnvelope:
         case K::kBody:
         case K::kBodyStructure: {
-          md::CacheField field = i.kind == K::kEnvelope ? md::CacheField::kEnvelope
-                                 : i.kind == K::kBody   ? md::CacheField::kBody
-                                                        : md::CacheField::kBodyStructure;
-          auto cached = utf8_ ? std::nullopt : sel.mailbox->cached(uid, field);
-          if (!cached) {
-            const std::string* msg = load();
-            if (!msg) {
-              failed = true;
-              break;
-            }
-            cached = i.kind == K::kEnvelope ? proto::envelope(*msg, utf8_)
-                                            : proto::body_structure(*msg, i.kind == K::kBodyStructure, utf8_);
-            if (!utf8_) sel.mailbox->put_cache(uid, field, *cached);
+          const std::string* value = structures.get(pos, i.kind);
+          if (!value) {
+            failed = true;
+            break;
           }
-          line += i.name + " " + *cached;
+          line += i.name + " " + *value;
           break;
         }
         case K::kRfc822:

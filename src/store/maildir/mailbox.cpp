@@ -30,6 +30,7 @@
 #include <fmt/format.h>
 
 #include "base/files.hpp"
+#include "base/parallel.hpp"
 #include "store/maildir/uidlist.hpp"
 
 namespace postern::store::maildir {
@@ -133,6 +134,26 @@ int read_file(const std::string& path, std::string& out) {
   out.resize(got);
   ::close(fd);
   return 0;
+}
+
+// What a new message's file must tell (Mailbox::Impl::make_meta): its date, and the sizes that neither its
+// name nor the uidlist gave.
+struct Unread {
+  bool stat = false;
+  bool size = false;
+  bool vsize = false;
+};
+
+// Touches nothing but `m`: called on several threads at once.
+void read_facts(MessageMeta& m, const Unread& unread) {
+  struct stat st;
+  if (::stat(m.path->c_str(), &st) != 0) return;
+  m.internal_date = st.st_mtime;
+  if (unread.size) m.size = static_cast<uint64_t>(st.st_size);
+  if (unread.vsize) {
+    std::string content;
+    m.vsize = read_file(*m.path, content) == 0 ? crlf_size(content) : m.size;
+  }
 }
 
 int write_all(int fd, std::string_view data) {
@@ -292,8 +313,10 @@ struct Mailbox::Impl {
   void reset_index();
   uint64_t next_modseq();
   MessageMeta* find(uint32_t uid);
-  // `modseq`: the modseq of this sync's arrivals and changes, taken at the first need.
-  MessageMeta make_meta(uint32_t uid, const std::string& file, bool in_new, uint64_t& modseq);
+  // `modseq`: the modseq of this sync's arrivals and changes, taken at the first need. A message the index
+  // did not know comes back without what only its file tells (`unread`): read_facts fills that in, then
+  // the caller records it (put_meta).
+  MessageMeta make_meta(uint32_t uid, const std::string& file, bool in_new, uint64_t& modseq, Unread& unread);
   void record_expunges(const std::vector<uint32_t>& uids);
   void read_keywords();
   void chown_fd(int fd) const {
@@ -767,7 +790,9 @@ void Mailbox::Impl::maybe_compact() {
 
 // ---- messages ----
 
-MessageMeta Mailbox::Impl::make_meta(uint32_t uid, const std::string& fname, bool in_new, uint64_t& modseq) {
+MessageMeta Mailbox::Impl::make_meta(uint32_t uid, const std::string& fname, bool in_new, uint64_t& modseq,
+                                     Unread& unread) {
+  unread = {};
   MessageMeta m;
   m.uid = uid;
   m.name = shared_text(std::string(maildir_base(fname)));
@@ -804,19 +829,10 @@ MessageMeta Mailbox::Impl::make_meta(uint32_t uid, const std::string& fname, boo
       if (!have_vsize) have_vsize = uidlist_ext_field(e->ext, 'W', m.vsize);
     }
   }
-  struct stat st;
-  if (::stat(m.path->c_str(), &st) == 0) {
-    m.internal_date = st.st_mtime;
-    if (!have_size) m.size = static_cast<uint64_t>(st.st_size);
-    if (!have_vsize) {
-      std::string content;
-      m.vsize = read_file(*m.path, content) == 0 ? crlf_size(content) : m.size;
-    }
-  }
+  unread = {true, !have_size, !have_vsize};
   m.save_date = ::time(nullptr);
   if (!modseq) modseq = next_modseq();
   m.modseq = modseq;
-  put_meta(pending_, m);
   return m;
 }
 
@@ -986,13 +1002,21 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
   }
   uint64_t arrival = 0;
   size_t kept = cur_.messages.size();
+  std::vector<std::pair<size_t, Unread>> unread;
   for (auto& [uid, base] : adopt) {
     if (find(uid)) continue;  // two names for one UID in a damaged uidlist: keep the first
     const Found& f = found[*base];
-    cur_.messages.push_back(make_meta(uid, f.file, f.in_new, arrival));
+    Unread u;
+    cur_.messages.push_back(make_meta(uid, f.file, f.in_new, arrival, u));
+    if (u.stat) unread.emplace_back(cur_.messages.size() - 1, u);
     by_name_[*base] = uid;
     changed = true;
   }
+  // The files of many new messages (a Maildir filled by another program, or an index deleted) are read on
+  // several threads: the reads overlap their waits for the disk, and count line ends on every core.
+  parallel_for(unread.size(), 32, 8,
+               [&](size_t i) { read_facts(cur_.messages[unread[i].first], unread[i].second); });
+  for (auto& [at, u] : unread) put_meta(pending_, cur_.messages[at]);
   sort_added(cur_.messages, kept);
 
   // new/ -> cur/, as Dovecot does for a mailbox opened read-write.

@@ -40,6 +40,9 @@ TEST(Maildir, UniqueNamesCarrySizes) {
   EXPECT_EQ(n.find('/'), std::string::npos);
   EXPECT_EQ(n.find(':'), std::string::npos);
   EXPECT_EQ(crlf_size("a\nb\r\nc\n"), 9u);
+  EXPECT_EQ(crlf_size("\n\n\r\n\r"), 7u);  // a leading LF is bare; a trailing CR ends no line
+  EXPECT_EQ(crlf_size(""), 0u);
+  EXPECT_EQ(crlf_size("no line end"), 11u);
 }
 
 TEST(Maildir, UniqueNamesSortInTheOrderMade) {

@@ -1,0 +1,92 @@
+"""Postern's message cache (postern-index beside the Maildir): ENVELOPE, BODY and BODYSTRUCTURE computed when it
+is cold (many messages at once are read and parsed on several threads) are the same as those computed one
+message at a time, and as those read back from the cache; deleting the index loses nothing."""
+import imaplib
+import os
+import re
+
+from conftest import free_port
+
+PASSWORD = "demo-password"
+ITEMS = "(ENVELOPE BODY BODYSTRUCTURE RFC822.SIZE)"
+
+
+def message(i):
+    """Messages that differ in every part of their ENVELOPE and BODYSTRUCTURE."""
+    head = (f"From: Sender {i} <s{i}@other.test>\r\nTo: rcpt{i % 7}@example.test\r\n"
+            f"Subject: =?utf-8?q?caf=C3=A9_{i}?=\r\nDate: Mon, 04 Mar 2024 10:{i % 60:02d}:00 +0000\r\n"
+            f"Message-ID: <m{i}@other.test>\r\nMIME-Version: 1.0\r\n")
+    if i % 3 == 0:
+        return (head + "Content-Type: text/plain; charset=us-ascii\r\n\r\n" + f"line {i}\r\n" * (i % 5 + 1)).encode()
+    if i % 3 == 1:
+        return (head + f'Content-Type: multipart/alternative; boundary="b{i}"\r\n\r\n'
+                f"--b{i}\r\nContent-Type: text/plain\r\n\r\nplain {i}\r\n"
+                f"--b{i}\r\nContent-Type: text/html\r\n\r\n<p>{'x' * i}</p>\r\n--b{i}--\r\n").encode()
+    return (head + f'Content-Type: multipart/mixed; boundary="m{i}"\r\n\r\n'
+            f"--m{i}\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+            f'--m{i}\r\nContent-Type: application/octet-stream; name="f{i}.bin"\r\n'
+            f"Content-Transfer-Encoding: base64\r\n\r\nAAECAwQF\r\n--m{i}--\r\n").encode()
+
+
+def fetch(port, specs):
+    """{uid: the FETCH response} for `UID FETCH spec ITEMS` of each of `specs`, in one session."""
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+    c.login("alice@example.test", PASSWORD)
+    c.select("INBOX")
+    out = {}
+    for spec in specs:
+        typ, data = c.uid("FETCH", spec, ITEMS)
+        assert typ == "OK", data
+        for d in data:
+            assert isinstance(d, bytes), d  # no literals in these items
+            m = re.search(rb"UID (\d+)", d)
+            assert m, d
+            out[int(m.group(1))] = d
+    c.logout()
+    return out
+
+
+def drop_index(p):
+    p.stop()
+    gone = 0
+    for root, _dirs, files in os.walk(p.maildir("alice")):
+        if "postern-index" in files:
+            os.unlink(os.path.join(root, "postern-index"))
+            gone += 1
+    assert gone == 1
+    p.start()
+
+
+def test_cold_fetch_of_many_equals_one_at_a_time_and_the_cache(make_postern):
+    port = free_port()
+    p = make_postern(extra_config=f"imap_listen = 127.0.0.1:{port}\ndisable_plaintext_auth = no\n")
+    n = 700  # more than one window of the cold FETCH, most of them computed on several threads
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+    c.login("alice@example.test", PASSWORD)  # makes the Maildir
+    c.logout()
+    # as a local delivery agent would leave them, with LF line ends (faster than 700 APPENDs, each waiting for
+    # its fsync)
+    cur = os.path.join(p.maildir("alice"), "cur")
+    st = os.stat(cur)
+    for i in range(n):
+        data = message(i).replace(b"\r\n", b"\n")
+        path = os.path.join(cur, f"{1700000000 + i}.M{i}P1.test,S={len(data)}:2,")
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chown(path, st.st_uid, st.st_gid)
+
+    cold = fetch(port, ["1:*"])  # no index yet: the first SELECT makes it
+    warm = fetch(port, ["1:*"])
+    drop_index(p)
+    one_by_one = fetch(port, [str(uid) for uid in sorted(cold)])
+    assert len(cold) == n
+    assert warm == cold
+    assert one_by_one == cold
+    # and they differ from each other: the parts asked for were really computed per message
+    assert len({v for v in cold.values()}) == n
+    assert b"caf\xc3\xa9" not in b"".join(cold.values())  # encoded words are sent as they are in the header
+    assert all(b'"=?utf-8?q?caf=C3=A9_' in v for v in cold.values())
+    # sizes as sent (CRLF) counted in the files (their names have no W=); UIDs in name order
+    for uid, v in cold.items():
+        assert re.search(rb"RFC822.SIZE (\d+)", v).group(1) == str(len(message(uid - 1))).encode(), (uid, v)
+        assert f"<m{uid - 1}@other.test>".encode() in v
