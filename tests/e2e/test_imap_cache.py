@@ -53,7 +53,7 @@ def drop_index(p):
         if "postern-index" in files:
             os.unlink(os.path.join(root, "postern-index"))
             gone += 1
-    assert gone == 1
+    assert gone >= 1
     p.start()
 
 
@@ -90,3 +90,65 @@ def test_cold_fetch_of_many_equals_one_at_a_time_and_the_cache(make_postern):
     for uid, v in cold.items():
         assert re.search(rb"RFC822.SIZE (\d+)", v).group(1) == str(len(message(uid - 1))).encode(), (uid, v)
         assert f"<m{uid - 1}@other.test>".encode() in v
+
+
+def test_sizes_of_files_without_w_are_counted_when_asked(make_postern):
+    """A sync reads no file: the size with CRLF line ends (RFC822.SIZE) of a message whose name has no W= is
+    counted when something shows it: STATUS SIZE, SEARCH LARGER/SMALLER, SORT SIZE, FETCH, COPY, POP3."""
+    import poplib
+    port, pop = free_port(), free_port()
+    p = make_postern(extra_config=f"imap_listen = 127.0.0.1:{port}\npop3_listen = 127.0.0.1:{pop}\n"
+                                  f"disable_plaintext_auth = no\n")
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+    c.login("alice@example.test", PASSWORD)
+    c.logout()
+    cur = os.path.join(p.maildir("alice"), "cur")
+    st = os.stat(cur)
+    sizes = {}  # uid -> RFC822.SIZE
+    for i in range(100):
+        lines = (i * 37) % 100 + 1  # sizes on disk and as sent in different orders
+        msg = f"Subject: {i}\r\n\r\n" + "".join(f"{'y' * (100 - lines)}\r\n" for _ in range(lines))
+        data = msg.replace("\r\n", "\n").encode()
+        path = os.path.join(cur, f"{1700000000 + i}.M{i}P1.test,S={len(data)}:2,")
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chown(path, st.st_uid, st.st_gid)
+        sizes[i + 1] = len(msg)
+
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+    c.login("alice@example.test", PASSWORD)
+    typ, data = c.status("INBOX", "(MESSAGES SIZE)")
+    assert typ == "OK" and f"SIZE {sum(sizes.values())}".encode() in data[0], data
+    c.select("INBOX")
+    limit = sorted(sizes.values())[50]
+    typ, data = c.uid("SEARCH", None, "LARGER", str(limit))
+    assert sorted(int(x) for x in data[0].split()) == sorted(u for u, s in sizes.items() if s > limit)
+    typ, data = c.uid("SEARCH", None, "SMALLER", str(limit))
+    assert sorted(int(x) for x in data[0].split()) == sorted(u for u, s in sizes.items() if s < limit)
+    typ, data = c.uid("SORT", "(SIZE)", "UTF-8", "ALL")
+    assert [int(x) for x in data[0].split()] == sorted(sizes, key=lambda u: (sizes[u], u)), data
+    assert c.create("Copied")[0] == "OK"
+    assert c.uid("COPY", "1:*", "Copied")[0] == "OK"
+    c.select("Copied")
+    typ, data = c.fetch("1:*", "(RFC822.SIZE)")
+    assert sorted(int(re.search(rb"RFC822.SIZE (\d+)", d).group(1)) for d in data) == sorted(sizes.values())
+    c.logout()
+
+    drop_index(p)  # unknown again; POP3 counts them at login
+    m = poplib.POP3("127.0.0.1", pop, timeout=30)
+    m.user("alice@example.test")
+    m.pass_(PASSWORD)
+    _resp, listing, _octets = m.list()
+    assert {int(a): int(b) for a, b in (x.split() for x in listing)} == sizes
+    assert m.stat() == (100, sum(sizes.values()))
+    m.quit()
+
+    drop_index(p)  # and FETCH RFC822.SIZE alone counts them too
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+    c.login("alice@example.test", PASSWORD)
+    c.select("INBOX")
+    typ, data = c.uid("FETCH", "1:*", "(RFC822.SIZE)")
+    got = {int(re.search(rb"UID (\d+)", d).group(1)): int(re.search(rb"RFC822.SIZE (\d+)", d).group(1))
+           for d in data}
+    assert got == sizes
+    c.logout()

@@ -551,8 +551,12 @@ Next Session::cmd_status(const Command& c, std::string& out) {
     } else if (it == "highestmodseq") {
       items += fmt::format("HIGHESTMODSEQ {}", snap->highest_modseq);
     } else if (it == "size") {
+      std::vector<uint32_t> uids;
+      uids.reserve(snap->messages.size());
+      for (const auto& m : snap->messages) uids.push_back(m.uid);
+      (*mb)->count_vsizes(uids);
       uint64_t size = 0;
-      for (const auto& m : snap->messages) size += m.vsize;
+      for (const auto& m : (*mb)->snapshot()->messages) size += md::rfc822_size(m);
       items += fmt::format("SIZE {}", size);
     } else if (it == "deleted") {
       items += fmt::format("DELETED {}", std::count_if(snap->messages.begin(), snap->messages.end(),

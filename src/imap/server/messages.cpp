@@ -149,18 +149,20 @@ std::optional<FetchItem> parse_fetch_item(std::string_view att, std::string& err
   return item;
 }
 
-// ENVELOPE, BODY and BODYSTRUCTURE of the messages one FETCH answers, a window of messages at a time: from
-// the mailbox's cache, else computed from the file and cached. A window's missing values (a cold cache: an
-// index deleted, a Maildir filled by another program) are computed on every core, each message's file read
-// and parsed once for all of them.
+// ENVELOPE, BODY, BODYSTRUCTURE and RFC822.SIZE of the messages one FETCH answers, a window of messages at a
+// time: from the mailbox's cache (and index), else computed from the file and cached. A window's missing
+// values (a cold cache: an index deleted, a Maildir filled by another program) are computed on every core,
+// each message's file read and parsed once for all of them.
 class Structures {
  public:
   using K = FetchItem::Kind;
-  Structures(md::Mailbox& mailbox, const std::vector<uint32_t>& uids, const std::vector<FetchItem>& items,
-             bool utf8)
-      : mailbox_(mailbox), uids_(uids), utf8_(utf8) {
-    for (const auto& i : items)
+  Structures(md::Mailbox& mailbox, const std::vector<uint32_t>& uids,
+             const std::vector<const md::MessageMeta*>& metas, const std::vector<FetchItem>& items, bool utf8)
+      : mailbox_(mailbox), uids_(uids), metas_(metas), utf8_(utf8) {
+    for (const auto& i : items) {
       if (auto k = slot(i.kind)) wanted_[*k] = true;
+      if (i.kind == K::kSize) sizes_ = true;
+    }
   }
 
   static std::optional<size_t> slot(K kind) {
@@ -178,32 +180,47 @@ class Structures {
 
   // The value for uids[pos]: nullptr when its file could not be read (expunged meanwhile).
   const std::string* get(size_t pos, K kind) {
-    if (pos < start_ || pos >= start_ + values_.size()) load(pos);
-    auto& v = values_[pos - start_][*slot(kind)];
+    auto& v = at(pos).values[*slot(kind)];
     return v ? &*v : nullptr;
+  }
+
+  uint64_t rfc822_size(size_t pos) {
+    if (metas_[pos]->vsize != md::kUnknownVsize) return metas_[pos]->vsize;
+    uint64_t counted = at(pos).vsize;
+    return counted != md::kUnknownVsize ? counted : md::rfc822_size(*metas_[pos]);
   }
 
  private:
   static constexpr size_t kWindow = 512;
   static constexpr md::CacheField kFields[3] = {md::CacheField::kEnvelope, md::CacheField::kBody,
                                                 md::CacheField::kBodyStructure};
+  struct Values {
+    std::array<std::optional<std::string>, 3> values;
+    uint64_t vsize = md::kUnknownVsize;  // counted here
+  };
+
+  Values& at(size_t pos) {
+    if (pos < start_ || pos >= start_ + window_.size()) load(pos);
+    return window_[pos - start_];
+  }
 
   void load(size_t from) {
     start_ = from;
     size_t n = std::min(kWindow, uids_.size() - from);
-    std::vector<uint32_t> window(uids_.begin() + from, uids_.begin() + from + n);
-    values_.assign(n, {});
+    std::vector<uint32_t> uids(uids_.begin() + from, uids_.begin() + from + n);
+    window_.assign(n, {});
     std::vector<bool> missing(n, false);
+    for (size_t k = 0; k < n; ++k) missing[k] = sizes_ && metas_[from + k]->vsize == md::kUnknownVsize;
     for (size_t f = 0; f < 3; ++f) {
       if (!wanted_[f]) continue;
       if (utf8_) {  // 8-bit header text as sent after ENABLE UTF8=ACCEPT: never cached
         missing.assign(n, true);
         break;
       }
-      auto cached = mailbox_.cached(window, kFields[f]);
+      auto cached = mailbox_.cached(uids, kFields[f]);
       for (size_t k = 0; k < n; ++k) {
         if (cached[k])
-          values_[k][f] = std::move(cached[k]);
+          window_[k].values[f] = std::move(cached[k]);
         else
           missing[k] = true;
       }
@@ -211,33 +228,42 @@ class Structures {
     std::vector<size_t> todo;
     for (size_t k = 0; k < n; ++k)
       if (missing[k]) todo.push_back(k);
-    parallel_for(todo.size(), 64, cpu_threads(),
-                 [&](size_t t) { compute(window[todo[t]], values_[todo[t]]); });
-    if (utf8_) return;
-    for (size_t k : todo)
-      for (size_t f = 0; f < 3; ++f)
-        if (wanted_[f] && values_[k][f]) mailbox_.put_cache(window[k], kFields[f], *values_[k][f]);
+    parallel_for(todo.size(), 64, cpu_threads(), [&](size_t t) {
+      size_t k = todo[t];
+      compute(uids[k], metas_[from + k]->vsize == md::kUnknownVsize, window_[k]);
+    });
+    std::vector<std::pair<uint32_t, uint64_t>> counted;
+    for (size_t k : todo) {
+      if (window_[k].vsize != md::kUnknownVsize) counted.emplace_back(uids[k], window_[k].vsize);
+      for (size_t f = 0; f < 3 && !utf8_; ++f)
+        if (wanted_[f] && window_[k].values[f])
+          mailbox_.put_cache(uids[k], kFields[f], *window_[k].values[f]);
+    }
+    mailbox_.set_vsizes(counted);
   }
 
-  // Runs on several threads at once: reads only the file and `values` (the message's own).
-  void compute(uint32_t uid, std::array<std::optional<std::string>, 3>& values) const {
+  // Runs on several threads at once: reads only the file and writes only `v` (the message's own).
+  void compute(uint32_t uid, bool count, Values& v) const {
     auto msg = mailbox_.read(uid);
     if (!msg) {
-      values = {};
+      v.values = {};
       return;
     }
+    if (count) v.vsize = md::crlf_size(*msg);
     for (size_t f = 0; f < 3; ++f) {
-      if (!wanted_[f] || values[f]) continue;
-      values[f] = f == 0 ? proto::envelope(*msg, utf8_) : proto::body_structure(*msg, f == 2, utf8_);
+      if (!wanted_[f] || v.values[f]) continue;
+      v.values[f] = f == 0 ? proto::envelope(*msg, utf8_) : proto::body_structure(*msg, f == 2, utf8_);
     }
   }
 
   md::Mailbox& mailbox_;
   const std::vector<uint32_t>& uids_;
+  const std::vector<const md::MessageMeta*>& metas_;
   bool utf8_;
   std::array<bool, 3> wanted_{};
+  bool sizes_ = false;
   size_t start_ = 0;
-  std::vector<std::array<std::optional<std::string>, 3>> values_;
+  std::vector<Values> window_;
 };
 
 std::string_view partial(std::string_view data, const FetchItem& i) {
@@ -365,12 +391,9 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
   // The messages answered, with what this session knows of each: one expunged by someone else and not yet
   // reported is still answered from what this session last saw of it (as Dovecot does); only its content is
   // gone.
-  struct Shown {
-    const md::MessageMeta* meta;
-    const md::Snapshot* of;
-  };
   std::vector<uint32_t> shown_uids;
-  std::vector<Shown> shown;
+  std::vector<const md::MessageMeta*> shown_metas;
+  std::vector<const md::Snapshot*> shown_in;
   for (uint32_t uid : *uids) {
     const md::MessageMeta* m = snap->find(uid);
     const md::Snapshot* of = snap.get();
@@ -384,13 +407,14 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
     }
     if (changed_since && m->modseq <= changed_since) continue;
     shown_uids.push_back(uid);
-    shown.push_back({m, of});
+    shown_metas.push_back(m);
+    shown_in.push_back(of);
   }
-  Structures structures(*sel.mailbox, shown_uids, items, utf8_);
-  for (size_t pos = 0; pos < shown.size(); ++pos) {
+  Structures structures(*sel.mailbox, shown_uids, shown_metas, items, utf8_);
+  for (size_t pos = 0; pos < shown_uids.size(); ++pos) {
     uint32_t uid = shown_uids[pos];
-    const md::MessageMeta* m = shown[pos].meta;
-    const md::Snapshot* of = shown[pos].of;
+    const md::MessageMeta* m = shown_metas[pos];
+    const md::Snapshot* of = shown_in[pos];
     std::optional<std::string> content;
     auto load = [&]() -> const std::string* {
       if (!content) {
@@ -424,7 +448,7 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
           line += "INTERNALDATE \"" + proto::format_date_time(m->internal_date) + "\"";
           break;
         case K::kSize:
-          line += fmt::format("RFC822.SIZE {}", m->vsize);
+          line += fmt::format("RFC822.SIZE {}", structures.rfc822_size(pos));
           break;
         case K::kModseq:
           line += fmt::format("MODSEQ ({})", m->modseq);

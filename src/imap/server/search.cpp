@@ -261,6 +261,12 @@ bool reads_header(const Key& k) {
   return std::any_of(k.kids.begin(), k.kids.end(), reads_header);
 }
 
+bool reads_size(const Key& k) {
+  using O = Key::Op;
+  if (k.op == O::kLarger || k.op == O::kSmaller) return true;
+  return std::any_of(k.kids.begin(), k.kids.end(), reads_size);
+}
+
 bool eval(const Key& k, Loaded& l, md::Mailbox& mb, const md::Snapshot& snap,
           const std::set<uint32_t>& recent) {
   using O = Key::Op;
@@ -334,9 +340,9 @@ bool eval(const Key& k, Loaded& l, md::Mailbox& mb, const md::Snapshot& snap,
       return k.op == O::kSentBefore ? *d < k.n : k.op == O::kSentOn ? *d == k.n : *d >= k.n;
     }
     case O::kLarger:
-      return static_cast<int64_t>(m.vsize) > k.n;
+      return static_cast<int64_t>(md::rfc822_size(m)) > k.n;
     case O::kSmaller:
-      return static_cast<int64_t>(m.vsize) < k.n;
+      return static_cast<int64_t>(md::rfc822_size(m)) < k.n;
     case O::kSeqSet:
     case O::kUidSet:
       return std::binary_search(k.set.begin(), k.set.end(), m.uid);
@@ -392,6 +398,7 @@ std::optional<Next> Session::match_keys(const Command& c, size_t first, std::vec
     return bad(c.tag, parser.error, out);
   }
   Selected& sel = *selected_;
+  if (reads_size(root)) sel.mailbox->count_vsizes(sel.uids);
   auto snap = sel.mailbox->snapshot();
   // Header keys: the cached headers of a batch of messages are fetched together.
   constexpr size_t kBatch = 1000;

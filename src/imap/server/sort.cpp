@@ -198,19 +198,20 @@ bool is_ancestor(const Node* maybe_ancestor, const Node* n) {
 }  // namespace
 
 // Reads what SORT/THREAD need of the messages `uids`.
-static std::vector<SortData> sort_data(md::Mailbox& mb, const md::Snapshot& snap,
-                                       const std::vector<uint32_t>& uids,
+static std::vector<SortData> sort_data(md::Mailbox& mb, const std::vector<uint32_t>& uids,
                                        const std::function<uint32_t(uint32_t)>& seq_of) {
+  mb.count_vsizes(uids);
+  auto snap = mb.snapshot();
   std::vector<SortData> out;
   out.reserve(uids.size());
   for (uint32_t uid : uids) {
-    const auto* m = snap.find(uid);
+    const auto* m = snap->find(uid);
     if (!m) continue;
     SortData d;
     d.uid = uid;
     d.seq = seq_of(uid);
     d.arrival = m->internal_date;
-    d.size = m->vsize;
+    d.size = md::rfc822_size(*m);
     auto content = mb.read(uid);
     std::vector<mime::Field> fields = content ? mime::parse_header(*content) : std::vector<mime::Field>{};
     auto date = mime::find_field(fields, "date");
@@ -281,8 +282,7 @@ Next Session::cmd_sort(const Command& c, std::string& out) {
   Matched info;
   if (auto answered = match_keys(c, 2, found, info, out)) return *answered;
   Selected& sel = *selected_;
-  auto data =
-      sort_data(*sel.mailbox, *sel.mailbox->snapshot(), found, [this](uint32_t u) { return seq_of(u); });
+  auto data = sort_data(*sel.mailbox, found, [this](uint32_t u) { return seq_of(u); });
   std::stable_sort(data.begin(), data.end(), [&](const SortData& a, const SortData& b) {
     for (const auto& [f, rev] : criteria) {
       int r = f(a, b);
@@ -310,8 +310,7 @@ Next Session::cmd_thread(const Command& c, std::string& out) {
   Matched info;
   if (auto answered = match_keys(c, 2, found, info, out)) return *answered;
   Selected& sel = *selected_;
-  auto data =
-      sort_data(*sel.mailbox, *sel.mailbox->snapshot(), found, [this](uint32_t u) { return seq_of(u); });
+  auto data = sort_data(*sel.mailbox, found, [this](uint32_t u) { return seq_of(u); });
   std::vector<std::unique_ptr<Node>> nodes;
   auto make = [&](const SortData* m) {
     nodes.push_back(std::make_unique<Node>());

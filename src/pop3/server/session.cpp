@@ -131,10 +131,13 @@ Next Session::open_maildrop(auth::Account acc, std::string& out) {
   lock_fd_ = lock;
   mailbox_ = *mb;
   account_ = std::move(account);
+  std::vector<uint32_t> uids;
+  for (const auto& m : mailbox_->snapshot()->messages) uids.push_back(m.uid);
+  mailbox_->count_vsizes(uids);  // LIST and STAT show every size
   auto snap = mailbox_->snapshot();
   uidvalidity_ = snap->uidvalidity;
   messages_.reserve(snap->messages.size());
-  for (const auto& m : snap->messages) messages_.push_back({m.uid, m.vsize});
+  for (const auto& m : snap->messages) messages_.push_back({m.uid, md::rfc822_size(m)});
   out += "+OK Logged in.\r\n";
   return Next::kCommand;
 }

@@ -136,24 +136,19 @@ int read_file(const std::string& path, std::string& out) {
   return 0;
 }
 
-// What a new message's file must tell (Mailbox::Impl::make_meta): its date, and the sizes that neither its
-// name nor the uidlist gave.
+// What a new message's file must tell (Mailbox::Impl::make_meta): its date, and its size when neither its
+// name nor the uidlist gave it. (Its vsize waits for someone to ask: Mailbox::count_vsizes.)
 struct Unread {
   bool stat = false;
   bool size = false;
-  bool vsize = false;
 };
 
 // Touches nothing but `m`: called on several threads at once.
-void read_facts(MessageMeta& m, const Unread& unread) {
+void stat_facts(MessageMeta& m, const Unread& unread) {
   struct stat st;
   if (::stat(m.path->c_str(), &st) != 0) return;
   m.internal_date = st.st_mtime;
   if (unread.size) m.size = static_cast<uint64_t>(st.st_size);
-  if (unread.vsize) {
-    std::string content;
-    m.vsize = read_file(*m.path, content) == 0 ? crlf_size(content) : m.size;
-  }
 }
 
 int write_all(int fd, std::string_view data) {
@@ -314,7 +309,7 @@ struct Mailbox::Impl {
   uint64_t next_modseq();
   MessageMeta* find(uint32_t uid);
   // `modseq`: the modseq of this sync's arrivals and changes, taken at the first need. A message the index
-  // did not know comes back without what only its file tells (`unread`): read_facts fills that in, then
+  // did not know comes back without what only its file tells (`unread`): stat_facts fills that in, then
   // the caller records it (put_meta).
   MessageMeta make_meta(uint32_t uid, const std::string& file, bool in_new, uint64_t& modseq, Unread& unread);
   void record_expunges(const std::vector<uint32_t>& uids);
@@ -829,7 +824,8 @@ MessageMeta Mailbox::Impl::make_meta(uint32_t uid, const std::string& fname, boo
       if (!have_vsize) have_vsize = uidlist_ext_field(e->ext, 'W', m.vsize);
     }
   }
-  unread = {true, !have_size, !have_vsize};
+  if (!have_vsize) m.vsize = kUnknownVsize;
+  unread = {true, !have_size};
   m.save_date = ::time(nullptr);
   if (!modseq) modseq = next_modseq();
   m.modseq = modseq;
@@ -1012,10 +1008,10 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
     by_name_[*base] = uid;
     changed = true;
   }
-  // The files of many new messages (a Maildir filled by another program, or an index deleted) are read on
-  // several threads: the reads overlap their waits for the disk, and count line ends on every core.
-  parallel_for(unread.size(), 32, 8,
-               [&](size_t i) { read_facts(cur_.messages[unread[i].first], unread[i].second); });
+  // The files of many new messages (a Maildir filled by another program, or an index deleted) are looked at
+  // on several threads: the waits for the disk overlap.
+  parallel_for(unread.size(), 64, 8,
+               [&](size_t i) { stat_facts(cur_.messages[unread[i].first], unread[i].second); });
   for (auto& [at, u] : unread) put_meta(pending_, cur_.messages[at]);
   sort_added(cur_.messages, kept);
 
@@ -1506,6 +1502,34 @@ Result<std::string> Mailbox::read(uint32_t uid) const {
     if (err != ENOENT) return Error{fmt::format("read {}: {}", path, std::strerror(err))};
   }
   return Error{fmt::format("UID {} expunged", uid)};
+}
+
+void Mailbox::count_vsizes(const std::vector<uint32_t>& uids) {
+  std::vector<uint32_t> unknown;
+  {
+    std::lock_guard lock(impl_->mu_);
+    for (uint32_t uid : uids)
+      if (const MessageMeta* m = impl_->find(uid); m && m->vsize == kUnknownVsize) unknown.push_back(uid);
+  }
+  std::vector<std::pair<uint32_t, uint64_t>> counted(unknown.size(), {0, kUnknownVsize});
+  parallel_for(unknown.size(), 32, 8, [&](size_t i) {
+    if (auto content = read(unknown[i])) counted[i] = {unknown[i], crlf_size(*content)};
+  });
+  set_vsizes(counted);
+}
+
+void Mailbox::set_vsizes(const std::vector<std::pair<uint32_t, uint64_t>>& vsizes) {
+  std::lock_guard lock(impl_->mu_);
+  Impl& im = *impl_;
+  bool changed = false;
+  for (auto [uid, vsize] : vsizes) {
+    MessageMeta* m = vsize == kUnknownVsize ? nullptr : im.find(uid);
+    if (!m || m->vsize != kUnknownVsize) continue;
+    m->vsize = vsize;
+    put_meta(im.pending_, *m);
+    changed = true;
+  }
+  if (changed) im.publish();
 }
 
 std::optional<std::string> Mailbox::Impl::cached_locked(uint32_t uid, CacheField field) const {

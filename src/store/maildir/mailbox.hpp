@@ -52,13 +52,19 @@ struct MessageMeta {
   uint8_t flags = 0;          // Flag bits
   uint32_t keywords = 0;      // bit i: keyword i of Mailbox::keywords() (at most 26, Maildir's a..z)
   uint64_t size = 0;          // bytes on disk
-  uint64_t vsize = 0;         // bytes with CRLF line ends: RFC822.SIZE
+  uint64_t vsize = 0;         // bytes with CRLF line ends, or kUnknownVsize: see rfc822_size
   int64_t internal_date = 0;  // seconds since the epoch (the file's mtime, as Dovecot)
   int64_t save_date = 0;      // when it was added to this mailbox (SAVEDATE, RFC 8514)
   uint64_t modseq = 1;        // CONDSTORE: last change of this message's flags (or its arrival)
   SharedText name;            // file name without the ":2," suffix (the dovecot-uidlist key)
   SharedText path;            // full path of the file now
 };
+
+// RFC822.SIZE: the vsize, or the size on disk while it is not counted (Mailbox::count_vsizes, called first by
+// whoever shows sizes, counts it; a file gone before that keeps its size).
+inline uint64_t rfc822_size(const MessageMeta& m) {
+  return m.vsize != kUnknownVsize ? m.vsize : m.size;
+}
 
 // Messages in UID order, immutable, in shared chunks of kChunk: the list a snapshot publishes after a change
 // shares every chunk that did not change with the one before (an APPEND to a mailbox of n messages copied
@@ -177,6 +183,12 @@ class Mailbox {
                      std::vector<uint32_t>& new_uids);
   // The message's bytes as stored. kPermanent-free: a file gone meanwhile gives kTemporary ("expunged").
   Result<std::string> read(uint32_t uid) const;
+  // Makes the vsize of the messages of `uids` known where it is not yet (a file whose name has no W=, from
+  // another program: a sync does not read files), reading their files on several threads when many, and
+  // publishes them: a snapshot taken afterwards has them. Files gone meanwhile keep kUnknownVsize.
+  void count_vsizes(const std::vector<uint32_t>& uids);
+  // Records vsizes counted by a caller that read the files anyway (FETCH): (uid, vsize) pairs.
+  void set_vsizes(const std::vector<std::pair<uint32_t, uint64_t>>& vsizes);
 
   // Postern's cache of computed FETCH items, kept in postern-index.
   std::optional<std::string> cached(uint32_t uid, CacheField field) const;

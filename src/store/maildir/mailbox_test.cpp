@@ -179,7 +179,12 @@ TEST_F(MaildirMailbox, SyncsNewFilesInNameOrderAndMovesThemToCur) {
   EXPECT_EQ(s->messages[0].size, 99u);  // from S=, no stat
   EXPECT_EQ(*s->messages[1].name, "200.b");
   EXPECT_EQ(s->messages[1].size, 14u);
-  EXPECT_EQ(s->messages[1].vsize, 17u);
+  // a sync reads no file: the vsize is counted when someone asks for it, then kept
+  EXPECT_EQ(s->messages[1].vsize, kUnknownVsize);
+  EXPECT_EQ(rfc822_size(s->messages[1]), 14u);
+  mb->count_vsizes({1, 2, 3});
+  EXPECT_EQ(mb->snapshot()->messages[1].vsize, 17u);
+  EXPECT_EQ(s->messages[1].vsize, kUnknownVsize);  // an older snapshot never changes
   EXPECT_EQ(s->messages[2].flags, kFlagged | kSeen);
   EXPECT_EQ(s->uidnext, 4u);
   EXPECT_TRUE(files("new").empty());
@@ -191,6 +196,9 @@ TEST_F(MaildirMailbox, SyncsNewFilesInNameOrderAndMovesThemToCur) {
   EXPECT_EQ(ul->uidvalidity, s->uidvalidity);
   ASSERT_TRUE(mb->read(2).ok());
   EXPECT_EQ(*mb->read(2), "Subject: b\n\nb\n");
+  mb.reset();
+  s.reset();
+  EXPECT_EQ(reopen()->snapshot()->messages[1].vsize, 17u);  // counted once: the index keeps it
 }
 
 TEST_F(MaildirMailbox, ReadsDovecotUidlistAndKeywords) {
@@ -211,7 +219,10 @@ TEST_F(MaildirMailbox, ReadsDovecotUidlistAndKeywords) {
   EXPECT_EQ(s->keywords, (std::vector<std::string>{"$Forwarded", "Junk"}));
   EXPECT_EQ(*s->messages[2].name, "0000abc");
   EXPECT_EQ(*s->messages[3].name, "plainname");
-  EXPECT_EQ(s->messages[3].vsize, 27u);  // Dovecot's size.virtual
+  EXPECT_EQ(s->messages[1].vsize, 35u);            // W= in the name
+  EXPECT_EQ(s->messages[3].vsize, kUnknownVsize);  // in neither the name nor the uidlist: counted on demand
+  mb->count_vsizes({4});
+  EXPECT_EQ(mb->snapshot()->messages[3].vsize, 27u);  // Dovecot's size.virtual
   EXPECT_EQ(s->messages[4].uid, 5u);
   EXPECT_EQ(*s->messages[4].name, "zzz-new");
   EXPECT_EQ(s->uidnext, 6u);

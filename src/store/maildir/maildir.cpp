@@ -184,8 +184,10 @@ std::string unique_name(uint64_t size, uint64_t crlf) {
     g_last_usec = usec;
     counter = ++g_counter;
   }
-  return fmt::format("{}.M{:06}P{}Q{}.{},S={},W={}", usec / 1000000, usec % 1000000, ::getpid(), counter,
-                     host, size, crlf);
+  std::string name =
+      fmt::format("{}.M{:06}P{}Q{}.{},S={}", usec / 1000000, usec % 1000000, ::getpid(), counter, host, size);
+  if (crlf != kUnknownVsize) name += fmt::format(",W={}", crlf);
+  return name;
 }
 
 uint64_t crlf_size(std::string_view content) {

@@ -30,7 +30,11 @@ Status make_maildir(const std::string& path, const Owner& owner);
 // Creates the Maildir++ folder `.NAME` in the Maildir `root`, with a maildirfolder marker as Dovecot does.
 Status make_folder(const std::string& root, std::string_view name, const Owner& owner);
 
-// A unique file name for a new message, `size` bytes on disk and `crlf_size` bytes with CRLF line ends.
+// A CRLF size not counted yet: the file's name and the uidlist did not give it, and nobody read the file for
+// it (Mailbox::count_vsizes does).
+inline constexpr uint64_t kUnknownVsize = UINT64_MAX;
+// A unique file name for a new message, `size` bytes on disk and `crlf_size` bytes with CRLF line ends
+// (",W=" left out when kUnknownVsize).
 std::string unique_name(uint64_t size, uint64_t crlf_size);
 // Size of `content` with every LF counted as CRLF (bare LFs become CRLF on the wire).
 uint64_t crlf_size(std::string_view content);
