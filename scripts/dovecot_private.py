@@ -46,10 +46,20 @@ def available():
     return None
 
 
+_issued_ports = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port of 127.0.0.1 that this process has not handed out before: two picks in a row can get the
+    same port from the kernel, and the server given it twice then fails to start. (The tests' one source of
+    ports: tests/e2e/conftest.py uses it too.)"""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _issued_ports:
+            _issued_ports.add(port)
+            return port
 
 
 def _mail_user():

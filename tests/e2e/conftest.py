@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -15,25 +16,13 @@ import pytest
 
 from rawsocket import RawSocket
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "scripts"))
+from dovecot_private import free_port  # noqa: E402,F401  (one set of ports handed out, for every test module)
+
 BIN = os.environ.get("POSTERN_BIN") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "postern")
 BIN = os.path.abspath(BIN)
 DOMAIN = "example.test"
 PASSWORD = "demo-password"
-
-
-_issued_ports = set()
-
-
-def free_port():
-    """A free port of 127.0.0.1 that this test run has not handed out before: two picks in a row can get the
-    same port from the kernel, and the server given it twice then fails to start."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _issued_ports:
-            _issued_ports.add(port)
-            return port
 
 
 def wait_port(port, timeout=10.0):
