@@ -1,8 +1,67 @@
 #include "base/strings.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace postern {
+
+namespace {
+
+// Counts i in [0, n) where at(i) (a 16-byte mask, 0xff per byte counted) for blocks of 16 and the tail by
+// `one(i)`: byte counters summed every 255 blocks, before one could overflow.
+template <class Block, class One>
+size_t count_masked(size_t n, Block at, One one) {
+  size_t i = 0, total = 0;
+#if defined(__SSE2__)
+  while (i + 16 <= n) {
+    __m128i acc = _mm_setzero_si128();
+    for (int k = 0; k < 255 && i + 16 <= n; ++k, i += 16) acc = _mm_sub_epi8(acc, at(i));
+    __m128i sums = _mm_sad_epu8(acc, _mm_setzero_si128());
+    total += static_cast<size_t>(_mm_cvtsi128_si32(sums)) + static_cast<size_t>(_mm_extract_epi16(sums, 4));
+  }
+#else
+  (void)at;
+#endif
+  for (; i < n; ++i) total += one(i);
+  return total;
+}
+
+}  // namespace
+
+size_t count_lf(std::string_view s) {
+  const char* p = s.data();
+#if defined(__SSE2__)
+  const __m128i lf = _mm_set1_epi8('\n');
+  auto at = [&](size_t i) {
+    return _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i)), lf);
+  };
+#else
+  auto at = [](size_t) { return 0; };
+#endif
+  return count_masked(s.size(), at, [&](size_t i) { return p[i] == '\n'; });
+}
+
+size_t count_bare_lf(std::string_view s, bool cr_before) {
+  if (s.empty()) return 0;
+  const char* p = s.data();
+  // The first byte alone (what precedes it is not in `s`), then every LF whose previous byte is no CR.
+  size_t first = p[0] == '\n' && !cr_before;
+#if defined(__SSE2__)
+  const __m128i lf = _mm_set1_epi8('\n'), cr = _mm_set1_epi8('\r');
+  auto at = [&](size_t i) {
+    __m128i here = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1 + i));
+    __m128i before = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    return _mm_andnot_si128(_mm_cmpeq_epi8(before, cr), _mm_cmpeq_epi8(here, lf));
+  };
+#else
+  auto at = [](size_t) { return 0; };
+#endif
+  return first + count_masked(s.size() - 1, at, [&](size_t i) { return p[i + 1] == '\n' && p[i] != '\r'; });
+}
 
 std::string to_lower(std::string_view s) {
   std::string out(s);

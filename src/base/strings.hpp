@@ -24,6 +24,10 @@ std::vector<std::string_view> split_lines(std::string_view text);
 bool parse_u64(std::string_view s, unsigned long long& out);
 // True when `s` is well-formed UTF-8 (no overlongs, no surrogates).
 bool valid_utf8(std::string_view s);
+// The LF bytes of `s`; and of them the bare ones, not after a CR (`cr_before`: the byte before `s` is a CR).
+// Sixteen bytes at a time: line counts and sizes as sent are taken over whole messages.
+size_t count_lf(std::string_view s);
+size_t count_bare_lf(std::string_view s, bool cr_before = false);
 // Makes `s` safe for one log line: control bytes and non-ASCII become \xNN, cut at `max` bytes.
 std::string printable(std::string_view s, size_t max = 200);
 

@@ -673,16 +673,7 @@ struct BoundaryEntry {
 };
 
 uint64_t count_lf(std::string_view s, size_t a, size_t b) {
-  uint64_t n = 0;
-  const char* p = s.data() + a;
-  const char* end = s.data() + b;
-  while (p < end) {
-    const void* lf = std::memchr(p, '\n', static_cast<size_t>(end - p));
-    if (!lf) break;
-    ++n;
-    p = static_cast<const char*>(lf) + 1;
-  }
-  return n;
+  return postern::count_lf(s.substr(a, b - a));
 }
 
 class StructureParser {
@@ -709,9 +700,8 @@ class StructureParser {
           for (;;) {
             found = find_boundary(q, &epilogue);
             if (found) break;
-            size_t lf = m_.find('\n', q);
-            if (lf == std::string_view::npos) break;
-            q = lf + 1;
+            q = next_dash_line(q);
+            if (q == std::string_view::npos) break;
           }
           if (!found) {
             add_body(cur_, pos, n);
@@ -799,6 +789,21 @@ class StructureParser {
   bool too_deep(const Node& n) const { return n.depth + 1 >= limits_.max_depth; }
 
   // The boundary that the line at `q` starts, if any.
+  // The start of the first line after the one at `q` that begins with "--" (only such a line can be a
+  // boundary), or npos: found by its dashes, not line by line (a base64 body has none).
+  size_t next_dash_line(size_t q) const {
+    const char* p = m_.data();
+    const size_t n = m_.size();
+    for (size_t from = q + 1; from + 1 < n;) {
+      const void* d = std::memchr(p + from, '-', n - 1 - from);
+      if (!d) break;
+      size_t i = static_cast<size_t>(static_cast<const char*>(d) - p);
+      if (p[i - 1] == '\n' && p[i + 1] == '-') return i;
+      from = i + 1;
+    }
+    return std::string_view::npos;
+  }
+
   const BoundaryEntry* find_boundary(size_t q, bool* epilogue) const {
     if (boundaries_.empty() || nodes_.size() >= limits_.max_parts) return nullptr;
     if (m_.size() - q < 2 || m_[q] != '-' || m_[q + 1] != '-') return nullptr;

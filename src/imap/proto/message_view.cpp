@@ -62,9 +62,13 @@ void put_string(std::string& out, std::string_view s, bool utf8) {
   if (!literal && eight_bit && !(utf8 && valid_utf8(s))) literal = true;
   if (literal) return put_literal(out, s);
   out += '"';
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
+  if (escapes == 0) {
+    out += s;
+  } else {
+    for (char c : s) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
   }
   out += '"';
 }
@@ -164,6 +168,7 @@ void put_for_humans(std::string& out, std::string_view s, bool utf8) {
 
 // A header value as Dovecot stores it: NUL bytes become U+FFFD.
 std::string header_strdup(std::string_view s) {
+  if (s.find('\0') == std::string_view::npos) return std::string(s);
   std::string out;
   out.reserve(s.size());
   for (char c : s) {
@@ -293,16 +298,7 @@ class VirtualSizes {
  private:
   static constexpr size_t kBlock = 4096;
   uint64_t bare_lf(size_t a, size_t b) const {
-    uint64_t n = 0;
-    const char* p = msg_.data();
-    for (size_t i = a; i < b;) {
-      const void* lf = std::memchr(p + i, '\n', b - i);
-      if (!lf) break;
-      i = static_cast<size_t>(static_cast<const char*>(lf) - p);
-      if (i == 0 || p[i - 1] != '\r') ++n;
-      ++i;
-    }
-    return n;
+    return count_bare_lf(msg_.substr(a, b - a), a > 0 && msg_[a - 1] == '\r');
   }
   uint64_t before(size_t x) const { return block_[x / kBlock] + bare_lf(x / kBlock * kBlock, x); }
 

@@ -164,6 +164,9 @@ class Structures {
       if (i.kind == K::kSize) sizes_ = true;
     }
   }
+  ~Structures() { mailbox_.set_vsizes(counted_); }
+  Structures(const Structures&) = delete;
+  Structures& operator=(const Structures&) = delete;
 
   static std::optional<size_t> slot(K kind) {
     switch (kind) {
@@ -232,14 +235,12 @@ class Structures {
       size_t k = todo[t];
       compute(uids[k], metas_[from + k]->vsize == md::kUnknownVsize, window_[k]);
     });
-    std::vector<std::pair<uint32_t, uint64_t>> counted;
     for (size_t k : todo) {
-      if (window_[k].vsize != md::kUnknownVsize) counted.emplace_back(uids[k], window_[k].vsize);
+      if (window_[k].vsize != md::kUnknownVsize) counted_.emplace_back(uids[k], window_[k].vsize);
       for (size_t f = 0; f < 3 && !utf8_; ++f)
         if (wanted_[f] && window_[k].values[f])
           mailbox_.put_cache(uids[k], kFields[f], *window_[k].values[f]);
     }
-    mailbox_.set_vsizes(counted);
   }
 
   // Runs on several threads at once: reads only the file and writes only `v` (the message's own).
@@ -264,6 +265,7 @@ class Structures {
   bool sizes_ = false;
   size_t start_ = 0;
   std::vector<Values> window_;
+  std::vector<std::pair<uint32_t, uint64_t>> counted_;  // vsizes counted, recorded at the end (one publish)
 };
 
 std::string_view partial(std::string_view data, const FetchItem& i) {

@@ -107,33 +107,40 @@ StoreError io_error(int err, std::string detail) {
   return {error_kind_from_errno(err), fmt::format("{}: {}", detail, std::strerror(err))};
 }
 
-// 0 or errno.
-int read_file(const std::string& path, std::string& out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+// 0 or errno. `path` is relative to the directory `dir` (AT_FDCWD: as given). `expect`: the file's size when
+// known (the S= of its name): then one read(2), no fstat and no read of the end of file.
+int read_file_at(int dir, const char* path, std::string& out, uint64_t expect = kUnknownVsize) {
+  int fd = ::openat(dir, path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return errno;
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
+  auto fail = [&] {
     int err = errno;
     ::close(fd);
     return err;
+  };
+  constexpr uint64_t kTrustUpTo = 16 << 20;  // a larger S= (damaged?) is checked before allocating for it
+  if (expect == kUnknownVsize || expect > kTrustUpTo) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0) return fail();
+    expect = static_cast<uint64_t>(st.st_size);
   }
-  out.resize(static_cast<size_t>(st.st_size));
+  // A byte more than expected: a read that stops short of it by exactly that byte has reached the end.
+  out.resize(static_cast<size_t>(expect) + 1);
   size_t got = 0;
   while (true) {
     if (got == out.size()) out.resize(out.size() + 4096);
     ssize_t n = ::read(fd, out.data() + got, out.size() - got);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int err = errno;
-      ::close(fd);
-      return err;
-    }
-    if (n == 0) break;
+    if (n < 0) return fail();
     got += static_cast<size_t>(n);
+    if (n == 0 || got == expect) break;
   }
   out.resize(got);
   ::close(fd);
   return 0;
+}
+
+int read_file(const std::string& path, std::string& out) {
+  return read_file_at(AT_FDCWD, path.c_str(), out);
 }
 
 // What a new message's file must tell (Mailbox::Impl::make_meta): its date, and its size when neither its
@@ -141,12 +148,14 @@ int read_file(const std::string& path, std::string& out) {
 struct Unread {
   bool stat = false;
   bool size = false;
+  int dir = AT_FDCWD;          // the file is `name` in `dir`
+  const char* name = nullptr;  // (in m.path)
 };
 
 // Touches nothing but `m`: called on several threads at once.
 void stat_facts(MessageMeta& m, const Unread& unread) {
   struct stat st;
-  if (::stat(m.path->c_str(), &st) != 0) return;
+  if (::fstatat(unread.dir, unread.name, &st, 0) != 0) return;
   m.internal_date = st.st_mtime;
   if (unread.size) m.size = static_cast<uint64_t>(st.st_size);
 }
@@ -276,6 +285,7 @@ struct Mailbox::Impl {
       if (!pending_.empty()) (void)write_all(index_fd_, pending_);
       ::close(index_fd_);
     }
+    if (cur_dir_ >= 0) ::close(cur_dir_);
   }
 
   StoreError open(bool create);
@@ -344,6 +354,7 @@ struct Mailbox::Impl {
   std::unordered_set<uint32_t> gone_;  // expunged UIDs still listed in uidlist_
   // postern-index
   int index_fd_ = -1;
+  int cur_dir_ = -1;  // cur/, for reading messages without walking path_ each time
   uint64_t index_size_ = 0;
   uint64_t index_records_ = 0;
   std::string pending_;
@@ -1004,7 +1015,13 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
     const Found& f = found[*base];
     Unread u;
     cur_.messages.push_back(make_meta(uid, f.file, f.in_new, arrival, u));
-    if (u.stat) unread.emplace_back(cur_.messages.size() - 1, u);
+    if (u.stat) {
+      const std::string& path = *cur_.messages.back().path;
+      bool at_cur = !f.in_new && cur_dir_ >= 0;
+      u.dir = at_cur ? cur_dir_ : AT_FDCWD;
+      u.name = at_cur ? path.c_str() + path_.size() + 5 : path.c_str();
+      unread.emplace_back(cur_.messages.size() - 1, u);
+    }
     by_name_[*base] = uid;
     changed = true;
   }
@@ -1055,6 +1072,7 @@ StoreError Mailbox::Impl::open(bool create) {
   if (::stat((path_ + "/cur").c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return {ErrorKind::kPermanent, path_ + " is not a Maildir"};
   root_ = ::stat((path_ + "/maildirfolder").c_str(), &st) == 0 ? path_.substr(0, path_.rfind('/')) : path_;
+  cur_dir_ = ::open((path_ + "/cur").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   read_keywords();
   bool reset = false;
   if (auto e = refresh_uidlist(reset); !e.ok()) return e;
@@ -1483,7 +1501,8 @@ StoreError Mailbox::copy_to(const std::vector<uint32_t>& uids, Mailbox& dest, st
 
 Result<std::string> Mailbox::read(uint32_t uid) const {
   for (int attempt = 0; attempt < 2; ++attempt) {
-    std::string path;
+    SharedText path;
+    uint64_t size = 0;
     bool changed = false;
     {
       std::lock_guard lock(impl_->mu_);
@@ -1491,15 +1510,21 @@ Result<std::string> Mailbox::read(uint32_t uid) const {
         (void)impl_->sync_locked(true, changed);
         if (changed) impl_->publish();
       }
-      const MessageMeta* m = impl_->find(uid);
-      if (m) path = *m->path;
+      if (const MessageMeta* m = impl_->find(uid)) {
+        path = m->path;
+        size = m->size;
+      }
     }
     if (changed) impl_->notify();
-    if (path.empty()) break;
+    if (!path) break;
     std::string content;
-    int err = read_file(path, content);
+    const std::string& cur = impl_->path_;
+    bool in_cur = impl_->cur_dir_ >= 0 && path->size() > cur.size() + 5 && path->starts_with(cur) &&
+                  path->compare(cur.size(), 5, "/cur/") == 0;
+    int err = in_cur ? read_file_at(impl_->cur_dir_, path->c_str() + cur.size() + 5, content, size)
+                     : read_file_at(AT_FDCWD, path->c_str(), content, size);
     if (err == 0) return content;
-    if (err != ENOENT) return Error{fmt::format("read {}: {}", path, std::strerror(err))};
+    if (err != ENOENT) return Error{fmt::format("read {}: {}", *path, std::strerror(err))};
   }
   return Error{fmt::format("UID {} expunged", uid)};
 }

@@ -191,12 +191,7 @@ std::string unique_name(uint64_t size, uint64_t crlf) {
 }
 
 uint64_t crlf_size(std::string_view content) {
-  uint64_t n = content.size();
-  const char* begin = content.data();
-  const char* end = begin + content.size();
-  for (const char* p = begin; (p = static_cast<const char*>(std::memchr(p, '\n', end - p))); ++p)
-    if (p == begin || p[-1] != '\r') ++n;
-  return n;
+  return content.size() + count_bare_lf(content);
 }
 
 uint64_t usage(const std::string& maildir) {
