@@ -296,7 +296,7 @@ class VirtualSizes {
   }
 
  private:
-  static constexpr size_t kBlock = 4096;
+  static constexpr size_t kBlock = 256;  // before() counts at most this many bytes
   uint64_t bare_lf(size_t a, size_t b) const {
     return count_bare_lf(msg_.substr(a, b - a), a > 0 && msg_[a - 1] == '\r');
   }
