@@ -826,14 +826,12 @@ MessageMeta Mailbox::Impl::make_meta(uint32_t uid, const std::string& fname, boo
   }
   bool have_size = name_field(*m.name, 'S', m.size);
   bool have_vsize = name_field(*m.name, 'W', m.vsize);
-  auto ul = uidlist_names_.find(*m.name);
-  if (ul != uidlist_names_.end()) {
-    auto e = std::lower_bound(uidlist_.entries.begin(), uidlist_.entries.end(), ul->second,
-                              [](const UidlistEntry& x, uint32_t u) { return x.uid < u; });
-    if (e != uidlist_.entries.end() && e->uid == ul->second) {
-      if (!have_size) have_size = uidlist_ext_field(e->ext, 'S', m.size);
-      if (!have_vsize) have_vsize = uidlist_ext_field(e->ext, 'W', m.vsize);
-    }
+  // The uidlist's line of this UID (entries are in UID order), when it names this file.
+  auto e = std::lower_bound(uidlist_.entries.begin(), uidlist_.entries.end(), uid,
+                            [](const UidlistEntry& x, uint32_t u) { return x.uid < u; });
+  if (e != uidlist_.entries.end() && e->uid == uid && e->name == *m.name) {
+    if (!have_size) have_size = uidlist_ext_field(e->ext, 'S', m.size);
+    if (!have_vsize) have_vsize = uidlist_ext_field(e->ext, 'W', m.vsize);
   }
   if (!have_vsize) m.vsize = kUnknownVsize;
   unread = {true, !have_size};
@@ -972,18 +970,19 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
   }
 
   // Files without a UID of ours: the uidlist's UID when Dovecot gave one, else new ones in name order.
-  std::vector<const std::string*> unknown;
-  for (auto& [base, f] : found)
-    if (!f.matched) unknown.push_back(&base);
-  std::sort(unknown.begin(), unknown.end(), [](auto* a, auto* b) { return *a < *b; });
-  std::vector<std::pair<uint32_t, const std::string*>> adopt;
-  std::vector<const std::string*> fresh;
-  for (auto* base : unknown) {
-    auto it = uidlist_names_.find(*base);
+  using Entry = std::pair<const std::string, Found>;  // (base name, file)
+  std::vector<const Entry*> unknown;
+  for (const auto& entry : found)
+    if (!entry.second.matched) unknown.push_back(&entry);
+  std::sort(unknown.begin(), unknown.end(), [](auto* a, auto* b) { return a->first < b->first; });
+  std::vector<std::pair<uint32_t, const Entry*>> adopt;
+  std::vector<const Entry*> fresh;
+  for (auto* entry : unknown) {
+    auto it = uidlist_names_.find(entry->first);
     if (it != uidlist_names_.end() && !gone_.count(it->second))
-      adopt.emplace_back(it->second, base);
+      adopt.emplace_back(it->second, entry);
     else
-      fresh.push_back(base);
+      fresh.push_back(entry);
   }
   if (!fresh.empty()) {
     int fd = -1;
@@ -994,25 +993,28 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
       unlock_uidlist(fd);
       return e;
     }
-    for (auto* base : fresh) {
-      auto it = uidlist_names_.find(*base);
+    uidlist_names_.reserve(uidlist_names_.size() + fresh.size());
+    for (auto* entry : fresh) {
+      const std::string& base = entry->first;
+      auto it = uidlist_names_.find(base);
       if (it != uidlist_names_.end() && !gone_.count(it->second)) {
-        adopt.emplace_back(it->second, base);
+        adopt.emplace_back(it->second, entry);
         continue;
       }
       uint32_t uid = uidlist_.next_uid++;  // also for a name back after its expunge: a UID is never reused
-      uidlist_.entries.push_back({uid, "", *base});
-      uidlist_names_.insert_or_assign(*base, uid);
-      adopt.emplace_back(uid, base);
+      uidlist_.entries.push_back({uid, "", base});
+      uidlist_names_.insert_or_assign(base, uid);
+      adopt.emplace_back(uid, entry);
     }
     if (auto e = commit_uidlist(fd); !e.ok()) return e;
   }
   uint64_t arrival = 0;
   size_t kept = cur_.messages.size();
   std::vector<std::pair<size_t, Unread>> unread;
-  for (auto& [uid, base] : adopt) {
+  by_name_.reserve(by_name_.size() + adopt.size());
+  for (auto& [uid, entry] : adopt) {
     if (find(uid)) continue;  // two names for one UID in a damaged uidlist: keep the first
-    const Found& f = found[*base];
+    const Found& f = entry->second;
     Unread u;
     cur_.messages.push_back(make_meta(uid, f.file, f.in_new, arrival, u));
     if (u.stat) {
@@ -1022,7 +1024,7 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
       u.name = at_cur ? path.c_str() + path_.size() + 5 : path.c_str();
       unread.emplace_back(cur_.messages.size() - 1, u);
     }
-    by_name_[*base] = uid;
+    by_name_[entry->first] = uid;
     changed = true;
   }
   // The files of many new messages (a Maildir filled by another program, or an index deleted) are looked at
