@@ -875,6 +875,14 @@ struct Found {
 };
 
 // 0 or errno; entries of `dir` by base name (a name in cur/ wins over the same one in new/).
+// Room for many more entries at once (thousands of files adopted by one sync), in one rehash. Only for
+// many: reserve() also shrinks a table, and growing it by one entry per APPEND rehashed the whole map each
+// time.
+template <class Map>
+void make_room(Map& map, size_t extra) {
+  if (extra >= 1024) map.reserve(map.size() + extra);
+}
+
 int scan_dir(const std::string& dir, bool in_new, std::unordered_map<std::string, Found>& out) {
   DIR* d = ::opendir(dir.c_str());
   if (!d) return errno;
@@ -993,7 +1001,7 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
       unlock_uidlist(fd);
       return e;
     }
-    uidlist_names_.reserve(uidlist_names_.size() + fresh.size());
+    make_room(uidlist_names_, fresh.size());
     for (auto* entry : fresh) {
       const std::string& base = entry->first;
       auto it = uidlist_names_.find(base);
@@ -1011,7 +1019,7 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
   uint64_t arrival = 0;
   size_t kept = cur_.messages.size();
   std::vector<std::pair<size_t, Unread>> unread;
-  by_name_.reserve(by_name_.size() + adopt.size());
+  make_room(by_name_, adopt.size());
   for (auto& [uid, entry] : adopt) {
     if (find(uid)) continue;  // two names for one UID in a damaged uidlist: keep the first
     const Found& f = entry->second;
