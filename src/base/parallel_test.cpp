@@ -11,7 +11,7 @@
 namespace postern {
 namespace {
 
-TEST(ParallelFor, CallsEveryIndexOnceOnSeveralThreads) {
+TEST(ParallelFor, CallsEveryIndexOnceWithinTheThreadLimit) {
   constexpr size_t kN = 10000;
   std::vector<std::atomic<int>> calls(kN);
   std::mutex mutex;

@@ -1,6 +1,5 @@
 #include "base/strings.hpp"
 
-#include <algorithm>
 #include <cstdio>
 
 #if defined(__SSE2__)

@@ -788,7 +788,6 @@ class StructureParser {
 
   bool too_deep(const Node& n) const { return n.depth + 1 >= limits_.max_depth; }
 
-  // The boundary that the line at `q` starts, if any.
   // The start of the first line after the one at `q` that begins with "--" (only such a line can be a
   // boundary), or npos: found by its dashes, not line by line (a base64 body has none).
   size_t next_dash_line(size_t q) const {
@@ -804,6 +803,7 @@ class StructureParser {
     return std::string_view::npos;
   }
 
+  // The boundary that the line at `q` starts, if any.
   const BoundaryEntry* find_boundary(size_t q, bool* epilogue) const {
     if (boundaries_.empty() || nodes_.size() >= limits_.max_parts) return nullptr;
     if (m_.size() - q < 2 || m_[q] != '-' || m_[q + 1] != '-') return nullptr;

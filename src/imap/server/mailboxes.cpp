@@ -531,6 +531,9 @@ Next Session::cmd_status(const Command& c, std::string& out) {
   auto mb = open_mailbox(*name, *name == "INBOX");
   if (!mb) return no(c.tag, mb.error().message, out);
   if (auto st = (*mb)->sync(); !st.ok()) return no(c.tag, store_error_text(st), out);
+  const auto& asked = c.args[1].items;
+  if (std::any_of(asked.begin(), asked.end(), [](const auto& t) { return iequals(t.text(), "size"); }))
+    (*mb)->count_vsizes();
   auto snap = (*mb)->snapshot();
   std::string items;
   for (const auto& t : c.args[1].items) {
@@ -551,12 +554,8 @@ Next Session::cmd_status(const Command& c, std::string& out) {
     } else if (it == "highestmodseq") {
       items += fmt::format("HIGHESTMODSEQ {}", snap->highest_modseq);
     } else if (it == "size") {
-      std::vector<uint32_t> uids;
-      uids.reserve(snap->messages.size());
-      for (const auto& m : snap->messages) uids.push_back(m.uid);
-      (*mb)->count_vsizes(uids);
       uint64_t size = 0;
-      for (const auto& m : (*mb)->snapshot()->messages) size += md::rfc822_size(m);
+      for (const auto& m : snap->messages) size += md::rfc822_size(m);
       items += fmt::format("SIZE {}", size);
     } else if (it == "deleted") {
       items += fmt::format("DELETED {}", std::count_if(snap->messages.begin(), snap->messages.end(),

@@ -200,10 +200,10 @@ bool is_ancestor(const Node* maybe_ancestor, const Node* n) {
 // Reads what SORT/THREAD need of the messages `uids`.
 static std::vector<SortData> sort_data(md::Mailbox& mb, const std::vector<uint32_t>& uids,
                                        const std::function<uint32_t(uint32_t)>& seq_of) {
-  mb.count_vsizes(uids);
   auto snap = mb.snapshot();
   std::vector<SortData> out;
   out.reserve(uids.size());
+  std::vector<std::pair<uint32_t, uint64_t>> counted;  // vsizes not known before, counted in the files read
   for (uint32_t uid : uids) {
     const auto* m = snap->find(uid);
     if (!m) continue;
@@ -211,8 +211,12 @@ static std::vector<SortData> sort_data(md::Mailbox& mb, const std::vector<uint32
     d.uid = uid;
     d.seq = seq_of(uid);
     d.arrival = m->internal_date;
-    d.size = md::rfc822_size(*m);
     auto content = mb.read(uid);
+    d.size = md::rfc822_size(*m);
+    if (m->vsize == md::kUnknownVsize && content) {
+      d.size = md::crlf_size(*content);
+      counted.emplace_back(uid, d.size);
+    }
     std::vector<mime::Field> fields = content ? mime::parse_header(*content) : std::vector<mime::Field>{};
     auto date = mime::find_field(fields, "date");
     auto parsed = date ? mime::parse_date(*date) : std::nullopt;
@@ -232,6 +236,7 @@ static std::vector<SortData> sort_data(md::Mailbox& mb, const std::vector<uint32
     }
     out.push_back(std::move(d));
   }
+  mb.set_vsizes(counted);
   return out;
 }
 

@@ -131,9 +131,7 @@ Next Session::open_maildrop(auth::Account acc, std::string& out) {
   lock_fd_ = lock;
   mailbox_ = *mb;
   account_ = std::move(account);
-  std::vector<uint32_t> uids;
-  for (const auto& m : mailbox_->snapshot()->messages) uids.push_back(m.uid);
-  mailbox_->count_vsizes(uids);  // LIST and STAT show every size
+  mailbox_->count_vsizes();  // LIST and STAT show every size
   auto snap = mailbox_->snapshot();
   uidvalidity_ = snap->uidvalidity;
   messages_.reserve(snap->messages.size());

@@ -874,15 +874,14 @@ struct Found {
   bool matched = false;
 };
 
-// 0 or errno; entries of `dir` by base name (a name in cur/ wins over the same one in new/).
-// Room for many more entries at once (thousands of files adopted by one sync), in one rehash. Only for
-// many: reserve() also shrinks a table, and growing it by one entry per APPEND rehashed the whole map each
-// time.
+// Room for many more entries at once (thousands of files adopted by one sync), in one rehash instead of one
+// per doubling. Only for many: reserve() may also shrink a table, and then rehash it.
 template <class Map>
 void make_room(Map& map, size_t extra) {
   if (extra >= 1024) map.reserve(map.size() + extra);
 }
 
+// 0 or errno; entries of `dir` by base name (a name in cur/ wins over the same one in new/).
 int scan_dir(const std::string& dir, bool in_new, std::unordered_map<std::string, Found>& out) {
   DIR* d = ::opendir(dir.c_str());
   if (!d) return errno;
@@ -1539,6 +1538,19 @@ Result<std::string> Mailbox::read(uint32_t uid) const {
   return Error{fmt::format("UID {} expunged", uid)};
 }
 
+namespace {
+
+// Counts the vsizes of `unknown` (UIDs whose vsize is not known) in their files, on several threads.
+void count_in_files(Mailbox& mailbox, const std::vector<uint32_t>& unknown) {
+  std::vector<std::pair<uint32_t, uint64_t>> counted(unknown.size(), {0, kUnknownVsize});
+  parallel_for(unknown.size(), 32, 8, [&](size_t i) {
+    if (auto content = mailbox.read(unknown[i])) counted[i] = {unknown[i], crlf_size(*content)};
+  });
+  mailbox.set_vsizes(counted);
+}
+
+}  // namespace
+
 void Mailbox::count_vsizes(const std::vector<uint32_t>& uids) {
   std::vector<uint32_t> unknown;
   {
@@ -1546,11 +1558,17 @@ void Mailbox::count_vsizes(const std::vector<uint32_t>& uids) {
     for (uint32_t uid : uids)
       if (const MessageMeta* m = impl_->find(uid); m && m->vsize == kUnknownVsize) unknown.push_back(uid);
   }
-  std::vector<std::pair<uint32_t, uint64_t>> counted(unknown.size(), {0, kUnknownVsize});
-  parallel_for(unknown.size(), 32, 8, [&](size_t i) {
-    if (auto content = read(unknown[i])) counted[i] = {unknown[i], crlf_size(*content)};
-  });
-  set_vsizes(counted);
+  count_in_files(*this, unknown);
+}
+
+void Mailbox::count_vsizes() {
+  std::vector<uint32_t> unknown;
+  {
+    std::lock_guard lock(impl_->mu_);
+    for (const auto& m : impl_->cur_.messages)
+      if (m.vsize == kUnknownVsize) unknown.push_back(m.uid);
+  }
+  count_in_files(*this, unknown);
 }
 
 void Mailbox::set_vsizes(const std::vector<std::pair<uint32_t, uint64_t>>& vsizes) {

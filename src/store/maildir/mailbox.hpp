@@ -187,6 +187,8 @@ class Mailbox {
   // another program: a sync does not read files), reading their files on several threads when many, and
   // publishes them: a snapshot taken afterwards has them. Files gone meanwhile keep kUnknownVsize.
   void count_vsizes(const std::vector<uint32_t>& uids);
+  // The same for every message (STATUS SIZE, a POP3 maildrop).
+  void count_vsizes();
   // Records vsizes counted by a caller that read the files anyway (FETCH): (uid, vsize) pairs.
   void set_vsizes(const std::vector<std::pair<uint32_t, uint64_t>>& vsizes);
 
