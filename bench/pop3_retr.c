@@ -2,10 +2,11 @@
  * what is measured (a Python client costs as much CPU per command as the servers do, and the test is one
  * command at a time).
  *
- *   pop3_retr PORT USER PASSWORD
+ *   pop3_retr PORT USER PASSWORD [WINDOW]
  *
  * Logs in on 127.0.0.1:PORT with USER/PASS, then for every message of STAT: RETR n (the whole reply read
- * up to its terminating line), DELE n; then QUIT. Prints "MESSAGES BYTES", BYTES being the sum of the
+ * up to its terminating line), DELE n; then QUIT. With WINDOW > 1 (RFC 2449 PIPELINING), up to WINDOW of
+ * these commands are sent ahead of their replies; the default, 1, waits for each reply. Prints "MESSAGES BYTES", BYTES being the sum of the
  * RETR replies between the status line and the terminating ".\r\n", still dot-stuffed. Exits 1 with a
  * message on stderr when a reply is not +OK or the connection fails. */
 #define _GNU_SOURCE /* memmem */
@@ -86,7 +87,9 @@ static void cmd(const char* text) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 4) die("usage: pop3_retr PORT USER PASSWORD", NULL);
+  if (argc != 4 && argc != 5) die("usage: pop3_retr PORT USER PASSWORD [WINDOW]", NULL);
+  long window = argc == 5 ? atol(argv[4]) : 1;
+  if (window < 1) die("WINDOW must be at least 1", NULL);
   if (!(buf = malloc(cap))) die("out of memory", NULL);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[1]))};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -105,14 +108,21 @@ int main(int argc, char** argv) {
   cmd("STAT\r\n");
   long messages = atol(ok_line("STAT") + 3);
   unsigned long long bytes = 0;
-  for (long i = 1; i <= messages; ++i) {
-    snprintf(line, sizeof line, "RETR %ld\r\n", i);
-    cmd(line);
-    ok_line("RETR");
-    bytes += multiline();
-    snprintf(line, sizeof line, "DELE %ld\r\n", i);
-    cmd(line);
-    ok_line("DELE");
+  /* command k (0-based) is RETR k/2+1 when k is even, DELE k/2+1 when odd; `sent` commands are out and the
+   * replies of the first `done` are read */
+  long total = 2 * messages, sent = 0;
+  for (long done = 0; done < total; ++done) {
+    while (sent < total && sent - done < window) {
+      snprintf(line, sizeof line, "%s %ld\r\n", sent % 2 ? "DELE" : "RETR", sent / 2 + 1);
+      cmd(line);
+      ++sent;
+    }
+    if (done % 2 == 0) {
+      ok_line("RETR");
+      bytes += multiline();
+    } else {
+      ok_line("DELE");
+    }
   }
   cmd("QUIT\r\n");
   ok_line("QUIT");

@@ -9,6 +9,11 @@ Maildir cur/ of each server before they start; then, Postern and Dovecot alterna
   3. one session: RETR + DELE of every message, then QUIT (the deletions happen at QUIT), by a client in C
      (bench/pop3_retr.c, compiled here): one command at a time, so a Python client would cost as much time
      per command as the servers and be most of what is measured
+  4. the same Maildir written again (both servers see it in an untimed STAT/UIDL session first), then one
+     session: RETR + DELE of every message with up to --window commands sent ahead of their replies (RFC
+     2449 PIPELINING, which both servers announce), then QUIT. Test 3 waits for every reply, so most of its
+     time is the loopback round trip and the wake-ups of client and server, the same for both servers; this
+     one shows what each server itself spends on a command
 
 Python 3 standard library and a C compiler; run as root.
 """
@@ -141,8 +146,9 @@ def build_retr_client(work):
     return out
 
 
-def retr_dele(client, port, maildir):
-    r = subprocess.run([client, str(port), ib.USER, ib.PASSWORD], capture_output=True, timeout=ib.STALL * 10)
+def retr_dele(client, port, maildir, window=1):
+    r = subprocess.run([client, str(port), ib.USER, ib.PASSWORD, str(window)], capture_output=True,
+                       timeout=ib.STALL * 10)
     if r.returncode != 0:
         raise BenchError(r.stderr.decode(errors="replace").strip())
     n, total = map(int, r.stdout.split())
@@ -156,6 +162,8 @@ def main():
     ib.common_args(ap)
     ap.add_argument("--sessions", type=int, default=100, help="STAT/UIDL sessions (default 100)")
     ap.add_argument("--parallel", type=int, default=1, help="STAT/UIDL sessions at a time (default 1)")
+    ap.add_argument("--window", type=int, default=16,
+                    help="commands sent ahead of their replies in the pipelined RETR + DELE test (default 16)")
     ap.add_argument("--stall-timeout", type=float, default=60,
                     help="a test fails when the server sends nothing for this many seconds")
     args = ap.parse_args()
@@ -178,7 +186,6 @@ def main():
         uid, gid = ib.mail_ids()
         for s in servers:
             ib.write_maildir(s.maildir(), msgs, uid, gid)
-        del msgs
         for s in servers:
             s.start()
         ib.run_phase(args, servers, "first session (STAT, UIDL; no index yet)",
@@ -193,10 +200,19 @@ def main():
                                     f"{args.messages} expected")
         ib.run_phase(args, servers, f"RETR + DELE of {args.messages}, QUIT",
                      lambda s: retr_dele(retr_client, s.pop3_port, s.maildir()), problems, results, "retr")
-        ib.check_same(results, "retr", "bytes", "RETR", problems)
-        for n, r in results["retr"].items():
-            if not r.get("failed") and r["left"]:
-                problems.append(f"{n}: {r['left']} messages left in the Maildir after DELE + QUIT")
+        log(f"writing the {args.messages} messages again, for the pipelined RETR + DELE")
+        for s in servers:
+            ib.write_maildir(s.maildir(), msgs, uid, gid, start=len(msgs))  # new names: new messages
+            stat_uidl(s.pop3_port)
+        del msgs
+        ib.run_phase(args, servers, f"RETR + DELE of {args.messages} pipelined ({args.window} ahead), QUIT",
+                     lambda s: retr_dele(retr_client, s.pop3_port, s.maildir(), args.window), problems, results,
+                     "pipelined")
+        for key in ("retr", "pipelined"):
+            ib.check_same(results, key, "bytes", "RETR", problems)
+            for n, r in results[key].items():
+                if not r.get("failed") and r["left"]:
+                    problems.append(f"{n}: {r['left']} messages left in the Maildir after DELE + QUIT")
     except KeyboardInterrupt as e:
         log(f"interrupted ({str(e) or 'Ctrl-C'})")
         problems.append("interrupted")
@@ -228,9 +244,11 @@ def main():
 
     row(f"first session: USER/PASS, STAT, UIDL ({args.messages} msgs), QUIT; no index yet", "first", None)
     row(f"{args.sessions} sessions: USER/PASS, STAT, UIDL, QUIT ({args.parallel} at a time)", "sessions", "session")
-    row(f"1 session: RETR + DELE of {args.messages} msgs, QUIT", "retr", "msg")
+    row(f"1 session: RETR + DELE of {args.messages} msgs, QUIT (each command waits for its reply)", "retr", "msg")
+    row(f"1 session: RETR + DELE of {args.messages} msgs, QUIT ({args.window} commands ahead, PIPELINING)",
+        "pipelined", "msg")
     notes = [
-        "Times are wall-clock seconds of the client (Python; RETR + DELE: C), on the same CPUs; rates in (..) per "
+        "Times are wall-clock seconds of the client (Python; RETR + DELE: C, bench/pop3_retr.c), on the same CPUs; rates in (..) per "
         "second.",
         "ratio D/P = Dovecot time / Postern time (> 1: Postern is faster).",
         "CPU s = user+system CPU seconds of all processes of the server during the test (its own cgroup); "
