@@ -4,6 +4,7 @@ message at a time, and as those read back from the cache; deleting the index los
 import imaplib
 import os
 import re
+import time
 
 from conftest import free_port
 
@@ -151,4 +152,68 @@ def test_sizes_of_files_without_w_are_counted_when_asked(make_postern):
     got = {int(re.search(rb"UID (\d+)", d).group(1)): int(re.search(rb"RFC822.SIZE (\d+)", d).group(1))
            for d in data}
     assert got == sizes
+    c.logout()
+
+
+def test_dates_of_files_named_with_their_size_are_looked_up_when_asked(make_postern):
+    """A sync stats no file whose name gives its size (S=): its INTERNALDATE (the file's mtime) is looked up
+    when something shows or compares it: FETCH INTERNALDATE, SEARCH BEFORE/ON/SINCE, SORT ARRIVAL, and a COPY
+    keeps it."""
+    port = free_port()
+    p = make_postern(extra_config=f"imap_listen = 127.0.0.1:{port}\ndisable_plaintext_auth = no\n")
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+    c.login("alice@example.test", PASSWORD)
+    c.logout()
+    cur = os.path.join(p.maildir("alice"), "cur")
+    st = os.stat(cur)
+    day = 86400
+    base = 1704067200  # 2024-01-01 00:00:00 UTC
+    dates = {}  # uid -> mtime: days apart, in an order other than the names'
+    for i in range(60):
+        data = f"Subject: {i}\n\nbody {i}\n".encode()
+        path = os.path.join(cur, f"{1700000000 + i}.M{i}P1.test,S={len(data)}:2,")
+        with open(path, "wb") as f:
+            f.write(data)
+        t = base + ((i * 23) % 60) * day + 3600
+        os.utime(path, (t, t))
+        os.chown(path, st.st_uid, st.st_gid)
+        dates[i + 1] = t
+
+    def internaldates(client):
+        typ, data = client.uid("FETCH", "1:*", "(INTERNALDATE)")
+        assert typ == "OK", data
+        return {int(re.search(rb"UID (\d+)", d).group(1)):
+                int(time.mktime(imaplib.Internaldate2tuple(d)))
+                for d in data}
+
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+    c.login("alice@example.test", PASSWORD)
+    c.select("INBOX")
+    # SEARCH first: nothing has asked for a date yet
+    cut = base + 30 * day
+    typ, data = c.uid("SEARCH", None, "SINCE", "31-Jan-2024")
+    assert sorted(int(x) for x in data[0].split()) == sorted(u for u, t in dates.items() if t >= cut)
+    typ, data = c.uid("SEARCH", None, "BEFORE", "31-Jan-2024")
+    assert sorted(int(x) for x in data[0].split()) == sorted(u for u, t in dates.items() if t < cut)
+    typ, data = c.uid("SEARCH", None, "ON", "31-Jan-2024")
+    assert [int(x) for x in data[0].split()] == [u for u, t in dates.items() if cut <= t < cut + day]
+    c.logout()
+
+    drop_index(p)
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+    c.login("alice@example.test", PASSWORD)
+    c.select("INBOX")
+    typ, data = c.uid("SORT", "(ARRIVAL)", "UTF-8", "ALL")
+    assert [int(x) for x in data[0].split()] == sorted(dates, key=lambda u: dates[u]), data
+    c.logout()
+
+    drop_index(p)
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+    c.login("alice@example.test", PASSWORD)
+    c.select("INBOX")
+    assert internaldates(c) == dates
+    assert c.create("Copied")[0] == "OK"
+    assert c.uid("COPY", "1:*", "Copied")[0] == "OK"
+    c.select("Copied")
+    assert sorted(internaldates(c).values()) == sorted(dates.values())
     c.logout()

@@ -388,6 +388,8 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
       for (uint32_t u : unseen) sel.silent.insert(u);
     }
   }
+  if (std::any_of(items.begin(), items.end(), [](const FetchItem& i) { return i.kind == K::kInternalDate; }))
+    sel.mailbox->stat_dates(*uids);
   auto snap = sel.mailbox->snapshot();
   bool ghost_seen = false;
   // The messages answered, with what this session knows of each: one expunged by someone else and not yet
@@ -447,7 +449,7 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
           line += "FLAGS " + flags_list(*m, *of, sel.recent.count(uid) > 0);
           break;
         case K::kInternalDate:
-          line += "INTERNALDATE \"" + proto::format_date_time(m->internal_date) + "\"";
+          line += "INTERNALDATE \"" + proto::format_date_time(md::arrival_date(*m)) + "\"";
           break;
         case K::kSize:
           line += fmt::format("RFC822.SIZE {}", structures.rfc822_size(pos));

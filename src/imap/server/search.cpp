@@ -5,6 +5,7 @@
 // per message and only when a key needs it.
 #include <algorithm>
 #include <ctime>
+#include <initializer_list>
 #include <memory>
 
 #include <fmt/format.h>
@@ -253,18 +254,10 @@ class SearchParser {
   size_t pos_ = 0;
 };
 
-// Whether the key looks at header fields (not TEXT or BODY, which read the whole message anyway).
-bool reads_header(const Key& k) {
-  using O = Key::Op;
-  if (k.op == O::kHeader || k.op == O::kSentBefore || k.op == O::kSentOn || k.op == O::kSentSince)
-    return true;
-  return std::any_of(k.kids.begin(), k.kids.end(), reads_header);
-}
-
-bool reads_size(const Key& k) {
-  using O = Key::Op;
-  if (k.op == O::kLarger || k.op == O::kSmaller) return true;
-  return std::any_of(k.kids.begin(), k.kids.end(), reads_size);
+// Whether the key, or one inside it, is one of `ops`.
+bool uses(const Key& k, std::initializer_list<Key::Op> ops) {
+  if (std::find(ops.begin(), ops.end(), k.op) != ops.end()) return true;
+  return std::any_of(k.kids.begin(), k.kids.end(), [&](const Key& kid) { return uses(kid, ops); });
 }
 
 bool eval(const Key& k, Loaded& l, md::Mailbox& mb, const md::Snapshot& snap,
@@ -320,11 +313,11 @@ bool eval(const Key& k, Loaded& l, md::Mailbox& mb, const md::Snapshot& snap,
     case O::kRecent:
       return recent.count(m.uid) > 0;
     case O::kBefore:
-      return day_of(m.internal_date) < k.n;
+      return day_of(md::arrival_date(m)) < k.n;
     case O::kOn:
-      return day_of(m.internal_date) == k.n;
+      return day_of(md::arrival_date(m)) == k.n;
     case O::kSince:
-      return day_of(m.internal_date) >= k.n;
+      return day_of(md::arrival_date(m)) >= k.n;
     case O::kSavedBefore:
       return m.save_date && day_of(m.save_date) < k.n;
     case O::kSavedOn:
@@ -398,11 +391,14 @@ std::optional<Next> Session::match_keys(const Command& c, size_t first, std::vec
     return bad(c.tag, parser.error, out);
   }
   Selected& sel = *selected_;
-  if (reads_size(root)) sel.mailbox->count_vsizes(sel.uids);
+  using O = Key::Op;
+  if (uses(root, {O::kLarger, O::kSmaller})) sel.mailbox->count_vsizes(sel.uids);
+  if (uses(root, {O::kBefore, O::kOn, O::kSince})) sel.mailbox->stat_dates(sel.uids);
   auto snap = sel.mailbox->snapshot();
-  // Header keys: the cached headers of a batch of messages are fetched together.
+  // Header keys: the cached headers of a batch of messages are fetched together (not for TEXT or BODY, which
+  // read the whole message anyway).
   constexpr size_t kBatch = 1000;
-  bool headers = reads_header(root);
+  bool headers = uses(root, {O::kHeader, O::kSentBefore, O::kSentOn, O::kSentSince});
   std::vector<std::optional<std::string>> batch;
   for (size_t i = 0; i < sel.uids.size(); ++i) {
     if (headers && i % kBatch == 0) {

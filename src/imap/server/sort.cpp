@@ -200,6 +200,7 @@ bool is_ancestor(const Node* maybe_ancestor, const Node* n) {
 // Reads what SORT/THREAD need of the messages `uids`.
 static std::vector<SortData> sort_data(md::Mailbox& mb, const std::vector<uint32_t>& uids,
                                        const std::function<uint32_t(uint32_t)>& seq_of) {
+  mb.stat_dates(uids);
   auto snap = mb.snapshot();
   std::vector<SortData> out;
   out.reserve(uids.size());
@@ -210,7 +211,7 @@ static std::vector<SortData> sort_data(md::Mailbox& mb, const std::vector<uint32
     SortData d;
     d.uid = uid;
     d.seq = seq_of(uid);
-    d.arrival = m->internal_date;
+    d.arrival = md::arrival_date(*m);
     auto content = mb.read(uid);
     d.size = md::rfc822_size(*m);
     if (m->vsize == md::kUnknownVsize && content) {
@@ -220,7 +221,7 @@ static std::vector<SortData> sort_data(md::Mailbox& mb, const std::vector<uint32
     std::vector<mime::Field> fields = content ? mime::parse_header(*content) : std::vector<mime::Field>{};
     auto date = mime::find_field(fields, "date");
     auto parsed = date ? mime::parse_date(*date) : std::nullopt;
-    d.date = parsed ? *parsed : m->internal_date;
+    d.date = parsed ? *parsed : d.arrival;
     d.subject = base_subject(mime::find_field(fields, "subject").value_or(""));
     d.from = first_mailbox(fields, "from");
     d.to = first_mailbox(fields, "to");

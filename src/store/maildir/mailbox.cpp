@@ -143,11 +143,11 @@ int read_file(const std::string& path, std::string& out) {
   return read_file_at(AT_FDCWD, path.c_str(), out);
 }
 
-// What a new message's file must tell (Mailbox::Impl::make_meta): its date, and its size when neither its
-// name nor the uidlist gave it. (Its vsize waits for someone to ask: Mailbox::count_vsizes.)
+// A new message whose size neither its name nor the uidlist gave (Mailbox::Impl::make_meta): its file is
+// looked at, for its size and, as it is there, its date. (Otherwise the date waits for someone to ask, as the
+// vsize does: Mailbox::stat_dates, Mailbox::count_vsizes.)
 struct Unread {
   bool stat = false;
-  bool size = false;
   int dir = AT_FDCWD;          // the file is `name` in `dir`
   const char* name = nullptr;  // (in m.path)
 };
@@ -157,7 +157,7 @@ void stat_facts(MessageMeta& m, const Unread& unread) {
   struct stat st;
   if (::fstatat(unread.dir, unread.name, &st, 0) != 0) return;
   m.internal_date = st.st_mtime;
-  if (unread.size) m.size = static_cast<uint64_t>(st.st_size);
+  m.size = static_cast<uint64_t>(st.st_size);
 }
 
 int write_all(int fd, std::string_view data) {
@@ -319,8 +319,8 @@ struct Mailbox::Impl {
   uint64_t next_modseq();
   MessageMeta* find(uint32_t uid);
   // `modseq`: the modseq of this sync's arrivals and changes, taken at the first need. A message the index
-  // did not know comes back without what only its file tells (`unread`): stat_facts fills that in, then
-  // the caller records it (put_meta).
+  // did not know is recorded (put_meta), unless its size is still to be looked up (`unread.stat`): then
+  // stat_facts fills that in, and the caller records it.
   MessageMeta make_meta(uint32_t uid, const std::string& file, bool in_new, uint64_t& modseq, Unread& unread);
   void record_expunges(const std::vector<uint32_t>& uids);
   void read_keywords();
@@ -834,10 +834,12 @@ MessageMeta Mailbox::Impl::make_meta(uint32_t uid, const std::string& fname, boo
     if (!have_vsize) have_vsize = uidlist_ext_field(e->ext, 'W', m.vsize);
   }
   if (!have_vsize) m.vsize = kUnknownVsize;
-  unread = {true, !have_size};
+  m.internal_date = kUnknownDate;
+  unread.stat = !have_size;
   m.save_date = ::time(nullptr);
   if (!modseq) modseq = next_modseq();
   m.modseq = modseq;
+  if (!unread.stat) put_meta(pending_, m);  // else once stat_facts has filled it in
   return m;
 }
 
@@ -1468,6 +1470,11 @@ StoreError Mailbox::copy_to(const std::vector<uint32_t>& uids, Mailbox& dest, st
       if (::link(m->path->c_str(), nf.tmp_path.c_str()) != 0) {
         std::string content;
         int err = read_file(*m->path, content);
+        struct stat st;  // the date the copy keeps, when not known yet
+        if (err == 0 && nf.internal_date == kUnknownDate) {
+          err = ::stat(m->path->c_str(), &st) == 0 ? 0 : errno;
+          nf.internal_date = st.st_mtime;
+        }
         if (err == ENOENT) continue;  // expunged meanwhile
         int fd = err == 0 ? ::open(nf.tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
         if (err == 0 && fd < 0) err = errno;
@@ -1569,6 +1576,51 @@ void Mailbox::count_vsizes() {
       if (m.vsize == kUnknownVsize) unknown.push_back(m.uid);
   }
   count_in_files(*this, unknown);
+}
+
+void Mailbox::stat_dates(const std::vector<uint32_t>& uids) {
+  std::vector<uint32_t> unknown;
+  {
+    std::lock_guard lock(impl_->mu_);
+    for (uint32_t uid : uids)
+      if (const MessageMeta* m = impl_->find(uid); m && m->internal_date == kUnknownDate)
+        unknown.push_back(uid);
+  }
+  // A file renamed meanwhile (its flags changed by another program) is looked for again after a sync.
+  for (int attempt = 0; attempt < 2 && !unknown.empty(); ++attempt) {
+    std::vector<SharedText> paths(unknown.size());
+    bool synced = false;
+    {
+      std::lock_guard lock(impl_->mu_);
+      if (attempt > 0) (void)impl_->sync_locked(true, synced);
+      if (synced) impl_->publish();
+      for (size_t i = 0; i < unknown.size(); ++i)
+        if (const MessageMeta* m = impl_->find(unknown[i])) paths[i] = m->path;
+    }
+    if (synced) impl_->notify();
+    std::vector<int64_t> dates(unknown.size(), kUnknownDate);
+    parallel_for(unknown.size(), 64, 8, [&](size_t i) {
+      struct stat st;
+      if (paths[i] && ::stat(paths[i]->c_str(), &st) == 0) dates[i] = st.st_mtime;
+    });
+    std::vector<uint32_t> again;
+    std::lock_guard lock(impl_->mu_);
+    Impl& im = *impl_;
+    bool changed = false;
+    for (size_t i = 0; i < unknown.size(); ++i) {
+      MessageMeta* m = im.find(unknown[i]);
+      if (!m || m->internal_date != kUnknownDate) continue;
+      if (dates[i] == kUnknownDate) {
+        again.push_back(unknown[i]);
+        continue;
+      }
+      m->internal_date = dates[i];
+      put_meta(im.pending_, *m);
+      changed = true;
+    }
+    if (changed) im.publish();
+    unknown = std::move(again);
+  }
 }
 
 void Mailbox::set_vsizes(const std::vector<std::pair<uint32_t, uint64_t>>& vsizes) {

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,7 +54,7 @@ struct MessageMeta {
   uint32_t keywords = 0;      // bit i: keyword i of Mailbox::keywords() (at most 26, Maildir's a..z)
   uint64_t size = 0;          // bytes on disk
   uint64_t vsize = 0;         // bytes with CRLF line ends, or kUnknownVsize: see rfc822_size
-  int64_t internal_date = 0;  // seconds since the epoch (the file's mtime, as Dovecot)
+  int64_t internal_date = 0;  // seconds since the epoch (the file's mtime, as Dovecot), or kUnknownDate
   int64_t save_date = 0;      // when it was added to this mailbox (SAVEDATE, RFC 8514)
   uint64_t modseq = 1;        // CONDSTORE: last change of this message's flags (or its arrival)
   SharedText name;            // file name without the ":2," suffix (the dovecot-uidlist key)
@@ -64,6 +65,16 @@ struct MessageMeta {
 // whoever shows sizes, counts it; a file gone before that keeps its size).
 inline uint64_t rfc822_size(const MessageMeta& m) {
   return m.vsize != kUnknownVsize ? m.vsize : m.size;
+}
+
+// A date not looked up yet: a sync stats no file whose name tells its size (S=), and takes the internal date
+// from the file only when asked (Mailbox::stat_dates).
+inline constexpr int64_t kUnknownDate = std::numeric_limits<int64_t>::min();
+
+// INTERNALDATE: the internal date, or the save date while it is not known (Mailbox::stat_dates, called first
+// by whoever shows or compares dates, learns it; a file gone before that keeps its save date).
+inline int64_t arrival_date(const MessageMeta& m) {
+  return m.internal_date != kUnknownDate ? m.internal_date : m.save_date;
 }
 
 // Messages in UID order, immutable, in shared chunks of kChunk: the list a snapshot publishes after a change
@@ -191,6 +202,9 @@ class Mailbox {
   void count_vsizes();
   // Records vsizes counted by a caller that read the files anyway (FETCH): (uid, vsize) pairs.
   void set_vsizes(const std::vector<std::pair<uint32_t, uint64_t>>& vsizes);
+  // Makes the internal date (the file's mtime) of the messages of `uids` known where it is not yet, looking
+  // at their files on several threads when many, and publishes them (see kUnknownDate).
+  void stat_dates(const std::vector<uint32_t>& uids);
 
   // Postern's cache of computed FETCH items, kept in postern-index.
   std::optional<std::string> cached(uint32_t uid, CacheField field) const;

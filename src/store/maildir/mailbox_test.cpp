@@ -201,6 +201,42 @@ TEST_F(MaildirMailbox, SyncsNewFilesInNameOrderAndMovesThemToCur) {
   EXPECT_EQ(reopen()->snapshot()->messages[1].vsize, 17u);  // counted once: the index keeps it
 }
 
+TEST_F(MaildirMailbox, DatesAreLookedUpWhenAsked) {
+  put("new/100.a,S=14", "Subject: a\n\na\n");
+  put("new/200.b", "Subject: b\n\nb\n");
+  for (auto [name, t] : {std::pair{"new/100.a,S=14", 1500000000}, {"new/200.b", 1600000000}}) {
+    timespec times[2] = {{t, 0}, {t, 0}};
+    ASSERT_EQ(::utimensat(AT_FDCWD, (dir_ + "/" + name).c_str(), times, 0), 0);
+  }
+  auto mb = open();
+  ASSERT_TRUE(mb);
+  auto s = mb->snapshot();
+  ASSERT_EQ(s->messages.size(), 2u);
+  // The size came from S=, so the sync did not stat the file: its date is not known yet; until it is, the
+  // save date stands in.
+  EXPECT_EQ(s->messages[0].internal_date, kUnknownDate);
+  EXPECT_EQ(arrival_date(s->messages[0]), s->messages[0].save_date);
+  // No size in the name: the sync stats the file for it, and keeps the date it sees there.
+  EXPECT_EQ(s->messages[1].internal_date, 1600000000);
+  mb->stat_dates({1, 2, 7});
+  EXPECT_EQ(mb->snapshot()->messages[0].internal_date, 1500000000);
+  EXPECT_EQ(s->messages[0].internal_date, kUnknownDate);  // an older snapshot never changes
+  // The file renamed by another program (a flag changed) before anyone asked: found again after a sync.
+  put("new/300.c,S=14", "Subject: c\n\nc\n");
+  timespec times[2] = {{1700000000, 0}, {1700000000, 0}};
+  ASSERT_EQ(::utimensat(AT_FDCWD, (dir_ + "/new/300.c,S=14").c_str(), times, 0), 0);
+  ASSERT_TRUE(mb->sync().ok());
+  fs::rename(dir_ + "/cur/300.c,S=14:2,", dir_ + "/cur/300.c,S=14:2,S");
+  mb->stat_dates({3});
+  EXPECT_EQ(mb->snapshot()->messages[2].internal_date, 1700000000);
+  EXPECT_EQ(mb->snapshot()->messages[2].flags, kSeen);
+  mb.reset();
+  s.reset();
+  auto again = reopen()->snapshot();  // looked up once: the index keeps it
+  EXPECT_EQ(again->messages[0].internal_date, 1500000000);
+  EXPECT_EQ(again->messages[2].internal_date, 1700000000);
+}
+
 TEST_F(MaildirMailbox, ReadsDovecotUidlistAndKeywords) {
   put("dovecot-uidlist", std::string(kDovecotAppended));
   put("dovecot-keywords", std::string(kDovecotKeywords));
