@@ -1,31 +1,32 @@
 #include "base/parallel.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <system_error>
-#include <thread>
-#include <vector>
 
 namespace postern {
+
+ParallelJob::ParallelJob(size_t n, size_t helpers, std::function<void(size_t)> fn)
+    : fn_(std::move(fn)), n_(n) {
+  try {
+    while (threads_.size() < std::min(helpers, n)) threads_.emplace_back([this] { run(); });
+  } catch (const std::system_error&) {  // out of threads: fewer helpers, the caller takes the rest
+  }
+}
+
+void ParallelJob::run() {
+  for (size_t i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < n_;) fn_(i);
+}
+
+void ParallelJob::finish() {
+  run();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
 
 void parallel_for(size_t n, size_t per_thread, size_t max_threads, const std::function<void(size_t)>& fn) {
   size_t threads =
       std::clamp<size_t>(n / std::max<size_t>(per_thread, 1), 1, std::max<size_t>(max_threads, 1));
-  if (threads == 1) {
-    for (size_t i = 0; i < n; ++i) fn(i);
-    return;
-  }
-  std::atomic<size_t> next{0};
-  auto run = [&] {
-    for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) fn(i);
-  };
-  std::vector<std::thread> helpers;
-  try {
-    while (helpers.size() + 1 < threads) helpers.emplace_back(run);
-  } catch (const std::system_error&) {  // out of threads: fewer helpers, the caller takes the rest
-  }
-  run();
-  for (auto& t : helpers) t.join();
+  ParallelJob(n, threads - 1, fn).finish();
 }
 
 size_t cpu_threads() {

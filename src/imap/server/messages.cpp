@@ -2,6 +2,7 @@
 // sections, partial fetches, CONDSTORE CHANGEDSINCE), STORE (UNCHANGEDSINCE), COPY/MOVE (COPYUID), EXPUNGE
 // and UID EXPUNGE. ENVELOPE and BODYSTRUCTURE come from the mailbox's cache when computed before.
 #include <algorithm>
+#include <memory>
 
 #include <fmt/format.h>
 
@@ -152,7 +153,8 @@ std::optional<FetchItem> parse_fetch_item(std::string_view att, std::string& err
 // ENVELOPE, BODY, BODYSTRUCTURE and RFC822.SIZE of the messages one FETCH answers, a window of messages at a
 // time: from the mailbox's cache (and index), else computed from the file and cached. A window's missing
 // values (a cold cache: an index deleted, a Maildir filled by another program) are computed on every core,
-// each message's file read and parsed once for all of them.
+// each message's file read and parsed once for all of them; and while the caller writes the responses of a
+// window, the next one is computed on the other cores.
 class Structures {
  public:
   using K = FetchItem::Kind;
@@ -164,7 +166,10 @@ class Structures {
       if (i.kind == K::kSize) sizes_ = true;
     }
   }
-  ~Structures() { mailbox_.set_vsizes(counted_); }
+  ~Structures() {
+    ahead_.reset();  // its threads write into it
+    mailbox_.set_vsizes(counted_);
+  }
   Structures(const Structures&) = delete;
   Structures& operator=(const Structures&) = delete;
 
@@ -201,17 +206,42 @@ class Structures {
     std::array<std::optional<std::string>, 3> values;
     uint64_t vsize = md::kUnknownVsize;  // counted here
   };
+  // The messages uids_[start, start + values.size()): what the cache had, and the rest (`todo`) as `job`
+  // computes it.
+  struct Window {
+    size_t start = 0;
+    std::vector<Values> values;
+    std::vector<size_t> todo;
+    std::unique_ptr<ParallelJob> job;  // last: its destructor waits for the threads that write `values`
+  };
 
   Values& at(size_t pos) {
-    if (pos < start_ || pos >= start_ + window_.size()) load(pos);
-    return window_[pos - start_];
+    if (!window_ || pos < window_->start || pos >= window_->start + window_->values.size()) load(pos);
+    return window_->values[pos - window_->start];
   }
 
+  // The window at `from`: the one computed ahead when it is that one, else one computed now; then the next
+  // one is started.
   void load(size_t from) {
-    start_ = from;
+    if (ahead_ && ahead_->start == from) {
+      window_ = std::move(ahead_);
+    } else {
+      ahead_.reset();
+      window_ = start(from, cpu_threads() - 1);
+    }
+    window_->job->finish();  // the caller takes what the helpers have not
+    record(*window_);
+    size_t next = from + window_->values.size();
+    if (next < uids_.size() && cpu_threads() > 1) ahead_ = start(next, cpu_threads() - 1);
+  }
+
+  // Looks up the window's values in the cache, and starts computing the missing ones on `helpers` threads.
+  std::unique_ptr<Window> start(size_t from, size_t helpers) {
+    auto w = std::make_unique<Window>();
+    w->start = from;
     size_t n = std::min(kWindow, uids_.size() - from);
     std::vector<uint32_t> uids(uids_.begin() + from, uids_.begin() + from + n);
-    window_.assign(n, {});
+    w->values.assign(n, {});
     std::vector<bool> missing(n, false);
     for (size_t k = 0; k < n; ++k) missing[k] = sizes_ && metas_[from + k]->vsize == md::kUnknownVsize;
     for (size_t f = 0; f < 3; ++f) {
@@ -223,23 +253,32 @@ class Structures {
       auto cached = mailbox_.cached(uids, kFields[f]);
       for (size_t k = 0; k < n; ++k) {
         if (cached[k])
-          window_[k].values[f] = std::move(cached[k]);
+          w->values[k].values[f] = std::move(cached[k]);
         else
           missing[k] = true;
       }
     }
-    std::vector<size_t> todo;
     for (size_t k = 0; k < n; ++k)
-      if (missing[k]) todo.push_back(k);
-    parallel_for(todo.size(), 64, cpu_threads(), [&](size_t t) {
-      size_t k = todo[t];
-      compute(uids[k], metas_[from + k]->vsize == md::kUnknownVsize, window_[k]);
+      if (missing[k]) w->todo.push_back(k);
+    // A few: the caller computes them when it needs them (finish).
+    if (w->todo.size() < 64) helpers = 0;
+    Window* raw = w.get();
+    w->job = std::make_unique<ParallelJob>(raw->todo.size(), helpers, [this, raw](size_t t) {
+      size_t k = raw->todo[t];
+      size_t pos = raw->start + k;
+      compute(uids_[pos], metas_[pos]->vsize == md::kUnknownVsize, raw->values[k]);
     });
-    for (size_t k : todo) {
-      if (window_[k].vsize != md::kUnknownVsize) counted_.emplace_back(uids[k], window_[k].vsize);
+    return w;
+  }
+
+  // What a computed window found: cached, sizes kept for the end.
+  void record(const Window& w) {
+    for (size_t k : w.todo) {
+      uint32_t uid = uids_[w.start + k];
+      const Values& v = w.values[k];
+      if (v.vsize != md::kUnknownVsize) counted_.emplace_back(uid, v.vsize);
       for (size_t f = 0; f < 3 && !utf8_; ++f)
-        if (wanted_[f] && window_[k].values[f])
-          mailbox_.put_cache(uids[k], kFields[f], *window_[k].values[f]);
+        if (wanted_[f] && v.values[f]) mailbox_.put_cache(uid, kFields[f], *v.values[f]);
     }
   }
 
@@ -263,8 +302,8 @@ class Structures {
   bool utf8_;
   std::array<bool, 3> wanted_{};
   bool sizes_ = false;
-  size_t start_ = 0;
-  std::vector<Values> window_;
+  std::unique_ptr<Window> window_;                      // the one being answered
+  std::unique_ptr<Window> ahead_;                       // the next one, being computed
   std::vector<std::pair<uint32_t, uint64_t>> counted_;  // vsizes counted, recorded at the end (one publish)
 };
 
