@@ -24,8 +24,10 @@
 #include <mutex>
 #include <random>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -324,6 +326,14 @@ struct Mailbox::Impl {
   MessageMeta make_meta(uint32_t uid, const std::string& file, bool in_new, uint64_t& modseq, Unread& unread);
   void record_expunges(const std::vector<uint32_t>& uids);
   void read_keywords();
+  // A file of this mailbox as (directory, name) for the *at() calls: relative to cur/ when it is there, else
+  // (AT_FDCWD, path). The name points into `path`.
+  std::pair<int, const char*> at(const std::string& path) const {
+    if (cur_dir_ >= 0 && path.size() > path_.size() + 5 && path.starts_with(path_) &&
+        path.compare(path_.size(), 5, "/cur/") == 0)
+      return {cur_dir_, path.c_str() + path_.size() + 5};
+    return {AT_FDCWD, path.c_str()};
+  }
   void chown_fd(int fd) const {
     if (owner_.chown && ::fchown(fd, owner_.uid, owner_.gid) != 0) {
       // Best effort: the file stays usable by us; Dovecot as the mail user may then be refused.
@@ -354,7 +364,7 @@ struct Mailbox::Impl {
   std::unordered_set<uint32_t> gone_;  // expunged UIDs still listed in uidlist_
   // postern-index
   int index_fd_ = -1;
-  int cur_dir_ = -1;  // cur/, for reading messages without walking path_ each time
+  int cur_dir_ = -1;  // cur/, for reaching messages without walking path_ each time (at())
   uint64_t index_size_ = 0;
   uint64_t index_records_ = 0;
   std::string pending_;
@@ -1027,10 +1037,7 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
     Unread u;
     cur_.messages.push_back(make_meta(uid, f.file, f.in_new, arrival, u));
     if (u.stat) {
-      const std::string& path = *cur_.messages.back().path;
-      bool at_cur = !f.in_new && cur_dir_ >= 0;
-      u.dir = at_cur ? cur_dir_ : AT_FDCWD;
-      u.name = at_cur ? path.c_str() + path_.size() + 5 : path.c_str();
+      std::tie(u.dir, u.name) = at(*cur_.messages.back().path);
       unread.emplace_back(cur_.messages.size() - 1, u);
     }
     by_name_[entry->first] = uid;
@@ -1353,7 +1360,9 @@ StoreError Mailbox::store(const std::vector<uint32_t>& uids, FlagOp op, uint8_t 
         info.flags = nf;
         info.keywords = nk;
         std::string to = im.path_ + "/cur/" + file_name_with_info(*m->name, info);
-        if (::rename(m->path->c_str(), to.c_str()) != 0) {
+        auto [from_dir, from_name] = im.at(*m->path);
+        auto [to_dir, to_name] = im.at(to);
+        if (::renameat(from_dir, from_name, to_dir, to_name) != 0) {
           if (errno != ENOENT) {
             e = io_error(errno, "rename " + *m->path);
             break;
@@ -1534,11 +1543,8 @@ Result<std::string> Mailbox::read(uint32_t uid) const {
     if (changed) impl_->notify();
     if (!path) break;
     std::string content;
-    const std::string& cur = impl_->path_;
-    bool in_cur = impl_->cur_dir_ >= 0 && path->size() > cur.size() + 5 && path->starts_with(cur) &&
-                  path->compare(cur.size(), 5, "/cur/") == 0;
-    int err = in_cur ? read_file_at(impl_->cur_dir_, path->c_str() + cur.size() + 5, content, size)
-                     : read_file_at(AT_FDCWD, path->c_str(), content, size);
+    auto [dir, name] = impl_->at(*path);
+    int err = read_file_at(dir, name, content, size);
     if (err == 0) return content;
     if (err != ENOENT) return Error{fmt::format("read {}: {}", *path, std::strerror(err))};
   }
@@ -1601,7 +1607,9 @@ void Mailbox::stat_dates(const std::vector<uint32_t>& uids) {
     std::vector<int64_t> dates(unknown.size(), kUnknownDate);
     parallel_for(unknown.size(), 64, 8, [&](size_t i) {
       struct stat st;
-      if (paths[i] && ::stat(paths[i]->c_str(), &st) == 0) dates[i] = st.st_mtime;
+      if (!paths[i]) return;
+      auto [dir, name] = impl_->at(*paths[i]);
+      if (::fstatat(dir, name, &st, 0) == 0) dates[i] = st.st_mtime;
     });
     std::vector<uint32_t> again;
     std::lock_guard lock(impl_->mu_);
