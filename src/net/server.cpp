@@ -24,7 +24,6 @@
 #include "config/parameters.hpp"
 #include "delivery/local.hpp"
 #include "delivery/privileged.hpp"
-#include "delivery/queue_manager.hpp"
 #include "dkim/keys.hpp"
 #include "dns/unbound.hpp"
 #include "imap/proto/reader.hpp"
@@ -32,6 +31,7 @@
 #include "net/deflate.hpp"
 #include "net/listen.hpp"
 #include "pop3/server/session.hpp"
+#include "queue/manager.hpp"
 #include "smtp/proto/line_buffer.hpp"
 #include "smtp/server/session.hpp"
 #include "store/maildir/maildir.hpp"
@@ -204,7 +204,7 @@ class Server {
   // process, which speaks no SMTP) a lookup is a temporary failure.
   void set_resolver(dns::Resolver& resolver) { resolver_ = &resolver; }
   // Told when a message was queued for outbound delivery.
-  void set_queue_manager(delivery::QueueManager& manager) { queue_manager_ = &manager; }
+  void set_queue_manager(queue::QueueManager& manager) { queue_manager_ = &manager; }
 
   Status listen() {
     for (const auto& [key, endpoint] : kEndpoints) {
@@ -1201,7 +1201,7 @@ class Server {
   std::unique_ptr<asio::thread_pool> pool_;
   delivery::PrivilegedHelper* helper_ = nullptr;
   dns::Resolver* resolver_ = nullptr;
-  delivery::QueueManager* queue_manager_ = nullptr;
+  queue::QueueManager* queue_manager_ = nullptr;
   std::shared_ptr<Runtime> runtime_;
   struct Listener {
     std::unique_ptr<tcp::acceptor> acceptor;
@@ -1345,8 +1345,8 @@ Status serve(std::shared_ptr<const config::Config> config, const std::function<v
   asio::io_context outbound_io(kOutboundThreads);
   auto outbound_resolver = dns::UnboundResolver::create(outbound_io, resolver_options(*config));
   if (!outbound_resolver) return outbound_resolver.error();
-  delivery::QueueManager queue_manager(outbound_io, *config, std::move(*remote), (*rt)->spool,
-                                       (*rt)->delivery, **outbound_resolver);
+  queue::QueueManager queue_manager(outbound_io, *config, std::move(*remote), (*rt)->spool, (*rt)->delivery,
+                                    **outbound_resolver);
   server.set_queue_manager(queue_manager);
   if (auto st = server.listen(); !st) return st;
   std::unique_ptr<delivery::PrivilegedHelper> helper;

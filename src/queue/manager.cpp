@@ -1,5 +1,5 @@
-// delivery/queue_manager.cpp: the queue manager (see queue_manager.hpp).
-#include "delivery/queue_manager.hpp"
+// queue/manager.cpp: the queue manager (see manager.hpp).
+#include "queue/manager.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,11 +19,15 @@
 #include "mime/headers.hpp"
 #include "queue/dsn.hpp"
 
-namespace postern::delivery {
+namespace postern::queue {
+
+using delivery::ConnectionCache;
+using delivery::LocalDelivery;
+using delivery::RemoteResult;
+using delivery::RemoteSettings;
+
 namespace {
 
-using queue::QueueState;
-using queue::RecipientState;
 using SysClock = std::chrono::system_clock;
 namespace client = smtp::client;
 constexpr auto kAsTuple = asio::experimental::as_tuple(asio::use_awaitable);
@@ -391,4 +395,4 @@ asio::awaitable<void> QueueManager::deliver(std::string id) {
   finish();
 }
 
-}  // namespace postern::delivery
+}  // namespace postern::queue

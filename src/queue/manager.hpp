@@ -1,4 +1,4 @@
-// delivery/queue_manager.hpp: the queue manager (Postfix's qmgr(8)): delivers what the outbound queue holds.
+// queue/manager.hpp: the queue manager (Postfix's qmgr(8)): delivers what the outbound queue holds.
 // A message in deferred/ is due when its file's mtime has passed (the next attempt time, as in Postfix). The
 // manager scans deferred/ every queue_run_delay, at once when the server queued new mail (wake()) or when
 // asked to flush (SIGUSR1, `postern queue flush`), moves a due message to active/, delivers its pending
@@ -38,12 +38,12 @@
 #include "dns/resolver.hpp"
 #include "queue/spool.hpp"
 
-namespace postern::delivery {
+namespace postern::queue {
 
 class QueueManager {
  public:
-  QueueManager(asio::io_context& io, const config::Config& config, RemoteSettings remote,
-               std::shared_ptr<const queue::Spool> spool, std::shared_ptr<LocalDelivery> local,
+  QueueManager(asio::io_context& io, const config::Config& config, delivery::RemoteSettings remote,
+               std::shared_ptr<const queue::Spool> spool, std::shared_ptr<delivery::LocalDelivery> local,
                dns::Resolver& resolver);
 
   // Moves what a crash left in active/ back to deferred/, clears incoming/ (never acknowledged) and starts
@@ -76,9 +76,9 @@ class QueueManager {
   asio::io_context& io_;
   asio::strand<asio::io_context::executor_type> strand_;
   asio::steady_timer timer_;
-  RemoteSettings remote_;
+  delivery::RemoteSettings remote_;
   std::shared_ptr<const queue::Spool> spool_;
-  std::shared_ptr<LocalDelivery> local_;
+  std::shared_ptr<delivery::LocalDelivery> local_;
   dns::Resolver& resolver_;
   std::string myhostname_;
   std::chrono::seconds run_delay_, min_backoff_, max_backoff_, lifetime_, bounce_lifetime_, delay_warning_;
@@ -86,7 +86,7 @@ class QueueManager {
   std::chrono::seconds rate_delay_;
   size_t recipient_limit_;
   uint64_t bounce_size_limit_;
-  std::unique_ptr<ConnectionCache> cache_;  // null when smtp_connection_cache_time_limit is 0
+  std::unique_ptr<delivery::ConnectionCache> cache_;  // null when smtp_connection_cache_time_limit is 0
 
   std::mutex mutex_;  // guards what follows
   bool stopped_ = false;
@@ -94,4 +94,4 @@ class QueueManager {
   std::map<std::string, Destination> destinations_;
 };
 
-}  // namespace postern::delivery
+}  // namespace postern::queue
