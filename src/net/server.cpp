@@ -12,11 +12,13 @@
 
 #include <chrono>
 #include <deque>
+#include <future>
 #include <list>
 #include <map>
 #include <mutex>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include "auth/throttle.hpp"
 #include "base/log.hpp"
@@ -978,6 +980,27 @@ class Server {
       co_await send(std::chrono::duration_cast<std::chrono::seconds>(kFinalWriteTime));
     };
     auto write_timeout = std::chrono::seconds(60);
+    // A long response (a FETCH of many messages) is written as it is made: the worker thread running the
+    // command hands it to this I/O thread, which is waiting for the command meanwhile, and waits for the
+    // write.
+    session.set_output_drain([&](std::string& pending) {
+      std::promise<bool> promise;
+      auto written = promise.get_future();
+      asio::co_spawn(
+          c.socket.get_executor(),
+          [&]() -> awaitable<bool> {
+            if (&pending != &out) out += std::exchange(pending, {});
+            co_return co_await send(write_timeout);
+          },
+          [promise = std::move(promise)](std::exception_ptr ep, bool ok) mutable {
+            promise.set_value(!ep && ok);
+          });
+      try {
+        return written.get();
+      } catch (const std::future_error&) {  // the I/O thread stopped before it wrote
+        return false;
+      }
+    });
     while (true) {
       auto status = reader.next();
       Next next = Next::kCommand;

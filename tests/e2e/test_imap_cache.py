@@ -217,3 +217,62 @@ def test_dates_of_files_named_with_their_size_are_looked_up_when_asked(make_post
     c.select("Copied")
     assert sorted(internaldates(c).values()) == sorted(dates.values())
     c.logout()
+
+
+def _read_until(sock, tag, decompress=None):
+    """Everything up to and with the tagged response of `tag` (b"*": the greeting)."""
+    buf = b""
+    while not (buf.endswith(b"\r\n") and (buf.startswith(tag + b" ") or (b"\r\n" + tag + b" ") in buf)):
+        data = sock.recv(1 << 16)
+        assert data, buf[-200:]
+        buf += decompress(data) if decompress else data
+    return buf
+
+
+def test_long_fetch_is_sent_while_it_is_made_plain_and_compressed(make_postern):
+    """A FETCH whose response is far larger than what the server holds before writing (256 KiB) arrives whole
+    and in order, the same as plain text and after COMPRESS DEFLATE (RFC 4978), and the session goes on."""
+    import socket
+    import zlib
+    port = free_port()
+    p = make_postern(extra_config=f"imap_listen = 127.0.0.1:{port}\ndisable_plaintext_auth = no\n")
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
+    c.login("alice@example.test", PASSWORD)
+    c.logout()
+    cur = os.path.join(p.maildir("alice"), "cur")
+    st = os.stat(cur)
+    n = 1500
+    for i in range(n):
+        data = message(i).replace(b"\r\n", b"\n")
+        path = os.path.join(cur, f"{1700000000 + i}.M{i}P1.test,S={len(data)}:2,")
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chown(path, st.st_uid, st.st_gid)
+
+    def session(compress):
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        _read_until(s, b"*")
+        s.sendall(b"a LOGIN alice@example.test " + PASSWORD.encode() + b"\r\nb SELECT INBOX\r\n")
+        assert b"\r\nb OK" in _read_until(s, b"b")
+        send, recv = s.sendall, None
+        if compress:
+            s.sendall(b"c COMPRESS DEFLATE\r\n")
+            assert _read_until(s, b"c").startswith(b"c OK")
+            comp, decomp = zlib.compressobj(wbits=-15), zlib.decompressobj(wbits=-15)
+            send = lambda b: s.sendall(comp.compress(b) + comp.flush(zlib.Z_SYNC_FLUSH))  # noqa: E731
+            recv = decomp.decompress
+        send(b"d UID FETCH 1:* " + ITEMS.encode() + b"\r\n")
+        fetched = _read_until(s, b"d", recv)
+        assert fetched.endswith(b"\r\nd OK Fetch completed.\r\n"), fetched[-200:]
+        send(b"e NOOP\r\n")
+        assert _read_until(s, b"e", recv).startswith(b"e OK")
+        send(b"f LOGOUT\r\n")
+        assert b"\r\nf OK" in _read_until(s, b"f", recv)
+        s.close()
+        return fetched
+
+    plain = session(False)  # cold: computed as it is sent
+    assert len(plain) > 3 * 256 * 1024  # drained several times
+    lines = plain.split(b"\r\n")
+    assert [int(re.search(rb"UID (\d+)", x).group(1)) for x in lines if x.startswith(b"* ")] == list(range(1, n + 1))
+    assert session(True) == plain  # warm, compressed

@@ -315,6 +315,11 @@ std::string_view partial(std::string_view data, const FetchItem& i) {
 
 }  // namespace
 
+bool Session::drain(std::string& out) {
+  constexpr size_t kDrainAt = 256 * 1024;
+  return !drain_ || out.size() < kDrainAt || drain_(out);
+}
+
 std::optional<std::vector<uint32_t>> Session::resolve(const Token& t, bool uid) {
   if (!t.is_atom()) return std::nullopt;
   auto set = proto::parse_seqset(t.value);
@@ -575,6 +580,7 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
       line += " FLAGS " + flags_list(*m, *of, sel.recent.count(uid) > 0);
     if (want_modseq) line += fmt::format(" MODSEQ ({})", m->modseq);
     out += line + ")\r\n";
+    if (!drain(out)) return Next::kClose;
   }
   report_changes(out, c.uid, c.uid);
   if (ghost_seen && !c.uid) return no(c.tag, "Some messages were expunged meanwhile.", out);
