@@ -58,23 +58,30 @@ def drop_index(p):
     p.start()
 
 
-def test_cold_fetch_of_many_equals_one_at_a_time_and_the_cache(make_postern):
+def postern_with_files(make_postern, contents, extra=""):
+    """(port, server): Postern on an IMAP port, with alice's Maildir made by her first login, then `contents`
+    (LF line ends) put into its cur/ as a local delivery agent would leave them (faster than APPENDs, each
+    waiting for its fsync): file i named in order and with its size (S=); paths[i] is the file of UID i+1."""
     port = free_port()
-    p = make_postern(extra_config=f"imap_listen = 127.0.0.1:{port}\ndisable_plaintext_auth = no\n")
-    n = 700  # more than one window of the cold FETCH, most of them computed on several threads
+    p = make_postern(extra_config=f"imap_listen = 127.0.0.1:{port}\ndisable_plaintext_auth = no\n{extra}")
     c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
-    c.login("alice@example.test", PASSWORD)  # makes the Maildir
+    c.login("alice@example.test", PASSWORD)
     c.logout()
-    # as a local delivery agent would leave them, with LF line ends (faster than 700 APPENDs, each waiting for
-    # its fsync)
     cur = os.path.join(p.maildir("alice"), "cur")
     st = os.stat(cur)
-    for i in range(n):
-        data = message(i).replace(b"\r\n", b"\n")
+    paths = []
+    for i, data in enumerate(contents):
         path = os.path.join(cur, f"{1700000000 + i}.M{i}P1.test,S={len(data)}:2,")
         with open(path, "wb") as f:
             f.write(data)
         os.chown(path, st.st_uid, st.st_gid)
+        paths.append(path)
+    return port, p, paths
+
+
+def test_cold_fetch_of_many_equals_one_at_a_time_and_the_cache(make_postern):
+    n = 700  # more than one window of the cold FETCH, most of them computed on several threads
+    port, p, _paths = postern_with_files(make_postern, [message(i).replace(b"\r\n", b"\n") for i in range(n)])
 
     cold = fetch(port, ["1:*"])  # no index yet: the first SELECT makes it
     warm = fetch(port, ["1:*"])
@@ -97,24 +104,14 @@ def test_sizes_of_files_without_w_are_counted_when_asked(make_postern):
     """A sync reads no file: the size with CRLF line ends (RFC822.SIZE) of a message whose name has no W= is
     counted when something shows it: STATUS SIZE, SEARCH LARGER/SMALLER, SORT SIZE, FETCH, COPY, POP3."""
     import poplib
-    port, pop = free_port(), free_port()
-    p = make_postern(extra_config=f"imap_listen = 127.0.0.1:{port}\npop3_listen = 127.0.0.1:{pop}\n"
-                                  f"disable_plaintext_auth = no\n")
-    c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
-    c.login("alice@example.test", PASSWORD)
-    c.logout()
-    cur = os.path.join(p.maildir("alice"), "cur")
-    st = os.stat(cur)
-    sizes = {}  # uid -> RFC822.SIZE
+    pop = free_port()
+    sizes, files = {}, []  # uid -> RFC822.SIZE
     for i in range(100):
         lines = (i * 37) % 100 + 1  # sizes on disk and as sent in different orders
         msg = f"Subject: {i}\r\n\r\n" + "".join(f"{'y' * (100 - lines)}\r\n" for _ in range(lines))
-        data = msg.replace("\r\n", "\n").encode()
-        path = os.path.join(cur, f"{1700000000 + i}.M{i}P1.test,S={len(data)}:2,")
-        with open(path, "wb") as f:
-            f.write(data)
-        os.chown(path, st.st_uid, st.st_gid)
+        files.append(msg.replace("\r\n", "\n").encode())
         sizes[i + 1] = len(msg)
+    port, p, _paths = postern_with_files(make_postern, files, f"pop3_listen = 127.0.0.1:{pop}\n")
 
     c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
     c.login("alice@example.test", PASSWORD)
@@ -159,24 +156,13 @@ def test_dates_of_files_named_with_their_size_are_looked_up_when_asked(make_post
     """A sync stats no file whose name gives its size (S=): its INTERNALDATE (the file's mtime) is looked up
     when something shows or compares it: FETCH INTERNALDATE, SEARCH BEFORE/ON/SINCE, SORT ARRIVAL, and a COPY
     keeps it."""
-    port = free_port()
-    p = make_postern(extra_config=f"imap_listen = 127.0.0.1:{port}\ndisable_plaintext_auth = no\n")
-    c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
-    c.login("alice@example.test", PASSWORD)
-    c.logout()
-    cur = os.path.join(p.maildir("alice"), "cur")
-    st = os.stat(cur)
     day = 86400
     base = 1704067200  # 2024-01-01 00:00:00 UTC
+    port, p, paths = postern_with_files(make_postern, [f"Subject: {i}\n\nbody {i}\n".encode() for i in range(60)])
     dates = {}  # uid -> mtime: days apart, in an order other than the names'
-    for i in range(60):
-        data = f"Subject: {i}\n\nbody {i}\n".encode()
-        path = os.path.join(cur, f"{1700000000 + i}.M{i}P1.test,S={len(data)}:2,")
-        with open(path, "wb") as f:
-            f.write(data)
+    for i, path in enumerate(paths):
         t = base + ((i * 23) % 60) * day + 3600
         os.utime(path, (t, t))
-        os.chown(path, st.st_uid, st.st_gid)
         dates[i + 1] = t
 
     def internaldates(client):
@@ -234,20 +220,8 @@ def test_long_fetch_is_sent_while_it_is_made_plain_and_compressed(make_postern):
     and in order, the same as plain text and after COMPRESS DEFLATE (RFC 4978), and the session goes on."""
     import socket
     import zlib
-    port = free_port()
-    p = make_postern(extra_config=f"imap_listen = 127.0.0.1:{port}\ndisable_plaintext_auth = no\n")
-    c = imaplib.IMAP4("127.0.0.1", port, timeout=30)
-    c.login("alice@example.test", PASSWORD)
-    c.logout()
-    cur = os.path.join(p.maildir("alice"), "cur")
-    st = os.stat(cur)
     n = 1500
-    for i in range(n):
-        data = message(i).replace(b"\r\n", b"\n")
-        path = os.path.join(cur, f"{1700000000 + i}.M{i}P1.test,S={len(data)}:2,")
-        with open(path, "wb") as f:
-            f.write(data)
-        os.chown(path, st.st_uid, st.st_gid)
+    port, _p, _paths = postern_with_files(make_postern, [message(i).replace(b"\r\n", b"\n") for i in range(n)])
 
     def session(compress):
         s = socket.create_connection(("127.0.0.1", port), timeout=30)
