@@ -22,8 +22,9 @@ TEST(ParallelFor, CallsEveryIndexOnceWithinTheThreadLimit) {
     threads.insert(std::this_thread::get_id());
   });
   for (size_t i = 0; i < kN; ++i) ASSERT_EQ(calls[i].load(), 1) << i;
+  // (Whether the caller made any call is up to the scheduler: the helpers may take them all first. That the
+  // caller takes what they have not is ParallelJob.RunsWhileTheCallerWorksAndFinishTakesTheRest.)
   EXPECT_LE(threads.size(), 4u);
-  EXPECT_TRUE(threads.count(std::this_thread::get_id()));  // the caller works too
 }
 
 TEST(ParallelFor, FewCallsRunOnTheCallingThreadInOrder) {

@@ -354,7 +354,6 @@ struct Mailbox::Impl {
     std::vector<std::pair<uint32_t, uint64_t>> expunged;
   };
   State cur_;
-  std::unordered_map<std::string, uint32_t> by_name_;
   Uidlist uidlist_;
   std::unordered_map<std::string, uint32_t> uidlist_names_;
   Stamp uidlist_stamp_, keywords_stamp_, new_stamp_, cur_stamp_;
@@ -522,7 +521,6 @@ StoreError Mailbox::Impl::commit_uidlist(int fd) {
 void Mailbox::Impl::reset_state() {
   cur_.messages.clear();
   cur_.expunged.clear();
-  by_name_.clear();
   gone_.clear();
   loaded_.clear();
   cache_.clear();
@@ -859,10 +857,7 @@ void Mailbox::Impl::record_expunges(const std::vector<uint32_t>& uids) {
   std::unordered_set<uint32_t> set(uids.begin(), uids.end());
   int64_t freed = 0;
   for (const auto& m : cur_.messages)
-    if (set.count(m.uid)) {
-      by_name_.erase(*m.name);
-      freed += static_cast<int64_t>(m.size);
-    }
+    if (set.count(m.uid)) freed += static_cast<int64_t>(m.size);
   usage_changed(root_, -freed);
   std::erase_if(cur_.messages, [&](const MessageMeta& m) { return set.count(m.uid) != 0; });
   for (uint32_t uid : uids) {
@@ -1030,7 +1025,6 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
   uint64_t arrival = 0;
   size_t kept = cur_.messages.size();
   std::vector<std::pair<size_t, Unread>> unread;
-  make_room(by_name_, adopt.size());
   for (auto& [uid, entry] : adopt) {
     if (find(uid)) continue;  // two names for one UID in a damaged uidlist: keep the first
     const Found& f = entry->second;
@@ -1040,7 +1034,6 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
       std::tie(u.dir, u.name) = at(*cur_.messages.back().path);
       unread.emplace_back(cur_.messages.size() - 1, u);
     }
-    by_name_[entry->first] = uid;
     changed = true;
   }
   // The files of many new messages (a Maildir filled by another program, or an index deleted) are looked at
@@ -1184,7 +1177,6 @@ StoreError Mailbox::Impl::add_files(std::vector<NewFile>& files, std::vector<uin
     m.name = shared_text(files[i].base);
     m.path = shared_text(finals[i]);
     put_meta(pending_, m);
-    by_name_[*m.name] = m.uid;
     cur_.messages.push_back(std::move(m));
   }
   sort_added(cur_.messages, kept);
