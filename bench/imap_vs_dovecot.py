@@ -1106,6 +1106,9 @@ def main():
                 uid, gid = mail_ids()
                 write_maildir(s.maildir(BIG_USER), big, uid, gid)
             del big
+            # Written back to the disk now, not during the cold FETCH that follows: the kernel's write-back of
+            # these files took a core from whichever server came first (with a short --quiet-wait).
+            os.sync()
             for s in servers:
                 s.start()
             run_phase(args, servers, f"SELECT + UID FETCH 1:* cold, {args.big_messages} messages",

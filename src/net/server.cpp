@@ -990,7 +990,10 @@ class Server {
           c.socket.get_executor(),
           [&]() -> awaitable<bool> {
             if (&pending != &out) out += std::exchange(pending, {});
-            co_return co_await send(write_timeout);
+            bool sent = co_await send(write_timeout);
+            set_deadline(
+                c, Clock::now() + timeout());  // the rest of the command: as before it, not the write's 60 s
+            co_return sent;
           },
           [promise = std::move(promise)](std::exception_ptr ep, bool ok) mutable {
             promise.set_value(!ep && ok);
