@@ -983,16 +983,15 @@ class Server {
     // A long response (a FETCH of many messages) is written as it is made: the worker thread running the
     // command hands it to this I/O thread, which is waiting for the command meanwhile, and waits for the
     // write.
-    session.set_output_drain([&](std::string& pending) {
+    session.set_output_drain([&] {
       std::promise<bool> promise;
       auto written = promise.get_future();
       asio::co_spawn(
           c.socket.get_executor(),
           [&]() -> awaitable<bool> {
-            if (&pending != &out) out += std::exchange(pending, {});
             bool sent = co_await send(write_timeout);
-            set_deadline(
-                c, Clock::now() + timeout());  // the rest of the command: as before it, not the write's 60 s
+            // The rest of the command has the deadline it had before (the idle timeout), not the write's.
+            set_deadline(c, Clock::now() + timeout());
             co_return sent;
           },
           [promise = std::move(promise)](std::exception_ptr ep, bool ok) mutable {

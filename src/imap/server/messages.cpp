@@ -317,7 +317,7 @@ std::string_view partial(std::string_view data, const FetchItem& i) {
 
 bool Session::drain(std::string& out) {
   constexpr size_t kDrainAt = 256 * 1024;
-  return !drain_ || out.size() < kDrainAt || drain_(out);
+  return !drain_ || out.size() < kDrainAt || drain_();
 }
 
 std::optional<std::vector<uint32_t>> Session::resolve(const Token& t, bool uid) {

@@ -93,10 +93,11 @@ class Session {
 
   // Called (from any thread) when the selected mailbox changes; the driver wakes IDLE with it.
   void set_wake(std::function<void()> wake) { wake_ = std::move(wake); }
-  // Sends what a long response has put into `out` so far and empties it (a FETCH of many messages is written
-  // as it is made, not held whole in memory); false when the connection is gone. Called on the thread that
-  // runs execute(), while execute() waits. Without one, `out` holds the whole response.
-  void set_output_drain(std::function<bool(std::string& out)> drain) { drain_ = std::move(drain); }
+  // Sends what a long response has put so far into the `out` given to execute() and empties it (a FETCH of
+  // many messages is written as it is made, not held whole in memory); false when the connection is gone.
+  // Called on the thread that runs execute(), while execute() waits. Without one, `out` holds the whole
+  // response.
+  void set_output_drain(std::function<bool()> drain) { drain_ = std::move(drain); }
   const std::string& user() const { return account_ ? account_->user : empty_; }
   bool authenticated() const { return account_.has_value(); }
   // Bytes of literal data APPEND may send (message_size_limit).
@@ -213,7 +214,7 @@ class Session {
   std::unique_ptr<store::maildir::Folders> folders_;
   std::unique_ptr<Selected> selected_;
   std::function<void()> wake_;
-  std::function<bool(std::string&)> drain_;
+  std::function<bool()> drain_;
   std::string pending_auth_tag_;
   bool utf8_ = false;
   bool condstore_ = false;

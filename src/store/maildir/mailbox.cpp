@@ -1474,7 +1474,7 @@ StoreError Mailbox::copy_to(const std::vector<uint32_t>& uids, Mailbox& dest, st
         struct stat st;  // the date the copy keeps, when not known yet
         if (err == 0 && nf.internal_date == kUnknownDate) {
           err = ::stat(m->path->c_str(), &st) == 0 ? 0 : errno;
-          nf.internal_date = st.st_mtime;
+          if (err == 0) nf.internal_date = st.st_mtime;
         }
         if (err == ENOENT) continue;  // expunged meanwhile
         int fd = err == 0 ? ::open(nf.tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
