@@ -1295,6 +1295,8 @@ bool encoded_word(std::string_view s, size_t i, std::string_view* charset, std::
 
 std::vector<HeaderField> split_header(std::string_view h) {
   std::vector<HeaderField> out;
+  // Room for a field per line; at most 64, as a huge header must not reserve room it may not need.
+  out.reserve(std::min<size_t>(postern::count_lf(h) + 1, 64));
   size_t pos = 0;
   const size_t n = h.size();
   while (pos < n) {
@@ -1306,8 +1308,16 @@ std::vector<HeaderField> split_header(std::string_view h) {
     if (content_end == pos && !continuation) break;  // the blank line ending the header
     if (continuation) {
       HeaderField& f = out.back();
-      f.value += '\n';
-      f.value.append(h.substr(pos, content_end - pos));
+      if (!f.joined && f.value.data() + f.value.size() == h.data() + pos - 1) {
+        // The line before ended in a bare LF: the joined value is the header's text as it is.
+        size_t start = static_cast<size_t>(f.value.data() - h.data());
+        f.value = h.substr(start, content_end - start);
+      } else {
+        if (!f.joined) f.joined = std::make_shared<std::string>(f.value);
+        *f.joined += '\n';
+        f.joined->append(h.substr(pos, content_end - pos));
+        f.value = *f.joined;
+      }
       f.end = next;
     } else {
       HeaderField f;
@@ -1341,7 +1351,7 @@ std::vector<HeaderField> split_header(std::string_view h) {
         size_t skip = 0;
         while (skip < first.size() && is_lwsp(first[skip])) ++skip;
         if (skip == first.size()) skip = !first.empty() && is_lwsp(first[0]) ? 1 : 0;
-        f.value = std::string(v.substr(skip));
+        f.value = v.substr(skip);
       }
       out.push_back(std::move(f));
     }

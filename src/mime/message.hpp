@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -61,12 +62,16 @@ std::string searchable_body(std::string_view message, const Limits& limits = {})
 struct HeaderField {
   std::string_view name;      // before the colon, trailing white space removed; the whole line if it has
                               // none; cut at a NUL byte (Dovecot compares names as C strings)
-  std::string value;          // after the colon and its leading white space; continuation lines joined with
+  std::string_view value;     // after the colon and its leading white space; continuation lines joined with
                               // "\n" (CRs before the line ends dropped); NUL bytes kept
   size_t begin = 0, end = 0;  // the field's lines within the header, line end included
   bool colon = false;
+  // Where `value` is, when it is not simply a piece of the header (continuation lines that end in CRLF):
+  // on the heap, so that moving the field leaves `value` valid.
+  std::shared_ptr<std::string> joined;
 };
-// The fields of a header section (up to the blank line, which is not a field, or the end).
+// The fields of a header section (up to the blank line, which is not a field, or the end). The names and
+// most values point into `header`, which must outlive them.
 std::vector<HeaderField> split_header(std::string_view header);
 
 // Content-Type "type/subtype" (`type_subtype`) or Content-Disposition "token" with parameters. The type

@@ -279,6 +279,23 @@ TEST(MimeSplitHeader, FoldingAndOddLines) {
   EXPECT_EQ(f[2].value, "v\n ");
 }
 
+// A value joined from lines that end in CRLF is not a piece of the header; it must stay valid while the
+// vector of fields grows (more fields than split_header reserves room for) and after the vector is moved.
+TEST(MimeSplitHeader, JoinedValuesSurviveMoves) {
+  std::string h = "A: x\r\n y\r\n z\r\nNoColon\r\n more\r\nB: one\n two\r\n three\n";
+  for (int i = 0; i < 100; ++i) h += "F" + std::to_string(i) + ": v\n";
+  h += "C: last\r\n\tline\r\n\r\nbody\r\n";
+  std::vector<HeaderField> moved = split_header(h);
+  std::vector<HeaderField> f = std::move(moved);
+  ASSERT_EQ(f.size(), 104u);
+  EXPECT_EQ(f[0].value, "x\n y\n z");
+  EXPECT_EQ(f[1].name, "NoColon");
+  EXPECT_EQ(f[1].value, "\n more");
+  EXPECT_EQ(f[2].value, "one\n two\n three");  // LF, then CRLF, then the LF of the field's last line
+  EXPECT_EQ(f[3].value, "v");
+  EXPECT_EQ(f[103].value, "last\n\tline");
+  EXPECT_EQ(h.substr(f[103].begin, f[103].end - f[103].begin), "C: last\r\n\tline\r\n");
+}
 TEST(MimeStructured, ContentTypeAndParameters) {
   auto v = parse_structured("text/plain; charset=\"a\\\"b\"; name*0=x; name*1=y", true);
   EXPECT_TRUE(v.ok);

@@ -112,7 +112,10 @@ StoreError io_error(int err, std::string detail) {
 // 0 or errno. `path` is relative to the directory `dir` (AT_FDCWD: as given). `expect`: the file's size when
 // known (the S= of its name): then one read(2), no fstat and no read of the end of file.
 int read_file_at(int dir, const char* path, std::string& out, uint64_t expect = kUnknownVsize) {
-  int fd = ::openat(dir, path, O_RDONLY | O_CLOEXEC);
+  // Reading leaves the file's access time alone: updating it writes the inode (a journal entry per message
+  // read) for a time that neither Postern nor Dovecot looks at. Only the file's owner may ask for that.
+  int fd = ::openat(dir, path, O_RDONLY | O_CLOEXEC | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = ::openat(dir, path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return errno;
   auto fail = [&] {
     int err = errno;
