@@ -424,8 +424,9 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
   if (sets_seen && !sel.read_only) {
     auto snap = sel.mailbox->snapshot();
     std::vector<uint32_t> unseen;
+    size_t next = 0;
     for (uint32_t u : *uids)
-      if (const auto* m = snap->find(u); m && !(m->flags & md::kSeen)) unseen.push_back(u);
+      if (const auto* m = snap->find(u, next); m && !(m->flags & md::kSeen)) unseen.push_back(u);
     if (!unseen.empty()) {
       if (auto st = sel.mailbox->store(unseen, md::FlagOp::kAdd, md::kSeen, {}, 0); st.ok())
         newly_seen.insert(unseen.begin(), unseen.end());
@@ -442,8 +443,9 @@ Next Session::cmd_fetch(const Command& c, std::string& out) {
   std::vector<uint32_t> shown_uids;
   std::vector<const md::MessageMeta*> shown_metas;
   std::vector<const md::Snapshot*> shown_in;
+  size_t next = 0;
   for (uint32_t uid : *uids) {
-    const md::MessageMeta* m = snap->find(uid);
+    const md::MessageMeta* m = snap->find(uid, next);
     const md::Snapshot* of = snap.get();
     if (!m) {
       m = sel.reported->find(uid);

@@ -400,6 +400,7 @@ std::optional<Next> Session::match_keys(const Command& c, size_t first, std::vec
   constexpr size_t kBatch = 1000;
   bool headers = uses(root, {O::kHeader, O::kSentBefore, O::kSentOn, O::kSentSince});
   std::vector<std::optional<std::string>> batch;
+  size_t next = 0;
   for (size_t i = 0; i < sel.uids.size(); ++i) {
     if (headers && i % kBatch == 0) {
       std::vector<uint32_t> next(sel.uids.begin() + i,
@@ -407,7 +408,7 @@ std::optional<Next> Session::match_keys(const Command& c, size_t first, std::vec
       batch = sel.mailbox->cached(next, md::CacheField::kHeader);
     }
     uint32_t uid = sel.uids[i];
-    const md::MessageMeta* m = snap->find(uid);
+    const md::MessageMeta* m = snap->find(uid, next);
     if (!m) continue;
     Loaded l{m, headers ? std::move(batch[i % kBatch]) : std::nullopt, {}, {}, {}, {}};
     if (eval(root, l, *sel.mailbox, *snap, sel.recent)) {
@@ -446,7 +447,11 @@ Next Session::cmd_search(const Command& c, std::string& out) {
   if (ret.count("save")) sel.saved = found;
   if (!esearch) {
     std::string line = "* SEARCH";
-    for (uint32_t u : found) line += fmt::format(" {}", number(u));
+    for (uint32_t u : found) {
+      fmt::format_int n(number(u));
+      line += ' ';
+      line.append(n.data(), n.size());
+    }
     if (info.has_modseq_key && !found.empty()) line += fmt::format(" (MODSEQ {})", info.max_modseq);
     out += line + "\r\n";
   } else if (!(ret.size() == 1 && ret.count("save"))) {

@@ -205,8 +205,9 @@ static std::vector<SortData> sort_data(md::Mailbox& mb, const std::vector<uint32
   std::vector<SortData> out;
   out.reserve(uids.size());
   std::vector<std::pair<uint32_t, uint64_t>> counted;  // vsizes not known before, counted in the files read
+  size_t next = 0;
   for (uint32_t uid : uids) {
-    const auto* m = snap->find(uid);
+    const auto* m = snap->find(uid, next);
     if (!m) continue;
     SortData d;
     d.uid = uid;

@@ -75,9 +75,17 @@ MessageList::MessageList(const std::vector<MessageMeta>& all, const MessageList*
 }
 
 const MessageMeta* Snapshot::find(uint32_t uid) const {
+  size_t ignored = 0;
+  return find(uid, ignored);
+}
+
+const MessageMeta* Snapshot::find(uint32_t uid, size_t& next) const {
+  if (next < messages.size() && messages[next].uid == uid) return &messages[next++];
   auto it = std::lower_bound(messages.begin(), messages.end(), uid,
                              [](const MessageMeta& m, uint32_t u) { return m.uid < u; });
-  return it != messages.end() && it->uid == uid ? &*it : nullptr;
+  if (it == messages.end() || it->uid != uid) return nullptr;
+  next = static_cast<size_t>(it - messages.begin()) + 1;
+  return &*it;
 }
 
 namespace {

@@ -145,6 +145,9 @@ struct Snapshot {
   // Expunges as (uid, modseq of the expunge), for QRESYNC VANISHED (EARLIER); may be trimmed, oldest first.
   std::vector<std::pair<uint32_t, uint64_t>> expunged;
   const MessageMeta* find(uint32_t uid) const;  // binary search; null when absent
+  // The same, at once for UIDs looked up in ascending order: `next` (0 at first) is one past where the
+  // UID before was found, and is tried first.
+  const MessageMeta* find(uint32_t uid, size_t& next) const;
 };
 
 enum class FlagOp { kSet, kAdd, kRemove };

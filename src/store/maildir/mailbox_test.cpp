@@ -134,6 +134,35 @@ TEST(MaildirMessageList, ReadsLikeAVectorAndSharesUnchangedChunks) {
   EXPECT_TRUE(MessageList().empty());
 }
 
+TEST(MaildirSnapshot, FindsUidsInAnyOrderAndAscendingOnesFromTheLastPlace) {
+  std::vector<MessageMeta> all;
+  for (uint32_t u = 1; u <= 600; ++u) {
+    MessageMeta m;
+    m.uid = u * 2;  // even UIDs only
+    all.push_back(m);
+  }
+  Snapshot snap;
+  snap.messages = MessageList(all);
+  size_t next = 0;
+  for (uint32_t u = 1; u <= 1201; ++u) {
+    const MessageMeta* m = snap.find(u, next);
+    if (u % 2 != 0 || u > 1200) {
+      EXPECT_EQ(m, nullptr) << u;
+      continue;
+    }
+    ASSERT_NE(m, nullptr) << u;
+    EXPECT_EQ(m->uid, u);
+    EXPECT_EQ(m, snap.find(u));
+    EXPECT_EQ(next, u / 2);  // one past the index of UID u
+  }
+  // Out of order (a stale `next`): still found, and `next` follows the UID found.
+  EXPECT_EQ(snap.find(10, next)->uid, 10u);
+  EXPECT_EQ(next, 5u);
+  EXPECT_EQ(snap.find(12, next)->uid, 12u);
+  EXPECT_EQ(next, 6u);
+  EXPECT_EQ(Snapshot().find(2, next), nullptr);
+}
+
 class MaildirMailbox : public ::testing::Test {
  protected:
   void SetUp() override {
