@@ -366,7 +366,18 @@ struct Mailbox::Impl {
   };
   State cur_;
   Uidlist uidlist_;
-  std::unordered_map<std::string, uint32_t> uidlist_names_;
+  // The UID dovecot-uidlist gives `base`, unless it has none or we expunged it. The map of names it looks in
+  // is built at the first look after uidlist_ was read or changed in bulk, not at every read.
+  std::optional<uint32_t> uidlist_uid(std::string_view base);
+  void name_added(const std::string& base, uint32_t uid) {
+    if (!names_stale_) uidlist_names_.insert_or_assign(base, uid);
+  }
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, uint32_t, NameHash, std::equal_to<>> uidlist_names_;
+  bool names_stale_ = true;
   Stamp uidlist_stamp_, keywords_stamp_, new_stamp_, cur_stamp_;
   bool dirty_ = true;
   std::chrono::steady_clock::time_point last_scan_{};
@@ -511,8 +522,7 @@ StoreError Mailbox::Impl::commit_uidlist(int fd) {
   if (!gone_.empty()) {
     std::erase_if(uidlist_.entries, [&](const UidlistEntry& e) { return gone_.count(e.uid) != 0; });
     gone_.clear();
-    uidlist_names_.clear();
-    for (const auto& e : uidlist_.entries) uidlist_names_.emplace(e.name, e.uid);
+    names_stale_ = true;
   }
   std::string lock = file("dovecot-uidlist.lock");
   std::string text = format_uidlist(uidlist_);
@@ -557,6 +567,7 @@ StoreError Mailbox::Impl::refresh_uidlist(bool& reset) {
       uidlist_.entries.clear();
       for (const auto& m : cur_.messages) uidlist_.entries.push_back({m.uid, "", *m.name});
       uidlist_.next_uid = std::max(uidlist_.next_uid, cur_.uidnext);
+      names_stale_ = true;
     }
     if (auto e = commit_uidlist(fd); !e.ok()) return e;
     return {};
@@ -564,9 +575,7 @@ StoreError Mailbox::Impl::refresh_uidlist(bool& reset) {
   reset = uidlist_.uidvalidity != 0 && parsed->uidvalidity != uidlist_.uidvalidity;
   uidlist_ = std::move(*parsed);
   if (reset) reset_state();
-  uidlist_names_.clear();
-  uidlist_names_.reserve(uidlist_.entries.size());
-  for (const auto& e : uidlist_.entries) uidlist_names_.emplace(e.name, e.uid);
+  names_stale_ = true;
   uidlist_stamp_ = st;
   return {};
 }
@@ -886,34 +895,71 @@ void Mailbox::Impl::record_expunges(const std::vector<uint32_t>& uids) {
 
 namespace {
 
+// A file of new/ or cur/.
 struct Found {
   std::string file;
+  size_t base_size = 0;  // of maildir_base(file)
   bool in_new = false;
   bool matched = false;
+  std::string_view base() const { return std::string_view(file).substr(0, base_size); }
 };
 
-// Room for many more entries at once (thousands of files adopted by one sync), in one rehash instead of one
-// per doubling. Only for many: reserve() may also shrink a table, and then rehash it.
-template <class Map>
-void make_room(Map& map, size_t extra) {
-  if (extra >= 1024) map.reserve(map.size() + extra);
-}
-
-// 0 or errno; entries of `dir` by base name (a name in cur/ wins over the same one in new/).
-int scan_dir(const std::string& dir, bool in_new, std::unordered_map<std::string, Found>& out) {
+// 0 or errno; the files of `dir` added to `out`.
+int scan_dir(const std::string& dir, bool in_new, std::vector<Found>& out) {
   DIR* d = ::opendir(dir.c_str());
   if (!d) return errno;
   while (dirent* e = ::readdir(d)) {
     if (e->d_name[0] == '.') continue;
     std::string_view name = e->d_name;
-    auto [it, inserted] = out.try_emplace(std::string(maildir_base(name)));
-    if (inserted || !in_new) it->second = Found{std::string(name), in_new, false};
+    out.push_back(Found{std::string(name), maildir_base(name).size(), in_new, false});
   }
   ::closedir(d);
   return 0;
 }
 
+// The files of new/ and cur/ (0 or errno), sorted by base name, one per base name: a name in cur/ wins over
+// the same one in new/. (Sorted rather than hashed: no allocation per file but its name, and files come out
+// in the order new ones get their UIDs.)
+int scan_maildir(const std::string& path, std::vector<Found>& out, std::string& failed) {
+  for (bool in_new : {true, false}) {
+    failed = path + (in_new ? "/new" : "/cur");
+    if (int err = scan_dir(failed, in_new, out); err != 0) return err;
+  }
+  std::sort(out.begin(), out.end(), [](const Found& a, const Found& b) {
+    int c = a.base().compare(b.base());
+    return c != 0 ? c < 0 : a.in_new < b.in_new;
+  });
+  out.erase(std::unique(out.begin(), out.end(),
+                        [](const Found& a, const Found& b) { return a.base() == b.base(); }),
+            out.end());
+  return 0;
+}
+
+// The file of `base` in `files` (scan_maildir's), or null. `next`: where to look first, one past the last
+// file found (messages in UID order are mostly in name order too).
+Found* find_file(std::vector<Found>& files, std::string_view base, size_t& next) {
+  if (next < files.size() && files[next].base() == base) return &files[next++];
+  auto it = std::lower_bound(files.begin(), files.end(), base,
+                             [](const Found& f, std::string_view b) { return f.base() < b; });
+  if (it == files.end() || it->base() != base) return nullptr;
+  next = static_cast<size_t>(it - files.begin()) + 1;
+  return &*it;
+}
+
 }  // namespace
+
+std::optional<uint32_t> Mailbox::Impl::uidlist_uid(std::string_view base) {
+  if (names_stale_) {
+    uidlist_names_.clear();
+    uidlist_names_.reserve(uidlist_.entries.size());
+    for (const auto& e : uidlist_.entries) uidlist_names_.emplace(e.name, e.uid);  // the first line counts
+    names_stale_ = false;
+  }
+  if (uidlist_names_.empty()) return std::nullopt;  // a new uidlist: no name to hash
+  auto it = uidlist_names_.find(base);
+  if (it == uidlist_names_.end() || gone_.count(it->second)) return std::nullopt;
+  return it->second;
+}
 
 void Mailbox::Impl::own_change(const Stamp& before) {
   if (before == cur_stamp_) cur_stamp_ = stamp_of(path_ + "/cur");
@@ -944,12 +990,10 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
   dirty_ = recent(ns) || recent(cs);
   last_scan_ = now;
 
-  std::unordered_map<std::string, Found> found;
+  std::vector<Found> found;
   found.reserve(cur_.messages.size() + 64);
-  if (int err = scan_dir(path_ + "/new", true, found); err != 0)
-    return io_error(err, "read " + path_ + "/new");
-  if (int err = scan_dir(path_ + "/cur", false, found); err != 0)
-    return io_error(err, "read " + path_ + "/cur");
+  std::string dir;
+  if (int err = scan_maildir(path_, found, dir); err != 0) return io_error(err, "read " + dir);
 
   uint64_t flag_modseq = 0;
   std::vector<uint32_t> missing;
@@ -968,46 +1012,42 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
       put_meta(pending_, m);
     }
   };
+  size_t next = 0;
   for (auto& m : cur_.messages) {
-    auto it = found.find(*m.name);
-    if (it == found.end())
-      missing.push_back(m.uid);
+    if (Found* f = find_file(found, *m.name, next))
+      match(m, *f);
     else
-      match(m, it->second);
+      missing.push_back(m.uid);
   }
   if (!missing.empty()) {
-    // readdir may miss a file renamed while it ran: look again before calling anything expunged.
-    std::unordered_map<std::string, Found> again;
-    scan_dir(path_ + "/new", true, again);
-    scan_dir(path_ + "/cur", false, again);
+    // readdir may miss a file renamed while it ran: look again before calling anything expunged. (A file
+    // found only now is matched and put last: the unmatched ones stay in name order.)
+    std::vector<Found> again;
+    scan_maildir(path_, again, dir);
     std::vector<uint32_t> really;
+    size_t next_again = 0;
     for (uint32_t uid : missing) {
       MessageMeta* m = find(uid);
-      auto it = again.find(*m->name);
-      if (it == again.end()) {
+      Found* f = find_file(again, *m->name, next_again);
+      if (!f) {
         really.push_back(uid);
-      } else {
-        auto [pos, ins] = found.insert_or_assign(*m->name, it->second);
-        match(*m, pos->second);
+        continue;
       }
+      found.push_back(std::move(*f));
+      match(*m, found.back());
     }
     missing = std::move(really);
   }
 
   // Files without a UID of ours: the uidlist's UID when Dovecot gave one, else new ones in name order.
-  using Entry = std::pair<const std::string, Found>;  // (base name, file)
-  std::vector<const Entry*> unknown;
-  for (const auto& entry : found)
-    if (!entry.second.matched) unknown.push_back(&entry);
-  std::sort(unknown.begin(), unknown.end(), [](auto* a, auto* b) { return a->first < b->first; });
-  std::vector<std::pair<uint32_t, const Entry*>> adopt;
-  std::vector<const Entry*> fresh;
-  for (auto* entry : unknown) {
-    auto it = uidlist_names_.find(entry->first);
-    if (it != uidlist_names_.end() && !gone_.count(it->second))
-      adopt.emplace_back(it->second, entry);
+  std::vector<const Found*> fresh;
+  std::vector<std::pair<uint32_t, const Found*>> adopt;
+  for (const Found& f : found) {
+    if (f.matched) continue;
+    if (auto uid = uidlist_uid(f.base()))
+      adopt.emplace_back(*uid, &f);
     else
-      fresh.push_back(entry);
+      fresh.push_back(&f);
   }
   if (!fresh.empty()) {
     int fd = -1;
@@ -1018,29 +1058,29 @@ StoreError Mailbox::Impl::sync_locked(bool force, bool& changed, bool light) {
       unlock_uidlist(fd);
       return e;
     }
-    make_room(uidlist_names_, fresh.size());
-    for (auto* entry : fresh) {
-      const std::string& base = entry->first;
-      auto it = uidlist_names_.find(base);
-      if (it != uidlist_names_.end() && !gone_.count(it->second)) {
-        adopt.emplace_back(it->second, entry);
+    // Many new names (a Maildir filled by another program, or an index deleted) are not added to the map
+    // one by one: it is built again if a later sync needs it.
+    bool many = fresh.size() >= 1024;
+    for (const Found* f : fresh) {
+      if (auto uid = uidlist_uid(f->base())) {  // given by the uidlist read again under the lock
+        adopt.emplace_back(*uid, f);
         continue;
       }
       uint32_t uid = uidlist_.next_uid++;  // also for a name back after its expunge: a UID is never reused
-      uidlist_.entries.push_back({uid, "", base});
-      uidlist_names_.insert_or_assign(base, uid);
-      adopt.emplace_back(uid, entry);
+      uidlist_.entries.push_back({uid, "", std::string(f->base())});
+      if (!many) name_added(uidlist_.entries.back().name, uid);
+      adopt.emplace_back(uid, f);
     }
+    if (many) names_stale_ = true;
     if (auto e = commit_uidlist(fd); !e.ok()) return e;
   }
   uint64_t arrival = 0;
   size_t kept = cur_.messages.size();
   std::vector<std::pair<size_t, Unread>> unread;
-  for (auto& [uid, entry] : adopt) {
+  for (auto& [uid, f] : adopt) {
     if (find(uid)) continue;  // two names for one UID in a damaged uidlist: keep the first
-    const Found& f = entry->second;
     Unread u;
-    cur_.messages.push_back(make_meta(uid, f.file, f.in_new, arrival, u));
+    cur_.messages.push_back(make_meta(uid, f->file, f->in_new, arrival, u));
     if (u.stat) {
       std::tie(u.dir, u.name) = at(*cur_.messages.back().path);
       unread.emplace_back(cur_.messages.size() - 1, u);
@@ -1161,7 +1201,7 @@ StoreError Mailbox::Impl::add_files(std::vector<NewFile>& files, std::vector<uin
   for (size_t i = 0; i < files.size() && err == 0; ++i) {
     uint32_t uid = uidlist_.next_uid++;
     uidlist_.entries.push_back({uid, "", files[i].base});
-    uidlist_names_.emplace(files[i].base, uid);
+    name_added(files[i].base, uid);
     assigned.push_back(uid);
   }
   StoreError e = err != 0 ? io_error(err, "fsync " + path_ + "/cur") : append_uidlist(fd, assigned.size());

@@ -293,6 +293,41 @@ TEST_F(MaildirMailbox, ReadsDovecotUidlistAndKeywords) {
   EXPECT_EQ(s->uidnext, 6u);
 }
 
+// A sync that gives 1,024 or more files new UIDs leaves the name -> UID map of the uidlist to be built again
+// when next needed; a name that a later uidlist line gives must still get that line's UID. And a base name in
+// both new/ and cur/ is one message, the file in cur/.
+TEST_F(MaildirMailbox, ManyNewFilesThenUidlistLinesOfAnotherProgram) {
+  for (int i = 0; i < 1100; ++i) put(fmt::format("cur/{}.bulk:2,", 1000 + i), "x\n");
+  put("new/5000.twice", "new\n");
+  put("cur/5000.twice:2,S", "cur\n");
+  auto mb = open();
+  ASSERT_TRUE(mb);
+  auto s = mb->snapshot();
+  ASSERT_EQ(s->messages.size(), 1101u);
+  EXPECT_EQ(*s->messages[0].name, "1000.bulk");
+  EXPECT_EQ(*s->messages[1100].name, "5000.twice");
+  EXPECT_EQ(s->messages[1100].flags, kSeen);
+  EXPECT_EQ(*mb->read(1101), "cur\n");
+  // Another program (Dovecot) gives a new file UID 2000 in the uidlist, then a second one UID 2001.
+  auto ul = parse_uidlist(slurp("dovecot-uidlist"));
+  ASSERT_TRUE(ul.ok());
+  ul->entries.push_back({2000, "", "6000.dovecot"});
+  ul->entries.push_back({2001, "", "6001.dovecot"});
+  ul->next_uid = 2002;
+  put("dovecot-uidlist", format_uidlist(*ul));
+  put("cur/6000.dovecot:2,", "d\n");
+  ASSERT_TRUE(mb->sync().ok());
+  EXPECT_EQ(mb->snapshot()->messages.back().uid, 2000u);
+  put("cur/6001.dovecot:2,", "e\n");
+  put("cur/7000.ours:2,", "f\n");
+  ASSERT_TRUE(mb->sync().ok());
+  s = mb->snapshot();
+  ASSERT_EQ(s->messages.size(), 1104u);
+  EXPECT_EQ(s->messages[1102].uid, 2001u);
+  EXPECT_EQ(*s->messages[1103].name, "7000.ours");
+  EXPECT_EQ(s->messages[1103].uid, 2002u);
+}
+
 TEST_F(MaildirMailbox, ExternalRenamesAndDeletions) {
   put("cur/1.x:2,", "a\n");
   put("cur/2.x:2,", "b\n");
