@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "base/parallel.hpp"
 #include "base/strings.hpp"
 #include "imap/proto/message_view.hpp"
 #include "imap/server/selected.hpp"
@@ -395,26 +396,38 @@ std::optional<Next> Session::match_keys(const Command& c, size_t first, std::vec
   if (uses(root, {O::kLarger, O::kSmaller})) sel.mailbox->count_vsizes(sel.uids);
   if (uses(root, {O::kBefore, O::kOn, O::kSince})) sel.mailbox->stat_dates(sel.uids);
   auto snap = sel.mailbox->snapshot();
+  const size_t n = sel.uids.size();
+  std::vector<const md::MessageMeta*> metas(n);
+  size_t next = 0;
+  for (size_t i = 0; i < n; ++i) metas[i] = snap->find(sel.uids[i], next);
+  std::vector<char> hits(n, 0);
+  auto test = [&](size_t i, std::optional<std::string> header) {
+    if (!metas[i]) return;
+    Loaded l{metas[i], std::move(header), {}, {}, {}, {}};
+    hits[i] = eval(root, l, *sel.mailbox, *snap, sel.recent);
+  };
   // Header keys: the cached headers of a batch of messages are fetched together (not for TEXT or BODY, which
   // read the whole message anyway).
   constexpr size_t kBatch = 1000;
-  bool headers = uses(root, {O::kHeader, O::kSentBefore, O::kSentOn, O::kSentSince});
-  std::vector<std::optional<std::string>> batch;
-  size_t next = 0;
-  for (size_t i = 0; i < sel.uids.size(); ++i) {
-    if (headers && i % kBatch == 0) {
-      std::vector<uint32_t> next(sel.uids.begin() + i,
-                                 sel.uids.begin() + std::min(i + kBatch, sel.uids.size()));
-      batch = sel.mailbox->cached(next, md::CacheField::kHeader);
+  if (uses(root, {O::kHeader, O::kSentBefore, O::kSentOn, O::kSentSince})) {
+    std::vector<std::optional<std::string>> batch;
+    for (size_t i = 0; i < n; ++i) {
+      if (i % kBatch == 0) {
+        std::vector<uint32_t> uids(sel.uids.begin() + i, sel.uids.begin() + std::min(i + kBatch, n));
+        batch = sel.mailbox->cached(uids, md::CacheField::kHeader);
+      }
+      test(i, std::move(batch[i % kBatch]));
     }
-    uint32_t uid = sel.uids[i];
-    const md::MessageMeta* m = snap->find(uid, next);
-    if (!m) continue;
-    Loaded l{m, headers ? std::move(batch[i % kBatch]) : std::nullopt, {}, {}, {}, {}};
-    if (eval(root, l, *sel.mailbox, *snap, sel.recent)) {
-      found.push_back(uid);
-      info.max_modseq = std::max(info.max_modseq, m->modseq);
-    }
+  } else if (uses(root, {O::kText, O::kBody})) {
+    // Every file is read and decoded: on every core.
+    parallel_for(n, 64, cpu_threads(), [&](size_t i) { test(i, std::nullopt); });
+  } else {
+    for (size_t i = 0; i < n; ++i) test(i, std::nullopt);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (!hits[i]) continue;
+    found.push_back(sel.uids[i]);
+    info.max_modseq = std::max(info.max_modseq, metas[i]->modseq);
   }
   info.has_modseq_key =
       std::any_of(root.kids.begin(), root.kids.end(), [](const Key& k) { return k.op == Key::Op::kModseq; });
