@@ -152,6 +152,14 @@ int rename_durably(const std::string& from, const std::string& to, const std::st
   return change_durably(dir, [&] { return ::rename(from.c_str(), to.c_str()) == 0 ? 0 : errno; });
 }
 
+int link_durably(int fd, const std::string& to, const std::string& dir) {
+  // The descriptor's own name in /proc: linkat(AT_EMPTY_PATH) would need CAP_DAC_READ_SEARCH.
+  std::string self = "/proc/self/fd/" + std::to_string(fd);
+  return change_durably(dir, [&] {
+    return ::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, to.c_str(), AT_SYMLINK_FOLLOW) == 0 ? 0 : errno;
+  });
+}
+
 int unlink_durably(const std::string& path, const std::string& dir) {
   return change_durably(dir, [&] { return ::unlink(path.c_str()) == 0 ? 0 : errno; });
 }

@@ -34,6 +34,9 @@ int rename_durably(const std::string& from, const std::string& to, const std::st
 // Removes `path` (inside `dir`) and returns once the removal is durable, with the same group commit: 0, or an
 // errno value.
 int unlink_durably(const std::string& path, const std::string& dir);
+// Gives the unnamed file `fd` (open(O_TMPFILE)) the name `to` (inside `dir`) and returns once that is
+// durable, with the same group commit: 0, or an errno value (EEXIST: `to` exists already).
+int link_durably(int fd, const std::string& to, const std::string& dir);
 
 // Tells whether a file changed (inode or mtime) since the last call that returned true.
 class FileVersion {

@@ -269,8 +269,8 @@ DeliveryOutcome LocalDelivery::deliver(const queue::Envelope& env, std::string_v
     store::maildir::Pending local;  // written by this process
     uint64_t token = 0;             // written by the privileged helper
   };
-  auto abort_all = [&](const std::vector<Prepared>& done) {
-    for (const auto& p : done) {
+  auto abort_all = [&](std::vector<Prepared>& done) {
+    for (auto& p : done) {
       if (p.token) {
         helper_->abort(p.token);
       } else {

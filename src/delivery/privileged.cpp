@@ -209,7 +209,7 @@ void serve_channel(int sock, HelperState& state) {
         setfsgid(0);
         if (p) {
           uint64_t token = next_token++;
-          pending[token] = *p;
+          pending[token] = std::move(*p);
           reply = {"ok", std::to_string(token)};
         } else {
           fail(err);

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -241,63 +242,82 @@ Result<Pending> write_tmp(const std::string& maildir, const std::vector<std::str
   Pending p;
   p.maildir = maildir;
   p.name = unique_name(size, crlf);
-  p.tmp_path = maildir + "/tmp/" + p.name;
   p.size = size;
-  auto fail = [&](std::string_view what, int err) -> Result<Pending> {
-    error = {error_kind_from_errno(err), fmt::format("{} {}: {}", what, p.tmp_path, std::strerror(err))};
-    return Error{error.detail};
+  // An unnamed file in new/ (O_TMPFILE) costs one directory change, not two (a name in tmp/, then a rename);
+  // linked into new/ by commit() through /proc/self/fd. Else, as Maildir has it, a file in tmp/.
+  static const bool proc_fds = ::access("/proc/self/fd", X_OK) == 0;
+  auto create = [&] {
+    if (proc_fds) {
+      p.fd = ::open((maildir + "/new").c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+      if (p.fd >= 0 || errno == ENOENT) return;
+      // EOPNOTSUPP, EISDIR (a file system or kernel without O_TMPFILE), or another error: tmp/ tells.
+    }
+    p.tmp_path = maildir + "/tmp/" + p.name;
+    p.fd = ::open(p.tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
   };
-  constexpr int kFlags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
-  int fd = ::open(p.tmp_path.c_str(), kFlags, 0600);
-  if (fd < 0 && errno == ENOENT) {
+  create();
+  if (p.fd < 0 && errno == ENOENT) {
     // The first delivery to this mailbox: make it (only then, so that a delivery costs no mkdir calls).
     if (auto st = make_maildir(maildir, owner); !st) {
       error = {ErrorKind::kTemporary, st.error().message};
       return Error{st.error().message};
     }
-    fd = ::open(p.tmp_path.c_str(), kFlags, 0600);
+    p.tmp_path.clear();
+    create();
   }
-  if (fd < 0) return fail("create", errno);
-  if (int err = write_all(fd, parts); err != 0) {
-    ::close(fd);
-    ::unlink(p.tmp_path.c_str());
-    return fail("write", err);
-  }
-  if (owner.chown && ::fchown(fd, owner.uid, owner.gid) != 0) {
-    int err = errno;
-    ::close(fd);
-    ::unlink(p.tmp_path.c_str());
-    return fail("chown", err);
-  }
-  if (::fsync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    ::unlink(p.tmp_path.c_str());
-    return fail("fsync", err);
-  }
-  if (::close(fd) != 0) {
-    int err = errno;
-    ::unlink(p.tmp_path.c_str());
-    return fail("close", err);
+  std::string where = p.tmp_path.empty() ? maildir + "/new (unnamed)" : p.tmp_path;
+  auto fail = [&](std::string_view what, int err) -> Result<Pending> {
+    abort(p);
+    error = {error_kind_from_errno(err), fmt::format("{} {}: {}", what, where, std::strerror(err))};
+    return Error{error.detail};
+  };
+  if (p.fd < 0) return fail("create", errno);
+  if (int err = write_all(p.fd, parts); err != 0) return fail("write", err);
+  if (owner.chown && ::fchown(p.fd, owner.uid, owner.gid) != 0) return fail("chown", errno);
+  if (::fsync(p.fd) != 0) return fail("fsync", errno);
+  if (!p.tmp_path.empty()) {
+    int fd = std::exchange(p.fd, -1);
+    if (::close(fd) != 0) return fail("close", errno);
   }
   return p;
 }
 
-Result<std::string> commit(const Pending& pending, StoreError& error) {
+Pending& Pending::operator=(Pending&& o) noexcept {
+  if (this != &o) {
+    if (fd >= 0) ::close(fd);
+    maildir = std::move(o.maildir);
+    tmp_path = std::move(o.tmp_path);
+    name = std::move(o.name);
+    size = o.size;
+    fd = std::exchange(o.fd, -1);
+  }
+  return *this;
+}
+
+Pending::~Pending() {
+  if (fd >= 0) ::close(fd);
+}
+
+Result<std::string> commit(Pending& pending, StoreError& error) {
   std::string final_path = pending.maildir + "/new/" + pending.name;
-  if (int err = rename_durably(pending.tmp_path, final_path, pending.maildir + "/new"); err != 0) {
+  std::string new_dir = pending.maildir + "/new";
+  int err = pending.tmp_path.empty() ? link_durably(pending.fd, final_path, new_dir)
+                                     : rename_durably(pending.tmp_path, final_path, new_dir);
+  if (err != 0) {
+    abort(pending);
     error = {error_kind_from_errno(err),
-             fmt::format("rename {} into new/ and fsync: {}", pending.tmp_path, std::strerror(err))};
-    ::unlink(pending.tmp_path.c_str());
+             fmt::format("put {} into new/ and fsync: {}", pending.name, std::strerror(err))};
     return Error{error.detail};
   }
+  if (pending.fd >= 0) ::close(std::exchange(pending.fd, -1));
   // Keep the usage cache valid: our own delivery changed new/ by exactly this file.
   usage_changed(pending.maildir, static_cast<int64_t>(pending.size));
   return final_path;
 }
 
-void abort(const Pending& pending) {
-  ::unlink(pending.tmp_path.c_str());
+void abort(Pending& pending) {
+  if (pending.fd >= 0) ::close(std::exchange(pending.fd, -1));  // an unnamed file is gone with it
+  if (!pending.tmp_path.empty()) ::unlink(pending.tmp_path.c_str());
 }
 
 }  // namespace postern::store::maildir

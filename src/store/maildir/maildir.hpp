@@ -1,7 +1,7 @@
-// store/maildir/maildir.hpp: Maildir delivery (tmp -> fsync -> rename into new -> fsync new), unique names in
+// store/maildir/maildir.hpp: Maildir delivery (write, fsync, then into new/ and fsync new/), unique names in
 // Dovecot's form ("<secs>.M<usecs>P<pid>Q<n>.<host>,S=<size>,W=<crlf size>"), Maildir++ folders, usage.
 // Delivery is two-phase so that a message for several mailboxes is either in all of them or in none:
-// write_tmp() for each, then commit() each (rename cannot fail for lack of space), or abort().
+// write_tmp() for each, then commit() each (it writes no data: only a name into new/), or abort().
 #pragma once
 
 #include <sys/types.h>
@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "base/result.hpp"
@@ -39,21 +40,32 @@ std::string unique_name(uint64_t size, uint64_t crlf_size);
 // Size of `content` with every LF counted as CRLF (bare LFs become CRLF on the wire).
 uint64_t crlf_size(std::string_view content);
 
+// A message written and fsync'd, not delivered yet. Destroying it closes the unnamed file (which drops it),
+// but leaves a file in tmp/ (abort() removes that).
 struct Pending {
   std::string maildir;
-  std::string tmp_path;
+  std::string tmp_path;  // the file in tmp/, or empty: the message is the unnamed file `fd`
   std::string name;
   uint64_t size = 0;
+  int fd = -1;  // an O_TMPFILE file of new/: in no directory (nobody sees it) until commit() names it
+
+  Pending() = default;
+  Pending(Pending&& o) noexcept { *this = std::move(o); }
+  Pending& operator=(Pending&& o) noexcept;
+  Pending(const Pending&) = delete;
+  Pending& operator=(const Pending&) = delete;
+  ~Pending();
 };
 
-// Phase one: the message (the concatenation of `parts`) written and fsync'd in tmp/.
+// Phase one: the message (the concatenation of `parts`) written and fsync'd, as a file without a name in the
+// directory new/ (O_TMPFILE; nothing to clean up after a crash), or in tmp/ where the file system cannot.
 // `size_limit` (0: none) is mailbox_size_limit: refused with kQuotaExceeded when the Maildir would grow past
 // it.
 Result<Pending> write_tmp(const std::string& maildir, const std::vector<std::string_view>& parts,
                           const Owner& owner, uint64_t size_limit, StoreError& error);
-// Phase two: rename into new/ and fsync new/. Returns the final path.
-Result<std::string> commit(const Pending& pending, StoreError& error);
-void abort(const Pending& pending);
+// Phase two: link or rename into new/ and fsync new/. Returns the final path.
+Result<std::string> commit(Pending& pending, StoreError& error);
+void abort(Pending& pending);
 
 // Bytes in the messages of the Maildir (INBOX and folders), from the S= of file names where present.
 // Cached; the cache follows the root's new/ and cur/ times, and usage_changed().

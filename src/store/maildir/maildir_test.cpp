@@ -63,7 +63,9 @@ TEST(Maildir, TwoPhaseDelivery) {
   StoreError err;
   auto p = write_tmp(root, {"Subject: x\n", "\nbody\n"}, Owner{}, 0, err);
   ASSERT_TRUE(p) << err.detail;
-  EXPECT_EQ(list(root + "/tmp").size(), 1u);
+  // Written, but in no directory yet (an O_TMPFILE file; in tmp/ where the file system has none).
+  EXPECT_EQ(list(root + "/tmp").size(), p->tmp_path.empty() ? 0u : 1u);
+  EXPECT_EQ(p->fd >= 0, p->tmp_path.empty());
   EXPECT_TRUE(list(root + "/new").empty());
   auto final_path = commit(*p, err);
   ASSERT_TRUE(final_path);
@@ -77,10 +79,29 @@ TEST(Maildir, TwoPhaseDelivery) {
   ASSERT_EQ(stat(root.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0700u);
 
+  EXPECT_EQ(p->fd, -1);
+
   auto q = write_tmp(root, {"x\n"}, Owner{}, 0, err);
   ASSERT_TRUE(q);
   abort(*q);
   EXPECT_TRUE(list(root + "/tmp").empty());
+  EXPECT_EQ(list(root + "/new").size(), 1u);
+  {
+    auto dropped = write_tmp(root, {"y\n"}, Owner{}, 0, err);  // destroyed without commit
+    ASSERT_TRUE(dropped);
+  }
+  EXPECT_EQ(list(root + "/new").size(), 1u);
+  // A name taken already: the commit fails and leaves nothing behind.
+  auto twice = write_tmp(root, {"z\n"}, Owner{}, 0, err);
+  ASSERT_TRUE(twice);
+  twice->name = list(root + "/new").front();
+  EXPECT_FALSE(commit(*twice, err));
+  EXPECT_TRUE(list(root + "/tmp").empty());
+  ASSERT_EQ(list(root + "/new").size(), 1u);
+  std::ifstream again(*final_path);
+  std::stringstream kept;
+  kept << again.rdbuf();
+  EXPECT_EQ(kept.str(), "Subject: x\n\nbody\n");  // not replaced
 }
 
 TEST(Maildir, SizeLimitCountsExistingMail) {
