@@ -271,7 +271,11 @@ Result<Pending> write_tmp(const std::string& maildir, const std::vector<std::str
     error = {error_kind_from_errno(err), fmt::format("{} {}: {}", what, where, std::strerror(err))};
     return Error{error.detail};
   };
-  if (p.fd < 0) return fail("create", errno);
+  if (p.fd < 0) {
+    int err = errno;
+    p.tmp_path.clear();  // not ours: nothing for abort() to remove
+    return fail("create", err);
+  }
   if (int err = write_all(p.fd, parts); err != 0) return fail("write", err);
   if (owner.chown && ::fchown(p.fd, owner.uid, owner.gid) != 0) return fail("chown", errno);
   if (::fsync(p.fd) != 0) return fail("fsync", errno);
