@@ -295,6 +295,14 @@ login_client_connection_count_limit = {connections + 100}
         return f"{self.binary}"
 
 
+def sha512_crypt(password):
+    """"{SHA512-CRYPT}" + a crypt(3) SHA-512 hash of `password` with a random salt and the default 5,000 rounds."""
+    r = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password + "\n", capture_output=True, text=True)
+    if r.returncode != 0 or not r.stdout.startswith("$6$"):
+        raise BenchError(f"openssl passwd -6 failed: {r.stderr.strip()}")
+    return "{SHA512-CRYPT}" + r.stdout.strip()
+
+
 class DovecotServer(dovecot_private.DovecotPrivate):
     """scripts/dovecot_private.py's private Dovecot (same passwd-file users, quota plugin, namespaces), with
     limits raised for many connections, started inside its own cgroup."""
@@ -335,6 +343,12 @@ plugin {{
 }}
 """
         super().__init__(root=root, extra_config=extra)
+        # The passwords as PosternServer's `postern user add` stores them ({SHA512-CRYPT}, 5,000 rounds), not
+        # scripts/dovecot_private.py's {PLAIN}: both servers run the same crypt(3) at each login.
+        hashed = sha512_crypt(PASSWORD)
+        with open(self.users, "w") as f:
+            for u in dovecot_private.USERS:
+                f.write(f"{u}:{hashed}::::::\n")
         self.own_root = False
         self.group = sb.ProcGroup("dovecot")
         self.log_path_ = self.log_path
