@@ -124,10 +124,11 @@ void Session::report_changes(std::string& out, bool allow_expunge, bool with_uid
     pending_expunge =
         std::any_of(sel.uids.begin(), sel.uids.end(), [&](uint32_t u) { return !snap->find(u); });
   }
-  // Flag changes of messages already in the view.
+  // Flag changes of messages already in the view (looked up in UID order: `near` is where the next may be).
+  size_t near = 0;
   for (const auto& m : snap->messages) {
     if (m.modseq <= old.highest_modseq) continue;
-    const md::MessageMeta* before = old.find(m.uid);
+    const md::MessageMeta* before = old.find(m.uid, near);
     if (!before) continue;
     if (sel.silent.erase(m.uid)) continue;  // our own STORE .SILENT or FETCH's implicit \Seen
     if (before->flags == m.flags && before->keywords == m.keywords) continue;
