@@ -776,6 +776,9 @@ def run_one(server, n_msgs, size, sessions, stall_timeout, quiet_wait, quiet_thr
 # thousands of files deleted just before a run made each file creation of that run scan past them, and that
 # scan was most of the server's CPU time (perf: recently_deleted, find_get_block_common).
 
+CEILING_BUSY = []  # CPUs the machine kept busy during each parallel fsync_ceiling measurement
+
+
 def fsync_ceiling(base, threads, seconds, size=2048):
     """Each thread loops: create tmp/FILE, write `size` bytes, fsync, close, rename into new/, fsync new/."""
     d = tempfile.mkdtemp(prefix="fsync-", dir=base)
@@ -810,10 +813,13 @@ def fsync_ceiling(base, threads, seconds, size=2048):
         t.start()
     t0 = time.monotonic()
     stop_at[0] = t0 + seconds
+    busy0 = sys_busy_seconds()
     start.wait()
     for t in ts:
         t.join()
     elapsed = time.monotonic() - t0
+    if threads > 1:
+        CEILING_BUSY.append((sys_busy_seconds() - busy0) / elapsed)
     os.sync()  # the files stay until the end of the benchmark: see NO_DELETIONS
     return sum(counts) / elapsed
 
@@ -898,11 +904,22 @@ def print_report(args, cells, ceil_runs, local_ceil, meta):
         w("  (one op = create a file (2 KiB before and after the runs, the cell's message size next to a cell),\n"
           "   write, fsync it, rename it into new/, fsync new/: what a Maildir delivery must do at least; Python\n"
           "   threads, same file system as the servers' directories)\n")
+    ncpu = os.cpu_count() or 1
+    if CEILING_BUSY:
+        busy = sum(CEILING_BUSY) / len(CEILING_BUSY)
+        w(f"  While the parallel ceiling was measured, {busy:.2f} of the {ncpu} CPUs were busy on average"
+          f"{' (bound by the CPUs more than by the disk)' if busy >= 0.8 * ncpu else ''}.\n")
     goals = []
     for (size, sess), runs in cells:
         if sess != top:
             continue
         a, b = median(runs, "Postern"), median(runs, "Postfix")
+        if a and a.get("delivered") and par:
+            half = local_ceil.get((size, sess), best) / 2
+            per_msg = a["client_cpu"] / a["delivered"]
+            w(f"smtp-source itself used {1000 * per_msg:.2f} CPU s per 1,000 messages in the Postern run of "
+              f"{fmt_size(size)} x {sess}: at half the ceiling ({half:.0f} msg/s) it alone would keep "
+              f"{per_msg * half:.2f} of the {ncpu} CPUs busy.\n")
         if a and b:
             x = a["rate"] / b["rate"] if b["rate"] else float("inf")
             goals.append(f"Goal >= 3x Postfix at {sess} sessions, {fmt_size(size)}: {x:.2f}x -> "
