@@ -91,9 +91,11 @@ TEST(Maildir, TwoPhaseDelivery) {
     ASSERT_TRUE(dropped);
   }
   EXPECT_EQ(list(root + "/new").size(), 1u);
-  // A name taken already: the commit fails and leaves nothing behind.
+  // A name taken already: linking the unnamed file fails and leaves nothing behind. (The tmp/ fallback
+  // renames, which replaces: its names are unique instead, see unique_name.)
   auto twice = write_tmp(root, {"z\n"}, Owner{}, 0, err);
   ASSERT_TRUE(twice);
+  if (!twice->tmp_path.empty()) GTEST_SKIP() << "no O_TMPFILE here";
   twice->name = list(root + "/new").front();
   EXPECT_FALSE(commit(*twice, err));
   EXPECT_TRUE(list(root + "/tmp").empty());
